@@ -1,0 +1,87 @@
+//! A repository on a mounted file system.
+
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::{Backend, BackendError, Dir, Entry};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+}
+
+fn failed(what: &str, path: &Path, e: std::io::Error) -> BackendError {
+    match e.kind() {
+        ErrorKind::NotFound => BackendError::NotFound,
+        _ => BackendError::Failed(format!("{what} {}: {e}", path.display())),
+    }
+}
+
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, BackendError> {
+    let file = std::fs::File::open(path).map_err(|e| failed("cannot open", path, e))?;
+    let mut buf = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| failed("cannot read", path, e))?;
+    Ok(buf)
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<Entry>, BackendError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed("cannot list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| failed("cannot list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A file removed while listing (restic refreshing its lock) is simply not listed.
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed("cannot stat", &entry.path(), e)),
+        };
+        out.push(Entry {
+            name,
+            size: Some(meta.len()),
+            is_file: meta.is_file(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Failed(format!("I/O task failed: {e}")))?
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn read_config(&self) -> Result<Vec<u8>, BackendError> {
+        let path = self.root.join("config");
+        // A config larger than this is not restic's.
+        blocking(move || read_capped(&path, 1 << 20)).await
+    }
+
+    async fn list(&self, dir: Dir) -> Result<Vec<Entry>, BackendError> {
+        let path = self.root.join(dir.name());
+        blocking(move || list_dir(&path)).await
+    }
+
+    async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError> {
+        let path = self.root.join(dir.name()).join(name);
+        blocking(move || read_capped(&path, limit)).await
+    }
+}

@@ -1,0 +1,65 @@
+//! Storage access: list a directory of the repository and read one file, nothing else.
+//! locksmith never writes to a repository.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use async_trait::async_trait;
+
+/// The parts of a repository locksmith reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Keys,
+    Locks,
+}
+
+impl Dir {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Keys => "keys",
+            Dir::Locks => "locks",
+        }
+    }
+}
+
+/// One listed entry. `size` is `None` where a backend's listing does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: Option<u64>,
+    /// Something other than a plain file (a directory, a socket): never read.
+    pub is_file: bool,
+}
+
+#[derive(Debug)]
+pub enum BackendError {
+    /// The object is not there (for a lock: it vanished between listing and reading).
+    NotFound,
+    /// Anything else, with what was being done.
+    Failed(String),
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendError::NotFound => f.write_str("not found"),
+            BackendError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The `config` file. `NotFound` means there is no repository here.
+    async fn read_config(&self) -> Result<Vec<u8>, BackendError>;
+
+    /// Every entry of a directory; a missing directory is empty.
+    async fn list(&self, dir: Dir) -> Result<Vec<Entry>, BackendError>;
+
+    /// At most `limit` bytes of one file; a longer file returns `limit` bytes, so a caller
+    /// asking for one byte over its cap can tell the file is too large without reading it.
+    async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError>;
+}

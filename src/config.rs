@@ -1,0 +1,263 @@
+//! The resolved configuration the engine runs on. Built from plain option values (flag or
+//! environment, already merged by the front end), never from the CLI's own types.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::location::{Location, Masked};
+use crate::secret::{Redactor, Secret};
+
+/// Option values as given, before any is checked or read.
+#[derive(Debug, Clone, Default)]
+pub struct RawRepoOptions {
+    pub repo: Option<String>,
+    pub repository_file: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    /// `RESTIC_PASSWORD`.
+    pub password: Option<Secret>,
+    pub key_hint: Option<String>,
+}
+
+/// A repository to open and the password to open it with.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    /// The string as given: may carry a URL password, so only ever shown as `masked`.
+    pub repo: Secret,
+    pub location: Location,
+    pub masked: Masked,
+    pub password: Secret,
+    pub key_hint: Option<String>,
+    /// Every secret seen while resolving, for scrubbing text from elsewhere.
+    pub redactor: Redactor,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    NoRepository,
+    ConflictingRepository,
+    RepositoryFile(String),
+    BadLocation(String),
+    NoPassword,
+    ConflictingPassword,
+    PasswordFile(String),
+    PasswordCommand(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NoRepository => f.write_str(
+                "no repository given: pass -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE",
+            ),
+            ConfigError::ConflictingRepository => f.write_str(
+                "both a repository (-r/RESTIC_REPOSITORY) and a repository file (--repository-file/RESTIC_REPOSITORY_FILE) are given: keep one",
+            ),
+            ConfigError::RepositoryFile(why) => write!(f, "repository file: {why}"),
+            ConfigError::BadLocation(why) => write!(f, "repository location: {why}"),
+            ConfigError::NoPassword => f.write_str(
+                "no password given: set RESTIC_PASSWORD, or pass -p/--password-file or --password-command (or their RESTIC_ variables)",
+            ),
+            ConfigError::ConflictingPassword => f.write_str(
+                "both a password file and a password command are given: restic accepts only one, keep one",
+            ),
+            ConfigError::PasswordFile(why) => write!(f, "password file: {why}"),
+            ConfigError::PasswordCommand(why) => write!(f, "password command: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The first line that is neither blank nor a `#` comment, trimmed.
+fn first_meaningful_line(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+fn given(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+fn given_path(p: &Option<PathBuf>) -> Option<&PathBuf> {
+    p.as_ref().filter(|p| !p.as_os_str().is_empty())
+}
+
+impl RawRepoOptions {
+    /// Where the repository is; restic's rule: `-r` and a repository file exclude each other.
+    pub fn resolve_repository(&self) -> Result<String, ConfigError> {
+        match (given(&self.repo), given_path(&self.repository_file)) {
+            (Some(_), Some(_)) => Err(ConfigError::ConflictingRepository),
+            (Some(r), None) => Ok(r.trim().to_string()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::RepositoryFile(format!("cannot read {}: {e}", path.display()))
+                })?;
+                first_meaningful_line(&text)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ConfigError::RepositoryFile(format!(
+                            "{} names no repository",
+                            path.display()
+                        ))
+                    })
+            }
+            (None, None) => Err(ConfigError::NoRepository),
+        }
+    }
+
+    /// The password, by restic's precedence: command, else file, else `RESTIC_PASSWORD`.
+    pub fn resolve_password(&self) -> Result<Secret, ConfigError> {
+        let pw = match (
+            given(&self.password_command),
+            given_path(&self.password_file),
+        ) {
+            (Some(_), Some(_)) => return Err(ConfigError::ConflictingPassword),
+            (Some(cmd), None) => run_password_command(cmd)?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    ConfigError::PasswordFile(format!("cannot read {}: {e}", path.display()))
+                })?,
+            (None, None) => match &self.password {
+                Some(p) if !p.expose().is_empty() => p.expose().to_string(),
+                _ => return Err(ConfigError::NoPassword),
+            },
+        };
+        if pw.is_empty() {
+            return Err(ConfigError::NoPassword);
+        }
+        Ok(Secret::new(pw))
+    }
+
+    pub fn resolve(&self) -> Result<RepoConfig, ConfigError> {
+        let repo = self.resolve_repository()?;
+        let location = Location::parse(&repo).map_err(ConfigError::BadLocation)?;
+        let password = self.resolve_password()?;
+        let mut redactor = Redactor::default();
+        redactor.add(password.expose());
+        if let Some(pw) = Masked::url_password(&repo) {
+            redactor.add(&pw);
+        }
+        Ok(RepoConfig {
+            masked: Masked::new(&repo),
+            repo: Secret::new(repo),
+            location,
+            password,
+            key_hint: given(&self.key_hint).map(str::to_string),
+            redactor,
+        })
+    }
+}
+
+/// Runs the command as restic does: split like a shell, no shell, stdout trimmed.
+fn run_password_command(cmd: &str) -> Result<String, ConfigError> {
+    let words = shell_words::split(cmd)
+        .map_err(|e| ConfigError::PasswordCommand(format!("cannot split it: {e}")))?;
+    let Some((prog, args)) = words.split_first() else {
+        return Err(ConfigError::PasswordCommand("it is empty".into()));
+    };
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| ConfigError::PasswordCommand(format!("cannot run {prog:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(ConfigError::PasswordCommand(format!(
+            "{prog:?} failed ({})",
+            out.status
+        )));
+    }
+    String::from_utf8(out.stdout)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| ConfigError::PasswordCommand(format!("{prog:?} printed no UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> RawRepoOptions {
+        RawRepoOptions {
+            repo: Some("/srv/repo".into()),
+            password: Some(Secret::new("pw")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn repository_sources() {
+        assert_eq!(opts().resolve_repository().unwrap(), "/srv/repo");
+        let none = RawRepoOptions::default();
+        assert_eq!(none.resolve_repository(), Err(ConfigError::NoRepository));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("repo");
+        std::fs::write(&f, "\n# comment\n  s3:h/b  \nignored\n").unwrap();
+        let from_file = RawRepoOptions {
+            repository_file: Some(f.clone()),
+            ..Default::default()
+        };
+        assert_eq!(from_file.resolve_repository().unwrap(), "s3:h/b");
+        let both = RawRepoOptions {
+            repository_file: Some(f),
+            ..opts()
+        };
+        assert_eq!(
+            both.resolve_repository(),
+            Err(ConfigError::ConflictingRepository)
+        );
+    }
+
+    #[test]
+    fn password_sources_and_precedence() {
+        assert_eq!(opts().resolve_password().unwrap().expose(), "pw");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "  filepw \n").unwrap();
+        let file = RawRepoOptions {
+            password_file: Some(f.clone()),
+            ..opts()
+        };
+        assert_eq!(file.resolve_password().unwrap().expose(), "filepw");
+        let cmd = RawRepoOptions {
+            password_command: Some("printf ' cmd pw \\n'".into()),
+            ..opts()
+        };
+        assert_eq!(cmd.resolve_password().unwrap().expose(), "cmd pw");
+        let both = RawRepoOptions {
+            password_command: Some("true".into()),
+            password_file: Some(f),
+            ..opts()
+        };
+        assert_eq!(
+            both.resolve_password(),
+            Err(ConfigError::ConflictingPassword)
+        );
+        let failing = RawRepoOptions {
+            password_command: Some("false".into()),
+            ..opts()
+        };
+        assert!(matches!(
+            failing.resolve_password(),
+            Err(ConfigError::PasswordCommand(_))
+        ));
+        let empty = RawRepoOptions {
+            password: Some(Secret::new("")),
+            ..opts()
+        };
+        assert_eq!(empty.resolve_password(), Err(ConfigError::NoPassword));
+    }
+
+    #[test]
+    fn url_password_is_redacted_and_masked() {
+        let o = RawRepoOptions {
+            repo: Some("rest:http://u:s3cr3t@127.0.0.1:8000/".into()),
+            ..opts()
+        };
+        let c = o.resolve().unwrap();
+        assert_eq!(c.masked.as_str(), "rest:http://u:***@127.0.0.1:8000/");
+        assert_eq!(c.redactor.scrub("x s3cr3t y"), "x *** y");
+    }
+}

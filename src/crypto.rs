@@ -1,0 +1,315 @@
+//! restic's envelope: `IV(16) ‖ AES-256-CTR ciphertext ‖ Poly1305-AES MAC(16)`, and the
+//! scrypt derivation that turns a password into the key that opens a key file.
+
+use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use aes::{Aes128, Aes256};
+use poly1305::Poly1305;
+use subtle::ConstantTimeEq;
+
+type Aes256Ctr = ctr::Ctr128BE<Aes256>;
+
+pub const IV_LEN: usize = 16;
+pub const MAC_LEN: usize = 16;
+/// The smallest envelope: an IV and a MAC around an empty ciphertext.
+pub const OVERHEAD: usize = IV_LEN + MAC_LEN;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryptoError {
+    /// Shorter than an IV plus a MAC.
+    TooShort(usize),
+    /// The MAC does not match: damaged, or sealed under another key.
+    MacMismatch,
+    /// restic never writes an all-zero IV.
+    ZeroIv,
+    /// scrypt parameters that restic could not have written, or that would exhaust memory.
+    BadKdfParams(String),
+}
+
+impl std::fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CryptoError::TooShort(n) => write!(f, "{n} bytes is shorter than the 32-byte minimum"),
+            CryptoError::MacMismatch => {
+                write!(f, "MAC mismatch (damaged, or sealed under another key)")
+            }
+            CryptoError::ZeroIv => write!(f, "all-zero IV"),
+            CryptoError::BadKdfParams(why) => write!(f, "unusable scrypt parameters: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// An encryption key plus the two halves of a Poly1305-AES key. Used both for the user key
+/// (from scrypt) and the repository's master key.
+#[derive(Clone)]
+pub struct Key {
+    pub encrypt: [u8; 32],
+    pub mac_k: [u8; 16],
+    pub mac_r: [u8; 16],
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(…)")
+    }
+}
+
+impl Key {
+    /// scrypt's 64 output bytes, split as restic splits them.
+    pub fn from_kdf_output(b: &[u8; 64]) -> Key {
+        let mut k = Key {
+            encrypt: [0; 32],
+            mac_k: [0; 16],
+            mac_r: [0; 16],
+        };
+        k.encrypt.copy_from_slice(&b[..32]);
+        k.mac_k.copy_from_slice(&b[32..48]);
+        k.mac_r.copy_from_slice(&b[48..]);
+        k
+    }
+
+    fn mac(&self, iv: &[u8; IV_LEN], ciphertext: &[u8]) -> [u8; MAC_LEN] {
+        let mut s = aes::Block::from(*iv);
+        Aes128::new(&self.mac_k.into()).encrypt_block(&mut s);
+        let mut one_time = [0u8; 32];
+        one_time[..16].copy_from_slice(&self.mac_r);
+        one_time[16..].copy_from_slice(&s);
+        Poly1305::new(&one_time.into())
+            .compute_unpadded(ciphertext)
+            .into()
+    }
+
+    /// Verifies the MAC in constant time, then decrypts.
+    pub fn open(&self, envelope: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if envelope.len() < OVERHEAD {
+            return Err(CryptoError::TooShort(envelope.len()));
+        }
+        let (iv, rest) = envelope.split_at(IV_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - MAC_LEN);
+        let iv: [u8; IV_LEN] = iv.try_into().expect("split at IV_LEN");
+        if !bool::from(self.mac(&iv, ciphertext).ct_eq(tag)) {
+            return Err(CryptoError::MacMismatch);
+        }
+        if iv == [0; IV_LEN] {
+            return Err(CryptoError::ZeroIv);
+        }
+        let mut plain = ciphertext.to_vec();
+        Aes256Ctr::new(&self.encrypt.into(), &iv.into()).apply_keystream(&mut plain);
+        Ok(plain)
+    }
+
+    /// Seals with the given IV; callers pass a fresh random one.
+    pub fn seal_with_iv(&self, iv: [u8; IV_LEN], plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.extend_from_slice(&iv);
+        let mut body = plain.to_vec();
+        Aes256Ctr::new(&self.encrypt.into(), &iv.into()).apply_keystream(&mut body);
+        let tag = self.mac(&iv, &body);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Seals with a random IV.
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        let mut iv = [0u8; IV_LEN];
+        while iv == [0; IV_LEN] {
+            getrandom::fill(&mut iv).expect("the OS random source works");
+        }
+        self.seal_with_iv(iv, plain)
+    }
+}
+
+/// scrypt's parameters as a key file states them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    pub n: u64,
+    pub r: u32,
+    pub p: u32,
+}
+
+/// One scrypt lane needs 128·r·N bytes; refuse key files that ask for more than this
+/// (restic's calibration never goes near it), so a hostile key file cannot exhaust memory.
+const MAX_LANE_BYTES: u64 = 2 << 30;
+
+impl KdfParams {
+    pub fn lane_bytes(&self) -> u64 {
+        128 * self.r as u64 * self.n
+    }
+
+    fn to_scrypt(self) -> Result<scrypt::Params, CryptoError> {
+        if self.n < 2 || !self.n.is_power_of_two() {
+            return Err(CryptoError::BadKdfParams(format!(
+                "N={} is not a power of two above 1",
+                self.n
+            )));
+        }
+        if self.r == 0 || self.p == 0 {
+            return Err(CryptoError::BadKdfParams("r and p must be positive".into()));
+        }
+        if self.lane_bytes() > MAX_LANE_BYTES {
+            return Err(CryptoError::BadKdfParams(format!(
+                "N={} r={} needs {} MiB per lane",
+                self.n,
+                self.r,
+                self.lane_bytes() >> 20
+            )));
+        }
+        scrypt::Params::new(self.n.trailing_zeros() as u8, self.r, self.p)
+            .map_err(|e| CryptoError::BadKdfParams(e.to_string()))
+    }
+
+    /// Derives the user key. The p lanes run in parallel on rayon's pool, so a key with
+    /// p ≥ 2 costs about 1/min(p, cores) of its single-threaded time.
+    pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key, CryptoError> {
+        let params = self.to_scrypt()?;
+        let mut out = [0u8; 64];
+        scrypt::scrypt(password, salt, &params, &mut out)
+            .map_err(|e| CryptoError::BadKdfParams(e.to_string()))?;
+        Ok(Key::from_kdf_output(&out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h<const N: usize>(s: &str) -> [u8; N] {
+        hex::decode(s).unwrap().try_into().unwrap()
+    }
+
+    fn poly1305_aes(msg: &str, r: &str, k: &str, nonce: &str) -> String {
+        let key = Key {
+            encrypt: [0; 32],
+            mac_k: h(k),
+            mac_r: h(r),
+        };
+        hex::encode(key.mac(&h(nonce), &hex::decode(msg).unwrap()))
+    }
+
+    #[test]
+    fn poly1305_aes_paper_vectors() {
+        assert_eq!(
+            poly1305_aes(
+                "f3f6",
+                "851fc40c3467ac0be05cc20404f3f700",
+                "ec074c835580741701425b623235add6",
+                "fb447350c4e868c52ac3275cf9d4327e"
+            ),
+            "f4c633c3044fc145f84f335cb81953de"
+        );
+        assert_eq!(
+            poly1305_aes(
+                "",
+                "a0f3080000f46400d0c7e9076c834403",
+                "75deaa25c09f208e1dc4ce6b5cad3fbf",
+                "61ee09218d29b0aaed7e154a2c5509cc"
+            ),
+            "dd3fab2251f11ac759f0887129cc2ee7"
+        );
+        assert_eq!(
+            poly1305_aes(
+                "663cea190ffb83d89593f3f476b6bc24d7e679107ea26adb8caf6652d0656136",
+                "48443d0bb0d21109c89a100b5ce2c208",
+                "6acb5f61a7176dd320c5c1eb2edcdc74",
+                "ae212a55399729595dea458bc621ff0e"
+            ),
+            "0ee1c16bb73f0f4fd19881753c01cdbe"
+        );
+    }
+
+    fn vector_key() -> Key {
+        Key {
+            encrypt: h("303e8687b1d7db18421bdc6bb8588ccadac4d59ee87b8ff70c44e635790cafef"),
+            mac_k: h("ef4d8824cb80b2bcc5fbff8a9b12a42c"),
+            mac_r: h("cc8d4b948ee0ebfe1d415de921d10353"),
+        }
+    }
+
+    const VECTOR_ENVELOPE: &str = "69fb41c62d12def4593bd71757138606338f621aeaeb39da0fe4f99233f8037a54ea63338a813bcf3f75d8c3cc75dddf8750";
+
+    #[test]
+    fn opens_restic_envelope_vector() {
+        let plain = vector_key()
+            .open(&hex::decode(VECTOR_ENVELOPE).unwrap())
+            .unwrap();
+        assert_eq!(plain, b"Dies ist ein Test!");
+    }
+
+    #[test]
+    fn seal_reproduces_vector_with_same_iv() {
+        let env = hex::decode(VECTOR_ENVELOPE).unwrap();
+        let sealed =
+            vector_key().seal_with_iv(env[..16].try_into().unwrap(), b"Dies ist ein Test!");
+        assert_eq!(sealed, env);
+    }
+
+    #[test]
+    fn any_flipped_bit_fails_the_mac() {
+        let env = hex::decode(VECTOR_ENVELOPE).unwrap();
+        for i in 0..env.len() {
+            let mut bad = env.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                vector_key().open(&bad),
+                Err(CryptoError::MacMismatch),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_and_zero_iv_envelopes_are_rejected() {
+        assert_eq!(vector_key().open(&[0; 31]), Err(CryptoError::TooShort(31)));
+        let sealed = vector_key().seal_with_iv([0; 16], b"x");
+        assert_eq!(vector_key().open(&sealed), Err(CryptoError::ZeroIv));
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        let k = vector_key();
+        assert_eq!(k.open(&k.seal(b"hello")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn kdf_rejects_implausible_params() {
+        for p in [
+            KdfParams {
+                n: 1000,
+                r: 8,
+                p: 1,
+            },
+            KdfParams { n: 1, r: 8, p: 1 },
+            KdfParams {
+                n: 1024,
+                r: 0,
+                p: 1,
+            },
+            KdfParams {
+                n: 1 << 40,
+                r: 8,
+                p: 1,
+            },
+        ] {
+            assert!(p.derive(b"pw", &[0; 64]).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn kdf_parallel_lanes_match_sequential_definition() {
+        // scrypt with p lanes equals the published RFC 7914 vector for p=16.
+        let p = KdfParams {
+            n: 1024,
+            r: 8,
+            p: 16,
+        };
+        let params = p.to_scrypt().unwrap();
+        let mut out = [0u8; 64];
+        scrypt::scrypt(b"password", b"NaCl", &params, &mut out).unwrap();
+        assert_eq!(
+            hex::encode(out),
+            "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The engine's error and the exit code each kind maps to.
+
+use crate::config::ConfigError;
+use crate::location::Masked;
+use crate::repo::OpenError;
+
+/// Exit codes, as `--help` and the README document them. restic's own where they apply.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const OTHER: i32 = 1;
+    pub const CONFIG: i32 = 2;
+    pub const NO_REPOSITORY: i32 = 10;
+    pub const WRONG_PASSWORD: i32 = 12;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Exit 2: the options or environment do not describe a usable repository and password.
+    Config(ConfigError),
+    /// The repository could not be opened (exit 10, 12 or 1 by kind).
+    Open { repo: Masked, err: OpenError },
+    /// A backend locksmith cannot read yet.
+    Unsupported { repo: Masked, scheme: &'static str },
+    /// The lock directory could not be listed.
+    Listing { repo: Masked, why: String },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Open {
+                err: OpenError::NoRepository,
+                ..
+            } => exit::NO_REPOSITORY,
+            Error::Open {
+                err: OpenError::WrongPassword { .. },
+                ..
+            } => exit::WRONG_PASSWORD,
+            _ => exit::OTHER,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Open { repo, err } => {
+                let hint = match err {
+                    OpenError::NoRepository => "; check the repository location",
+                    OpenError::WrongPassword { .. } => "; check the password (and RESTIC_KEY_HINT)",
+                    _ => "",
+                };
+                write!(f, "{repo}: {err}{hint}")
+            }
+            Error::Unsupported { repo, scheme } => write!(
+                f,
+                "{repo}: the {scheme} backend is not supported yet; locksmith reads local repositories (a path or local:/path)"
+            ),
+            Error::Listing { repo, why } => write!(f, "{repo}: cannot list locks: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}

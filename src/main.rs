@@ -1,0 +1,43 @@
+mod cli;
+
+use std::io::Write;
+
+use clap::Parser;
+
+use locksmith::process::ThisHost;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let code = match run(&cli) {
+        Ok(()) => locksmith::exit::OK,
+        Err(e) => {
+            eprintln!("locksmith: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
+    let cfg = cli.repo.to_options().resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    match &cli.command {
+        cli::Command::Locks(args) => {
+            let host = ThisHost::new();
+            let report =
+                runtime.block_on(locksmith::inspect(&cfg, &host, args.connections as usize))?;
+            let text = if args.json {
+                report.to_json() + "\n"
+            } else {
+                report.to_table()
+            };
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Opening a repository: find the key the password opens, then read `config`.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, BackendError, Dir};
+use crate::crypto::{CryptoError, KdfParams, Key};
+use crate::secret::Secret;
+
+/// restic tries at most this many keys.
+pub const MAX_KEYS: usize = 20;
+/// A key file is a few hundred bytes; anything far larger is not one.
+const KEY_FILE_CAP: u64 = 64 << 10;
+
+#[derive(Debug)]
+pub enum OpenError {
+    /// No `config`: nothing was ever initialised here.
+    NoRepository,
+    /// No key file opens with this password (or there is none).
+    WrongPassword { tried: usize, skipped: Vec<String> },
+    /// The storage could not be read.
+    Backend(String),
+    /// The repository's own files are damaged or of a format locksmith does not know.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::NoRepository => f.write_str("there is no repository here (no config file)"),
+            OpenError::WrongPassword { tried, skipped } => {
+                write!(f, "wrong password or no key found ({tried} key(s) tried")?;
+                if !skipped.is_empty() {
+                    write!(f, "; unusable key files: {}", skipped.join(", "))?;
+                }
+                f.write_str(")")
+            }
+            OpenError::Backend(why) => write!(f, "cannot read the repository: {why}"),
+            OpenError::Corrupt(why) => write!(f, "damaged or unsupported repository: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// `keys/<id>` as restic writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub hostname: String,
+    pub kdf: String,
+    #[serde(rename = "N")]
+    pub n: u64,
+    pub r: u32,
+    pub p: u32,
+    pub salt: String,
+    pub data: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MasterKeyJson {
+    pub mac: MacJson,
+    pub encrypt: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MacJson {
+    pub k: String,
+    pub r: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ConfigJson {
+    pub version: u32,
+    pub id: String,
+    #[serde(default)]
+    pub chunker_polynomial: String,
+}
+
+impl KeyFile {
+    pub fn params(&self) -> KdfParams {
+        KdfParams {
+            n: self.n,
+            r: self.r,
+            p: self.p,
+        }
+    }
+
+    fn validate(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        if self.kdf != "scrypt" {
+            return Err(format!("unknown kdf {:?}", self.kdf));
+        }
+        let salt = B64.decode(&self.salt).map_err(|e| format!("salt: {e}"))?;
+        if salt.len() != 64 {
+            return Err(format!("salt is {} bytes, not 64", salt.len()));
+        }
+        let data = B64.decode(&self.data).map_err(|e| format!("data: {e}"))?;
+        Ok((salt, data))
+    }
+
+    /// `Ok(None)`: this key is not for this password.
+    fn unlock(&self, password: &Secret) -> Result<Option<Key>, String> {
+        let (salt, data) = self.validate()?;
+        let user = self
+            .params()
+            .derive(password.expose().as_bytes(), &salt)
+            .map_err(|e| e.to_string())?;
+        let plain = match user.open(&data) {
+            Ok(p) => p,
+            Err(CryptoError::MacMismatch) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mk: MasterKeyJson =
+            serde_json::from_slice(&plain).map_err(|e| format!("master key JSON: {e}"))?;
+        master_from_json(&mk).map(Some)
+    }
+}
+
+fn decode_exact<const N: usize>(what: &str, s: &str) -> Result<[u8; N], String> {
+    let v = B64.decode(s).map_err(|e| format!("{what}: {e}"))?;
+    v.try_into()
+        .map_err(|v: Vec<u8>| format!("{what} is {} bytes, not {N}", v.len()))
+}
+
+fn master_from_json(mk: &MasterKeyJson) -> Result<Key, String> {
+    Ok(Key {
+        encrypt: decode_exact("master encrypt key", &mk.encrypt)?,
+        mac_k: decode_exact("master mac.k", &mk.mac.k)?,
+        mac_r: decode_exact("master mac.r", &mk.mac.r)?,
+    })
+}
+
+pub(crate) fn master_to_json(k: &Key) -> MasterKeyJson {
+    MasterKeyJson {
+        mac: MacJson {
+            k: B64.encode(k.mac_k),
+            r: B64.encode(k.mac_r),
+        },
+        encrypt: B64.encode(k.encrypt),
+    }
+}
+
+/// A repository opened with a password: its identity and the key that opens its files.
+pub struct Repository {
+    pub backend: Arc<dyn Backend>,
+    pub id: String,
+    pub version: u32,
+    /// The key file the password opened.
+    pub key_id: String,
+    pub(crate) master: Key,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+fn backend_err(what: &str, e: BackendError) -> OpenError {
+    OpenError::Backend(format!("{what}: {e}"))
+}
+
+fn is_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Repository {
+    /// Opens the repository: the hinted key first (a unique ID prefix, as `RESTIC_KEY_HINT`),
+    /// then up to [`MAX_KEYS`] keys in listing order, all derived at once.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        password: &Secret,
+        key_hint: Option<&str>,
+    ) -> Result<Repository, OpenError> {
+        let (config, keys) = tokio::join!(backend.read_config(), backend.list(Dir::Keys));
+        let config = match config {
+            Ok(c) => c,
+            Err(BackendError::NotFound) => return Err(OpenError::NoRepository),
+            Err(e) => return Err(backend_err("reading config", e)),
+        };
+        let mut names: Vec<String> = keys
+            .map_err(|e| backend_err("listing keys", e))?
+            .into_iter()
+            .filter(|e| e.is_file && is_id(&e.name))
+            .map(|e| e.name)
+            .collect();
+        let hinted = key_hint.filter(|h| !h.is_empty()).and_then(|h| {
+            let mut m = names.iter().filter(|n| n.starts_with(h));
+            match (m.next(), m.next()) {
+                (Some(one), None) => Some(one.clone()),
+                _ => None,
+            }
+        });
+        names.retain(|n| Some(n) != hinted.as_ref());
+        names.truncate(MAX_KEYS);
+
+        let mut skipped = Vec::new();
+        let mut tried = 0;
+        if let Some(h) = hinted {
+            let files = read_key_files(&backend, vec![h], &mut skipped).await?;
+            tried += files.len();
+            if let Some((id, master)) = try_keys(files, password.clone(), &mut skipped).await {
+                return Self::finish(backend, id, master, &config);
+            }
+        }
+        let files = read_key_files(&backend, names, &mut skipped).await?;
+        tried += files.len();
+        match try_keys(files, password.clone(), &mut skipped).await {
+            Some((id, master)) => Self::finish(backend, id, master, &config),
+            None => Err(OpenError::WrongPassword { tried, skipped }),
+        }
+    }
+
+    fn finish(
+        backend: Arc<dyn Backend>,
+        key_id: String,
+        master: Key,
+        config: &[u8],
+    ) -> Result<Repository, OpenError> {
+        let plain = master
+            .open(config)
+            .map_err(|e| OpenError::Corrupt(format!("config: {e}")))?;
+        let cfg: ConfigJson = serde_json::from_slice(&plain)
+            .map_err(|e| OpenError::Corrupt(format!("config JSON: {e}")))?;
+        if !matches!(cfg.version, 1 | 2) {
+            return Err(OpenError::Corrupt(format!(
+                "repository format version {} is not supported (1 and 2 are)",
+                cfg.version
+            )));
+        }
+        Ok(Repository {
+            backend,
+            id: cfg.id,
+            version: cfg.version,
+            key_id,
+            master,
+        })
+    }
+}
+
+async fn read_key_files(
+    backend: &Arc<dyn Backend>,
+    names: Vec<String>,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<(String, KeyFile)>, OpenError> {
+    let reads = names.into_iter().map(|name| {
+        let backend = backend.clone();
+        async move {
+            let r = backend.read(Dir::Keys, &name, KEY_FILE_CAP).await;
+            (name, r)
+        }
+    });
+    let mut out = Vec::new();
+    for (name, r) in futures::future::join_all(reads).await {
+        let short = &name[..8];
+        match r {
+            Ok(bytes) => match serde_json::from_slice::<KeyFile>(&bytes) {
+                Ok(kf) => match kf.validate() {
+                    Ok(_) => out.push((name, kf)),
+                    Err(why) => skipped.push(format!("{short} ({why})")),
+                },
+                Err(e) => skipped.push(format!("{short} (not a key file: {e})")),
+            },
+            Err(BackendError::NotFound) => {}
+            Err(e) => return Err(backend_err("reading a key file", e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Derives every candidate at once on rayon's pool (which also runs each key's scrypt lanes,
+/// so no more than one lane per core is in memory) and returns the first key that opens.
+async fn try_keys(
+    files: Vec<(String, KeyFile)>,
+    password: Secret,
+    skipped: &mut Vec<String>,
+) -> Option<(String, Key)> {
+    if files.is_empty() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel();
+    let n = files.len();
+    for (id, kf) in files {
+        let tx = tx.clone();
+        let password = password.clone();
+        rayon::spawn(move || {
+            let got = kf.unlock(&password).map(|k| k.map(|k| (id.clone(), k)));
+            let _ = tx.send(got.map_err(|why| format!("{} ({why})", &id[..8])));
+        });
+    }
+    drop(tx);
+    let (found, errors) = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            match rx.recv() {
+                Ok(Ok(Some(found))) => return (Some(found), errors),
+                Ok(Ok(None)) => continue,
+                Ok(Err(why)) => errors.push(why),
+                Err(_) => break,
+            }
+        }
+        (None, errors)
+    })
+    .await
+    .unwrap_or((None, Vec::new()));
+    skipped.extend(errors);
+    found
+}
