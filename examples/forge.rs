@@ -58,7 +58,11 @@ async fn main() {
         }
         ("seal-lock", [json]) => {
             let lock: Lock = serde_json::from_str(json).expect("lock JSON");
-            let enc = if repo.version >= 2 { Encoding::Zstd } else { Encoding::Json };
+            let enc = if repo.version >= 2 {
+                Encoding::Zstd
+            } else {
+                Encoding::Json
+            };
             let (id, bytes) = repo.seal_lock(&lock, enc);
             write_new(&repo_dir.join("locks"), &id, &bytes);
         }

@@ -26,6 +26,8 @@ pub trait HostView {
     fn probe(&self, pid: i64) -> PidState;
     /// When the process now holding `pid` started, where the system says.
     fn started(&self, pid: i64) -> Option<DateTime<Utc>>;
+    /// The command name of the process now holding `pid`, where the system says.
+    fn command(&self, pid: i64) -> Option<String>;
 }
 
 /// The real host.
@@ -110,6 +112,15 @@ impl HostView for ThisHost {
         let ms = (ticks as i128 * 1000 / self.ticks as i128) as i64;
         DateTime::from_timestamp_millis(self.boot? * 1000 + ms)
     }
+
+    fn command(&self, pid: i64) -> Option<String> {
+        if pid <= 0 {
+            return None;
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|s| s.trim_end_matches('\n').to_string())
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +135,7 @@ mod tests {
         let started = host.started(me).expect("own start time");
         let age = Utc::now() - started;
         assert!(age.num_seconds() >= -2 && age.num_hours() < 24, "{age}");
+        assert!(host.command(me).is_some_and(|c| !c.is_empty()));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Verdict {
     /// Seconds since the last refresh (negative when the time is in the future).
     pub age_seconds: i64,
     pub holder: Holder,
+    /// The command name of the process now owning the PID on this host, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder_command: Option<String>,
     /// Exactly what `restic unlock` run here, as this user, would do.
     pub restic_unlock_removes: bool,
     /// Our rule: the holder is demonstrably gone, or (on another host) restic's 30 minutes
@@ -85,12 +88,20 @@ pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
             }
         }
     };
+    let command = match holder {
+        Holder::Alive | Holder::Reused => host.command(pid),
+        _ => None,
+    };
+    // Only restic writes restic locks: a live PID running something else is another
+    // process than the holder (another PID namespace, or a forged lock).
+    let not_restic =
+        holder == Holder::Alive && command.as_deref().is_some_and(|c| !c.contains("restic"));
     let restic_probes = !too_old && same_host;
     let restic_unlock_removes = too_old || (restic_probes && state != Some(PidState::Signalable));
     // restic's SIGHUP lands on whatever owns the PID now (or on a whole process group).
     let sighup_to_stranger = restic_probes
         && state == Some(PidState::Signalable)
-        && (holder == Holder::Reused || pid < 0);
+        && (holder == Holder::Reused || pid < 0 || not_restic);
     let unsafe_ = (restic_unlock_removes && holder == Holder::Alive) || sighup_to_stranger;
     let stale = match holder {
         Holder::Gone | Holder::Reused => true,
@@ -109,6 +120,10 @@ pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
         Holder::Alive if state == Some(PidState::NoPermission) => {
             format!("{who} is alive (another user's process)")
         }
+        Holder::Alive if not_restic => format!(
+            "{who} is alive but runs {:?}, not restic",
+            command.as_deref().unwrap_or_default()
+        ),
         Holder::Alive => format!("{who} is alive"),
         Holder::Gone => format!("{who} is gone"),
         Holder::Reused => {
@@ -151,6 +166,7 @@ pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
     Verdict {
         age_seconds: age_s,
         holder,
+        holder_command: command,
         restic_unlock_removes,
         stale,
         abandoned,
@@ -169,6 +185,7 @@ mod tests {
         name: &'static str,
         state: PidState,
         started: Option<DateTime<Utc>>,
+        command: &'static str,
     }
 
     impl HostView for FakeHost {
@@ -180,6 +197,9 @@ mod tests {
         }
         fn started(&self, _pid: i64) -> Option<DateTime<Utc>> {
             self.started
+        }
+        fn command(&self, _pid: i64) -> Option<String> {
+            Some(self.command.to_string())
         }
     }
 
@@ -204,6 +224,7 @@ mod tests {
             name: "here",
             state,
             started: Some(now() - Duration::hours(1)),
+            command: "restic",
         }
     }
 
@@ -295,6 +316,19 @@ mod tests {
     fn negative_pid_sighups_a_group() {
         let v = judge(&lock("here", 1, -4242), now(), &host(PidState::Signalable));
         assert!(v.unsafe_ && !v.restic_unlock_removes);
+    }
+
+    #[test]
+    fn live_pid_that_is_not_restic_gets_the_sighup() {
+        let h = FakeHost {
+            command: "nginx",
+            ..host(PidState::Signalable)
+        };
+        let v = judge(&lock("here", 1, 10), now(), &h);
+        assert_eq!(v.holder, Holder::Alive);
+        assert_eq!(v.holder_command.as_deref(), Some("nginx"));
+        assert!(v.unsafe_ && !v.restic_unlock_removes && !v.stale);
+        assert!(v.reason.contains("\"nginx\", not restic"), "{}", v.reason);
     }
 
     #[test]

@@ -1,0 +1,318 @@
+//! Shared helpers: repositories made by restic over temp dirs, and the two programs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use locksmith::backend::LocalBackend;
+use locksmith::crypto::KdfParams;
+use locksmith::locks::Lock;
+use locksmith::repo::Repository;
+use locksmith::seal::Encoding;
+use locksmith::secret::Secret;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Distinctive, so a leak is found by a plain substring search.
+pub const PASSWORD: &str = "it-Secret-pw-5bd1e7";
+/// Fast key parameters; restic reads them from the key file.
+pub const LOW: KdfParams = KdfParams {
+    n: 1024,
+    r: 8,
+    p: 1,
+};
+
+pub fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A `restic` command with no RESTIC_* from the caller's environment and a private cache.
+pub fn restic_cmd(cache: &Path) -> Command {
+    let mut c = Command::new("restic");
+    clear_restic_env(&mut c);
+    c.env("RESTIC_CACHE_DIR", cache).stdin(Stdio::null());
+    c
+}
+
+pub fn clear_restic_env(c: &mut Command) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RESTIC_") {
+            c.env_remove(k);
+        }
+    }
+}
+
+pub fn locksmith_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_locksmith"));
+    clear_restic_env(&mut c);
+    c.stdin(Stdio::null());
+    c
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// restic init is slow (it calibrates scrypt): one template per format version, whose
+/// calibrated key is swapped for a low-N key with the same password.
+fn template(version: u32) -> &'static Path {
+    static V1: OnceLock<TempDir> = OnceLock::new();
+    static V2: OnceLock<TempDir> = OnceLock::new();
+    let cell = if version == 1 { &V1 } else { &V2 };
+    cell.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let out = restic_cmd(&dir.path().join("cache"))
+            .args([
+                "init",
+                "-q",
+                "--repository-version",
+                &version.to_string(),
+                "-r",
+            ])
+            .arg(&repo)
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .output()
+            .expect("restic is installed (apt-get install -y restic)");
+        assert!(out.status.success(), "restic init: {out:?}");
+        let calibrated: Vec<_> = std::fs::read_dir(repo.join("keys")).unwrap().collect();
+        let r = open_repo(&repo);
+        let (id, bytes) = r.new_key_file(PASSWORD, LOW, "it", "it-host").unwrap();
+        std::fs::write(repo.join("keys").join(id), bytes).unwrap();
+        for k in calibrated {
+            std::fs::remove_file(k.unwrap().path()).unwrap();
+        }
+        std::fs::remove_dir_all(dir.path().join("cache")).ok();
+        dir
+    })
+    .path()
+}
+
+pub fn open_repo(path: &Path) -> Repository {
+    rt().block_on(Repository::open(
+        Arc::new(LocalBackend::new(path)),
+        &Secret::new(PASSWORD),
+        None,
+    ))
+    .unwrap()
+}
+
+/// A repository of its own for one test, in a temp dir.
+pub struct TestRepo {
+    pub dir: TempDir,
+    pub path: PathBuf,
+    pub password: String,
+    pub key_hint: Option<String>,
+    repo: OnceLock<Repository>,
+}
+
+impl TestRepo {
+    pub fn new(version: u32) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        copy_dir(&template(version).join("repo"), &path);
+        TestRepo {
+            dir,
+            path,
+            password: PASSWORD.into(),
+            key_hint: None,
+            repo: OnceLock::new(),
+        }
+    }
+
+    /// A copy of `fixtures/NAME`, opened with `password.txt` through its low-N key.
+    pub fn fixture(name: &str) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        copy_dir(&fixture_dir().join(name), &path);
+        let read = |f: &str| {
+            std::fs::read_to_string(fixture_dir().join(f))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        TestRepo {
+            dir,
+            path,
+            password: read("password.txt"),
+            key_hint: Some(read(&format!("{name}.lowkey"))),
+            repo: OnceLock::new(),
+        }
+    }
+
+    pub fn repo(&self) -> &Repository {
+        self.repo.get_or_init(|| {
+            rt().block_on(Repository::open(
+                Arc::new(LocalBackend::new(&self.path)),
+                &Secret::new(self.password.clone()),
+                self.key_hint.as_deref(),
+            ))
+            .unwrap()
+        })
+    }
+
+    pub fn locks_dir(&self) -> PathBuf {
+        self.path.join("locks")
+    }
+
+    pub fn write_lock_file(&self, name: &str, bytes: &[u8]) {
+        std::fs::create_dir_all(self.locks_dir()).unwrap();
+        std::fs::write(self.locks_dir().join(name), bytes).unwrap();
+    }
+
+    pub fn seal(&self, lock: &Lock, enc: Encoding) -> String {
+        let (id, bytes) = self.repo().seal_lock(lock, enc);
+        self.write_lock_file(&id, &bytes);
+        id
+    }
+
+    pub fn lock_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.locks_dir())
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn restic(&self) -> Command {
+        let mut c = restic_cmd(&self.dir.path().join("cache"));
+        c.env("RESTIC_REPOSITORY", &self.path)
+            .env("RESTIC_PASSWORD", &self.password);
+        if let Some(h) = &self.key_hint {
+            c.env("RESTIC_KEY_HINT", h);
+        }
+        c
+    }
+
+    pub fn locksmith(&self) -> Command {
+        let mut c = locksmith_cmd();
+        c.env("RESTIC_REPOSITORY", &self.path)
+            .env("RESTIC_PASSWORD", &self.password);
+        if let Some(h) = &self.key_hint {
+            c.env("RESTIC_KEY_HINT", h);
+        }
+        c
+    }
+
+    /// `locksmith locks --json`, checked for success and for the password.
+    pub fn locks_json(&self) -> Value {
+        let out = self.locksmith().args(["locks", "--json"]).output().unwrap();
+        assert_no_secret(&out, &self.password);
+        assert!(out.status.success(), "locksmith: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `restic --no-lock cat lock ID`, parsed.
+    pub fn cat_lock(&self, id: &str) -> Value {
+        let out = self
+            .restic()
+            .args(["--no-lock", "cat", "lock", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restic cat lock {id}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn restic_ok(&self, args: &[&str]) -> String {
+        let out = self.restic().args(args).output().unwrap();
+        assert!(out.status.success(), "restic {args:?}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Waits until `locks/` has more than `before` entries.
+    pub fn wait_for_locks(&self, before: usize) {
+        let start = Instant::now();
+        while self.lock_names().len() <= before {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no lock appeared within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn assert_no_secret(out: &Output, secret: &str) {
+    let all = text(out);
+    assert!(!all.contains(secret), "secret leaked:\n{all}");
+}
+
+pub fn lock_at(time: DateTime<FixedOffset>, host: &str, pid: i64) -> Lock {
+    Lock {
+        time,
+        exclusive: false,
+        hostname: host.into(),
+        username: "bob".into(),
+        pid,
+        uid: 1234,
+        gid: 1234,
+    }
+}
+
+pub fn minutes_ago(m: i64) -> DateTime<FixedOffset> {
+    (Utc::now() - chrono::Duration::minutes(m)).fixed_offset()
+}
+
+pub fn this_host() -> String {
+    locksmith::process::local_hostname()
+}
+
+/// The lock objects of a report, by ID.
+pub fn by_id(report: &Value) -> std::collections::BTreeMap<String, Value> {
+    report["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap().to_string(), l.clone()))
+        .collect()
+}
+
+/// Every field of restic's view of a lock equals locksmith's (time as an instant).
+pub fn assert_same_lock(ours: &Value, restic: &Value) {
+    let t = |v: &Value| DateTime::parse_from_rfc3339(v["time"].as_str().unwrap()).unwrap();
+    assert_eq!(t(ours), t(restic), "time: {ours} vs {restic}");
+    for f in ["exclusive", "hostname", "username", "pid"] {
+        assert_eq!(ours[f], restic[f], "{f}: {ours} vs {restic}");
+    }
+    for f in ["uid", "gid"] {
+        assert_eq!(
+            ours[f],
+            restic.get(f).cloned().unwrap_or(Value::from(0)),
+            "{f}"
+        );
+    }
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

@@ -1,0 +1,177 @@
+//! Each documented exit code, with one clear sentence on stderr and no secret anywhere.
+
+use std::process::Output;
+
+use crate::common::*;
+
+fn run(t: Option<&TestRepo>, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = match t {
+        Some(t) => t.locksmith(),
+        None => locksmith_cmd(),
+    };
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert_no_secret(&out, PASSWORD);
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn exit_2_for_configuration_errors() {
+    let pw = ("RESTIC_PASSWORD", PASSWORD);
+    let out = run(None, &["locks"], &[pw]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no repository given"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(None, &["locks", "-r", "/nonexistent"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no password given"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, "/x\n").unwrap();
+    let out = run(
+        None,
+        &[
+            "locks",
+            "-r",
+            "/x",
+            "--repository-file",
+            f.to_str().unwrap(),
+        ],
+        &[pw],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("keep one"));
+
+    let out = run(
+        None,
+        &[
+            "locks",
+            "-r",
+            "/x",
+            "-p",
+            f.to_str().unwrap(),
+            "--password-command",
+            "echo x",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("password file and a password command"));
+
+    let out = run(
+        None,
+        &["locks", "-r", "/x", "--password-command", "false"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("password command"));
+
+    let out = run(None, &["locks", "--no-such-flag"], &[pw]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn exit_10_when_there_is_no_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = run(
+        None,
+        &["locks", "-r", missing.to_str().unwrap()],
+        &[("RESTIC_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("nothing-here") && e.contains("no config file"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "one sentence: {e}");
+}
+
+#[test]
+fn exit_12_for_a_wrong_password() {
+    let t = TestRepo::new(2);
+    let out = run(
+        Some(&t),
+        &["locks"],
+        &[("RESTIC_PASSWORD", "not-the-password")],
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out));
+    assert!(stderr(&out).contains("wrong password"));
+    assert!(!text(&out).contains("not-the-password"));
+    // A password file and a password command work as well as the variable.
+    let f = t.dir.path().join("pw");
+    std::fs::write(&f, format!("{PASSWORD}\n")).unwrap();
+    let mut c = t.locksmith();
+    c.env_remove("RESTIC_PASSWORD")
+        .env("RESTIC_PASSWORD_FILE", &f)
+        .args(["locks", "--json"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mut c = t.locksmith();
+    c.env_remove("RESTIC_PASSWORD")
+        .args(["locks", "--password-command"])
+        .arg(format!("cat {}", f.display()));
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_secret(&out, PASSWORD);
+}
+
+#[test]
+fn exit_1_for_a_backend_not_supported_yet_with_the_url_masked() {
+    let out = run(
+        None,
+        &[
+            "locks",
+            "-r",
+            "rest:https://user:Url-Pass-77@127.0.0.1:1/repo",
+        ],
+        &[("RESTIC_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e = stderr(&out);
+    assert!(e.contains("rest:https://user:***@127.0.0.1:1/repo"), "{e}");
+    assert!(e.contains("not supported yet"), "{e}");
+    assert!(!text(&out).contains("Url-Pass-77"));
+}
+
+#[test]
+fn repository_file_is_read_like_restic() {
+    let t = TestRepo::new(1);
+    let f = t.dir.path().join("repofile");
+    std::fs::write(
+        &f,
+        format!("# the backup repository\n\n{}\n", t.path.display()),
+    )
+    .unwrap();
+    let mut c = t.locksmith();
+    c.env_remove("RESTIC_REPOSITORY")
+        .env("RESTIC_REPOSITORY_FILE", &f)
+        .args(["locks", "--json"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for args in [&["--help"][..], &["locks", "--help"]] {
+        let out = run(None, args, &[]);
+        assert!(out.status.success());
+        let s = String::from_utf8(out.stdout).unwrap();
+        for code in ["10", "12", "configuration error"] {
+            assert!(s.contains(code), "{s}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Locks held by running restic processes.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+
+use locksmith::seal::Encoding;
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A restic command that holds its lock while its stdin stays open.
+fn hold(t: &TestRepo, args: &[&str]) -> Child {
+    let before = t.lock_names().len();
+    let child = t
+        .restic()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    t.wait_for_locks(before);
+    child
+}
+
+fn only_lock_of_pid(report: &Value, pid: u32) -> Value {
+    let found: Vec<Value> = by_id(report)
+        .into_values()
+        .filter(|l| l["pid"] == pid)
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#}");
+    found.into_iter().next().unwrap()
+}
+
+#[test]
+fn live_backup_is_alive_then_gone_and_restic_unlock_agrees() {
+    let t = TestRepo::new(2);
+    let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
+    let pid = backup.id();
+    t.seal(&lock_at(minutes_ago(3), "otherhost", 77), Encoding::Zstd);
+    t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+
+    let report = t.locks_json();
+    let live = only_lock_of_pid(&report, pid);
+    assert_eq!(live["holder"], "alive");
+    assert_eq!(live["holder_command"], "restic");
+    assert_eq!(live["exclusive"], false);
+    assert_eq!(live["restic_unlock_removes"], false);
+    assert_eq!(live["stale"], false);
+    assert_eq!(live["unsafe"], false);
+    assert_same_lock(&live, &t.cat_lock(live["id"].as_str().unwrap()));
+
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    let report = t.locks_json();
+    let dead = only_lock_of_pid(&report, pid);
+    assert_eq!(dead["holder"], "gone");
+    assert_eq!(dead["restic_unlock_removes"], true);
+    assert_eq!(dead["stale"], true);
+    let mut keep: Vec<String> = by_id(&report)
+        .into_iter()
+        .filter(|(_, l)| l["restic_unlock_removes"] == false)
+        .map(|(id, _)| id)
+        .collect();
+    keep.sort();
+    assert_eq!(keep.len(), 1);
+    t.restic_ok(&["unlock"]);
+    assert_eq!(t.lock_names(), keep);
+}
+
+#[test]
+fn live_exclusive_lock_is_alive() {
+    let t = TestRepo::new(1);
+    let mut passwd = hold(&t, &["key", "passwd"]);
+    let report = t.locks_json();
+    let l = only_lock_of_pid(&report, passwd.id());
+    assert_eq!(l["exclusive"], true);
+    assert_eq!(l["holder"], "alive");
+    assert_eq!(l["restic_unlock_removes"], false);
+    assert_eq!(report["counts"]["exclusive"], 1);
+    passwd.kill().unwrap();
+    passwd.wait().unwrap();
+}
+
+/// restic's probe sends a real SIGHUP: with the holder's PID now owned by an unrelated
+/// process, `restic unlock` terminates that process. locksmith calls this unsafe.
+#[test]
+fn restic_sighup_probe_kills_process_on_reused_pid() {
+    let t = TestRepo::new(2);
+    let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
+    let pid = bystander.id() as i64;
+    // The lock predates the process now holding the PID.
+    let id = t.seal(&lock_at(minutes_ago(4), &this_host(), pid), Encoding::Zstd);
+    let report = t.locks_json();
+    let l = &by_id(&report)[&id];
+    assert_eq!(l["holder"], "reused", "{l}");
+    assert_eq!(l["stale"], true);
+    assert_eq!(l["unsafe"], true);
+    assert_eq!(l["restic_unlock_removes"], false);
+    assert!(l["reason"].as_str().unwrap().contains("SIGHUP"), "{l}");
+
+    t.restic_ok(&["unlock"]);
+    let status = bystander.wait().unwrap();
+    assert_eq!(status.signal(), Some(1), "restic's probe delivered SIGHUP");
+    assert_eq!(t.lock_names(), vec![id], "and restic kept the lock");
+}
+
+fn ensure_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success() || id("-u").is_some(), "useradd {name}");
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]);
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// A lock held by root, inspected by another user: restic (as that user) takes EPERM for
+/// "gone" and removes a live lock; locksmith says alive and unsafe.
+#[test]
+fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create a throwaway user");
+        return;
+    }
+    let (uid, gid) = ensure_user("locksmith-it");
+    let t = TestRepo::new(2);
+    let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
+    Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(t.dir.path())
+        .status()
+        .unwrap();
+
+    let out = as_user(uid, gid, {
+        let mut c = t.locksmith();
+        c.args(["locks", "--json"]);
+        c
+    })
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_secret(&out, PASSWORD);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = only_lock_of_pid(&report, backup.id());
+    assert_eq!(l["holder"], "alive", "{l}");
+    assert_eq!(l["restic_unlock_removes"], true);
+    assert_eq!(l["unsafe"], true);
+    assert_eq!(l["stale"], false);
+
+    // And restic, run as that user, does remove the live lock.
+    let out = as_user(uid, gid, {
+        let mut c = t.restic();
+        c.arg("unlock");
+        c
+    })
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(t.lock_names().is_empty(), "restic removed root's live lock");
+    assert!(
+        backup.try_wait().unwrap().is_none(),
+        "the holder still runs"
+    );
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real restic 0.14, real repositories, the real binary.
+
+mod common;
+
+mod exit_codes;
+mod fixtures;
+mod live;
+mod sealed;
+mod unreadable;
