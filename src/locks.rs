@@ -3,11 +3,10 @@
 use std::io::Read;
 
 use chrono::{DateTime, FixedOffset};
-use futures::StreamExt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::backend::{BackendError, Dir};
+use crate::backend::{Backend, BackendError, Dir};
 use crate::crypto::{CryptoError, Key, OVERHEAD};
 use crate::repo::Repository;
 
@@ -125,65 +124,97 @@ fn problem(kind: Problem, error: impl Into<String>) -> (Problem, String) {
     (kind, error.into())
 }
 
-/// Decodes one lock file's stored bytes. Checks go from cheapest to dearest, so each
-/// damaged file is reported by its first fault.
-pub fn decode(id: &str, stored: &[u8], version: u32, key: &Key) -> Result<Lock, (Problem, String)> {
-    if stored.len() as u64 > LOCK_FILE_CAP {
-        return Err(problem(
-            Problem::TooLarge,
-            format!("larger than the {} KiB cap", LOCK_FILE_CAP >> 10),
-        ));
-    }
-    if stored.len() < OVERHEAD {
-        return Err(problem(
-            Problem::TooShort,
-            format!("{} bytes, shorter than the 32-byte minimum", stored.len()),
-        ));
-    }
-    if hex::encode(Sha256::digest(stored)) != id {
-        return Err(problem(
-            Problem::NameMismatch,
-            "content does not match its name (SHA-256): damaged or renamed",
-        ));
-    }
-    let plain = key.open(stored).map_err(|e| match e {
-        CryptoError::MacMismatch => problem(
-            Problem::MacMismatch,
-            "MAC mismatch: damaged, or sealed under another repository's key",
-        ),
-        other => problem(Problem::MacMismatch, other.to_string()),
-    })?;
-    let json = match (version, plain.first()) {
-        (1, _) | (_, Some(b'{' | b'[')) => plain,
-        (_, Some(2)) => {
-            let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(&plain[1..])
-                .and_then(|d| d.take(PLAIN_CAP + 1).read_to_end(&mut out))
-                .map_err(|e| problem(Problem::BadZstd, format!("bad zstd data: {e}")))?;
-            if out.len() as u64 > PLAIN_CAP {
-                return Err(problem(
-                    Problem::TooLarge,
-                    "decompresses to more than 1 MiB",
-                ));
-            }
-            out
-        }
-        (_, Some(b)) => {
-            return Err(problem(
-                Problem::UnknownEncoding,
-                format!("unknown encoding byte 0x{b:02x}"),
-            ));
-        }
-        (_, None) => return Err(problem(Problem::BadJson, "empty plaintext")),
-    };
-    serde_json::from_slice::<Lock>(&json)
-        .map_err(|e| problem(Problem::BadJson, format!("not a lock: {e}")))
+/// Decodes lock files of one repository, reusing one zstd context (creating a context
+/// per lock cost more than everything else a lock needs).
+pub struct LockDecoder<'k> {
+    key: &'k Key,
+    version: u32,
+    zstd: zstd::zstd_safe::DCtx<'static>,
 }
 
-/// Reads every entry of `locks/` concurrently. Takes no lock and writes nothing.
-pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
-    let entries = repo.backend.list(Dir::Locks).await?;
-    let mut inv = Inventory::default();
+impl<'k> LockDecoder<'k> {
+    pub fn new(key: &'k Key, version: u32) -> LockDecoder<'k> {
+        LockDecoder {
+            key,
+            version,
+            zstd: zstd::zstd_safe::DCtx::create(),
+        }
+    }
+
+    /// Decodes one lock file's stored bytes. Checks go from cheapest to dearest, so each
+    /// damaged file is reported by its first fault.
+    pub fn decode(&mut self, id: &str, stored: &[u8]) -> Result<Lock, (Problem, String)> {
+        if stored.len() as u64 > LOCK_FILE_CAP {
+            return Err(problem(
+                Problem::TooLarge,
+                format!("larger than the {} KiB cap", LOCK_FILE_CAP >> 10),
+            ));
+        }
+        if stored.len() < OVERHEAD {
+            return Err(problem(
+                Problem::TooShort,
+                format!("{} bytes, shorter than the 32-byte minimum", stored.len()),
+            ));
+        }
+        if hex::encode(Sha256::digest(stored)) != id {
+            return Err(problem(
+                Problem::NameMismatch,
+                "content does not match its name (SHA-256): damaged or renamed",
+            ));
+        }
+        let plain = self.key.open(stored).map_err(|e| match e {
+            CryptoError::MacMismatch => problem(
+                Problem::MacMismatch,
+                "MAC mismatch: damaged, or sealed under another repository's key",
+            ),
+            other => problem(Problem::MacMismatch, other.to_string()),
+        })?;
+        let json = match (self.version, plain.first()) {
+            (1, _) | (_, Some(b'{' | b'[')) => plain,
+            (_, Some(2)) => self.decompress(&plain[1..])?,
+            (_, Some(b)) => {
+                return Err(problem(
+                    Problem::UnknownEncoding,
+                    format!("unknown encoding byte 0x{b:02x}"),
+                ));
+            }
+            (_, None) => return Err(problem(Problem::BadJson, "empty plaintext")),
+        };
+        serde_json::from_slice::<Lock>(&json)
+            .map_err(|e| problem(Problem::BadJson, format!("not a lock: {e}")))
+    }
+
+    /// Streams the frame (restic's frames carry no content size), capped against bombs.
+    fn decompress(&mut self, frame: &[u8]) -> Result<Vec<u8>, (Problem, String)> {
+        let _ = self
+            .zstd
+            .reset(zstd::zstd_safe::ResetDirective::SessionOnly);
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::with_context(frame, &mut self.zstd)
+            .take(PLAIN_CAP + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| problem(Problem::BadZstd, format!("bad zstd data: {e}")))?;
+        if out.len() as u64 > PLAIN_CAP {
+            return Err(problem(Problem::TooLarge, "decompresses to more than 1 MiB"));
+        }
+        Ok(out)
+    }
+}
+
+/// The stored bytes of every lock file, fetched before the key is known so that reading
+/// overlaps key derivation.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    files: Vec<(String, Vec<u8>)>,
+    unreadable: Vec<Unreadable>,
+    ignored: Vec<Ignored>,
+    vanished: Vec<String>,
+}
+
+/// Lists `locks/` and reads every candidate concurrently. Takes no lock and writes nothing.
+pub async fn fetch(backend: &dyn Backend, concurrency: usize) -> Result<Fetched, BackendError> {
+    let entries = backend.list(Dir::Locks).await?;
+    let mut f = Fetched::default();
     let mut to_read = Vec::new();
     for e in entries {
         let reason = if !e.is_file {
@@ -195,53 +226,69 @@ pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventor
         } else {
             None
         };
-        match reason {
-            Some(reason) => inv.ignored.push(Ignored {
+        match (reason, e.size) {
+            (Some(reason), _) => f.ignored.push(Ignored {
                 name: e.name,
                 reason,
             }),
-            None if e.size.is_some_and(|s| s > LOCK_FILE_CAP) => inv.unreadable.push(Unreadable {
+            (None, Some(size)) if size > LOCK_FILE_CAP => f.unreadable.push(Unreadable {
                 id: e.name,
                 kind: Problem::TooLarge,
                 error: format!(
-                    "{} bytes, larger than the {} KiB cap",
-                    e.size.unwrap_or(0),
+                    "{size} bytes, larger than the {} KiB cap",
                     LOCK_FILE_CAP >> 10
                 ),
             }),
-            None => to_read.push(e.name),
+            (None, _) => to_read.push(e.name),
         }
     }
-
-    let backend = &repo.backend;
-    let mut reads = futures::stream::iter(to_read)
-        .map(|id| async move {
-            let got = backend.read(Dir::Locks, &id, LOCK_FILE_CAP + 1).await;
-            (id, got)
-        })
-        .buffer_unordered(concurrency.max(1));
-    while let Some((id, got)) = reads.next().await {
+    let reads = backend
+        .read_many(Dir::Locks, to_read, LOCK_FILE_CAP + 1, concurrency.max(1))
+        .await;
+    for (id, got) in reads {
         match got {
-            Ok(bytes) if bytes.is_empty() => inv.ignored.push(Ignored {
+            Ok(bytes) if bytes.is_empty() => f.ignored.push(Ignored {
                 name: id,
                 reason: IgnoreReason::Empty,
             }),
-            Ok(bytes) => match decode(&id, &bytes, repo.version, &repo.master) {
-                Ok(lock) => inv.locks.push(LockEntry { id, lock }),
-                Err((kind, error)) => inv.unreadable.push(Unreadable { id, kind, error }),
-            },
-            Err(BackendError::NotFound) => inv.vanished.push(id),
-            Err(BackendError::Failed(why)) => inv.unreadable.push(Unreadable {
+            Ok(bytes) => f.files.push((id, bytes)),
+            Err(BackendError::NotFound) => f.vanished.push(id),
+            Err(BackendError::Failed(why)) => f.unreadable.push(Unreadable {
                 id,
                 kind: Problem::ReadFailed,
                 error: why,
             }),
         }
     }
-    inv.locks
-        .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
-    inv.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
-    inv.ignored.sort_by(|a, b| a.name.cmp(&b.name));
-    inv.vanished.sort();
-    Ok(inv)
+    Ok(f)
+}
+
+impl Fetched {
+    /// Decodes every fetched file with the repository's key.
+    pub fn decode(self, repo: &Repository) -> Inventory {
+        let mut inv = Inventory {
+            locks: Vec::with_capacity(self.files.len()),
+            unreadable: self.unreadable,
+            ignored: self.ignored,
+            vanished: self.vanished,
+        };
+        let mut decoder = LockDecoder::new(&repo.master, repo.version);
+        for (id, bytes) in self.files {
+            match decoder.decode(&id, &bytes) {
+                Ok(lock) => inv.locks.push(LockEntry { id, lock }),
+                Err((kind, error)) => inv.unreadable.push(Unreadable { id, kind, error }),
+            }
+        }
+        inv.locks
+            .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
+        inv.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
+        inv.ignored.sort_by(|a, b| a.name.cmp(&b.name));
+        inv.vanished.sort();
+        inv
+    }
+}
+
+/// Reads and decodes every entry of `locks/` of an opened repository.
+pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
+    Ok(fetch(repo.backend.as_ref(), concurrency).await?.decode(repo))
 }

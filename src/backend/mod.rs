@@ -6,6 +6,7 @@ mod local;
 pub use local::LocalBackend;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 
 /// The parts of a repository locksmith reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,4 +63,22 @@ pub trait Backend: Send + Sync {
     /// At most `limit` bytes of one file; a longer file returns `limit` bytes, so a caller
     /// asking for one byte over its cap can tell the file is too large without reading it.
     async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError>;
+
+    /// Reads many files, at most `concurrency` at a time, in any order.
+    async fn read_many(
+        &self,
+        dir: Dir,
+        names: Vec<String>,
+        limit: u64,
+        concurrency: usize,
+    ) -> Vec<(String, Result<Vec<u8>, BackendError>)> {
+        futures::stream::iter(names)
+            .map(|name| async move {
+                let got = self.read(dir, &name, limit).await;
+                (name, got)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await
+    }
 }

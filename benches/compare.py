@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Times locksmith against restic on the same repository in one run and prints ratios.
+
+A repository is made by `restic init` (so its key is calibrated like a user's), then
+filled with sealed locks. Runs alternate between the tools so that drift in the machine's
+speed hits both alike; medians are compared.
+
+    benches/compare.py [--rounds 5] [--loop-runs 1] [--skip-loop]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCKSMITH = os.path.join(ROOT, "target", "release", "locksmith")
+FORGE = os.path.join(ROOT, "target", "release", "examples", "forge")
+
+
+def sh(cmd, env, **kw):
+    return subprocess.run(cmd, env=env, check=True, **kw)
+
+
+def timed(cmd, env):
+    """Wall seconds and peak RSS (KiB) of one run."""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"{cmd[0]} failed: {p.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss
+
+
+def fill(repo, pwfile, count, env):
+    locks = os.path.join(repo, "locks")
+    shutil.rmtree(locks, ignore_errors=True)
+    os.makedirs(locks)
+    sh([FORGE, "seal-many", repo, pwfile, str(count)], env)
+
+
+def alternate(cmds, rounds, env):
+    times = {name: [] for name in cmds}
+    for _ in range(rounds):
+        for name, cmd in cmds.items():
+            times[name].append(timed(cmd, env)[0])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--loop-runs", type=int, default=1, help="runs of the per-ID restic loop")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the slow per-ID loop")
+    args = ap.parse_args()
+
+    sh(["cargo", "build", "-q", "--release", "--bin", "locksmith", "--example", "forge"], None, cwd=ROOT)
+    tmp = tempfile.mkdtemp(prefix="locksmith-bench-")
+    try:
+        repo = os.path.join(tmp, "repo")
+        pwfile = os.path.join(tmp, "pw")
+        with open(pwfile, "w") as f:
+            f.write("bench-password\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
+        env.update(RESTIC_REPOSITORY=repo, RESTIC_PASSWORD_FILE=pwfile,
+                   RESTIC_CACHE_DIR=os.path.join(tmp, "cache"))
+        sh(["restic", "init", "-q", "--repository-version", "2"], env)
+        key_file = os.path.join(repo, "keys", os.listdir(os.path.join(repo, "keys"))[0])
+        cores = os.cpu_count()
+        print(f"machine: {cores} cores; restic: "
+              + subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip())
+
+        single = sh([FORGE, "kdf-time", key_file, pwfile], dict(env, RAYON_NUM_THREADS="1"),
+                    capture_output=True, text=True).stdout.split()
+        par = sh([FORGE, "kdf-time", key_file, pwfile], env, capture_output=True, text=True).stdout.split()
+        p = int(single[3].split("=")[1])
+        floor = float(single[0]) / min(p, cores)
+        print(f"\nkey derivation ({' '.join(single[1:])}): single-threaded {float(single[0]):.3f} s, "
+              f"floor {floor:.3f} s, locksmith {float(par[0]):.3f} s = {float(par[0]) / floor:.2f}x the floor (target <= 1.15x)")
+
+        print(f"\n{'locks':>6}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  (target <= 0.5x)")
+        results = {}
+        for count in (3, 100, 1000):
+            fill(repo, pwfile, count, env)
+            med = alternate({
+                "locksmith": [LOCKSMITH, "locks", "--json"],
+                "restic": ["restic", "list", "locks"],
+            }, args.rounds, env)
+            results[count] = med
+            print(f"{count:>6}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  {med['locksmith'] / med['restic']:>5.2f}x")
+
+        if not args.skip_loop:
+            fill(repo, pwfile, 100, env)
+            ids = sh(["restic", "list", "locks"], env, capture_output=True, text=True).stdout.split()
+            loops = []
+            for _ in range(args.loop_runs):
+                start = time.perf_counter()
+                for i in ids:
+                    sh(["restic", "--no-lock", "cat", "lock", i], env, stdout=subprocess.DEVNULL)
+                loops.append(time.perf_counter() - start)
+            loop = statistics.median(loops)
+            ours = results[100]["locksmith"]
+            print(f"\n100 locks, full detail: restic list + cat lock per ID {loop:.1f} s, "
+                  f"locksmith {ours:.3f} s: {loop / ours:.0f}x faster (target >= 100x)")
+
+        fill(repo, pwfile, 10000, env)
+        t, rss = timed([LOCKSMITH, "locks", "--json"], env)
+        print(f"\n10,000 locks: locksmith {t:.3f} s, peak memory {rss / 1024:.1f} MiB (target <= 100 MiB)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
