@@ -109,7 +109,11 @@ async fn main() {
             write_new(&repo_dir.join("locks"), &id, &bytes);
         }
         ("seal-many", [count]) => {
-            let enc = if repo.version >= 2 { Encoding::Zstd } else { Encoding::Json };
+            let enc = if repo.version >= 2 {
+                Encoding::Zstd
+            } else {
+                Encoding::Json
+            };
             let dir = repo_dir.join("locks");
             std::fs::create_dir_all(&dir).expect("locks dir");
             for i in 0..count.parse::<usize>().expect("COUNT") {

@@ -195,7 +195,10 @@ impl<'k> LockDecoder<'k> {
             .read_to_end(&mut out)
             .map_err(|e| problem(Problem::BadZstd, format!("bad zstd data: {e}")))?;
         if out.len() as u64 > PLAIN_CAP {
-            return Err(problem(Problem::TooLarge, "decompresses to more than 1 MiB"));
+            return Err(problem(
+                Problem::TooLarge,
+                "decompresses to more than 1 MiB",
+            ));
         }
         Ok(out)
     }
@@ -290,5 +293,7 @@ impl Fetched {
 
 /// Reads and decodes every entry of `locks/` of an opened repository.
 pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
-    Ok(fetch(repo.backend.as_ref(), concurrency).await?.decode(repo))
+    Ok(fetch(repo.backend.as_ref(), concurrency)
+        .await?
+        .decode(repo))
 }
