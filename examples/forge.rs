@@ -55,7 +55,7 @@ fn varied_lock(i: usize) -> Lock {
     let t = chrono::Utc::now() - chrono::Duration::seconds((i * 7 % 1200) as i64);
     Lock {
         time: t.fixed_offset(),
-        exclusive: i % 10 == 0,
+        exclusive: i.is_multiple_of(10),
         hostname: format!("bench-host-{}", i % 7),
         username: "backup".into(),
         pid: 10_000 + i as i64,
