@@ -15,6 +15,28 @@ Exit codes:
   10  the repository does not exist (no config file)
   12  wrong password or no key found";
 
+const UNLOCK_HELP: &str = "\
+Inspects the locks, then runs `restic unlock` (stale locks only) or
+`restic unlock --remove-all`, and writes the audit trail: unlock-last.log,
+unlock-error-last.log, unlock-mail-last.log and last-unlock.json in the log
+directory, restic_unlock.prom in METRICS_DIR, mail to MAILX_RCPT, a POST to
+WEBHOOK_URL, and the hooks pre-unlock.sh and post-unlock.sh <exit code>.
+
+Environment: RESTIC_REPOSITORY(_FILE), RESTIC_PASSWORD(_FILE|_COMMAND),
+RESTIC_CACERT, RESTIC_BIN, RESTIC_BACKUP_HELPER_RELEASE, RESTIC_AUTO_UNLOCK,
+HOSTNAME, TZ, LOG_VERBOSE, HOOK_TIMEOUT, METRICS_DIR, MAILX_RCPT,
+MAILX_ON_ERROR, SMTP_HOST, SMTP_PORT, SMTP_TLS, SMTP_USER, SMTP_PASSWORD,
+SMTP_FROM (else MSMTP_CONFIG, default /etc/msmtprc), WEBHOOK_URL,
+WEBHOOK_HEADER_AUTH, WEBHOOK_TIMEOUT, WEBHOOK_ON_ERROR.
+
+Exit codes:
+  0   success, or the dry run finished
+  2   configuration error (no repository, no password source, unknown option)
+  20  refused: restic unlock would remove a lock whose holder is alive, or send
+      its SIGHUP probe to a live process that is not the holder (--force
+      overrides)
+  any other: restic's own exit code (1 error; 10, 11, 12 in newer restic)";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "locksmith",
@@ -34,6 +56,59 @@ pub enum Command {
     /// List and classify every lock (read-only; takes no lock).
     #[command(after_help = EXIT_CODES)]
     Locks(LocksArgs),
+    /// The audited unlock: inspect, refuse what is unsafe, run `restic unlock`, log.
+    #[command(after_help = UNLOCK_HELP)]
+    Unlock(UnlockArgs),
+}
+
+/// The same binary started as `unlock` (the image's /bin/unlock).
+#[derive(Debug, Parser)]
+#[command(
+    name = "unlock",
+    version,
+    about = "The audited restic unlock: inspect the locks, refuse what is unsafe, run `restic unlock`, leave the audit trail.",
+    after_help = UNLOCK_HELP
+)]
+pub struct UnlockCli {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub args: UnlockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Inspect only: never run restic unlock (the artefacts are still written).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run `restic unlock --remove-all`: every lock, not only stale ones.
+    #[arg(long)]
+    pub remove_all: bool,
+    /// Run restic even when a removal would hit a live holder.
+    #[arg(long)]
+    pub force: bool,
+    /// Where the log and JSON files go.
+    #[arg(long, env = "UNLOCK_LOG_DIR", default_value = "/var/log")]
+    pub log_dir: PathBuf,
+    /// Where pre-unlock.sh and post-unlock.sh are looked for.
+    #[arg(long, env = "UNLOCK_HOOK_DIR", default_value = "/hooks")]
+    pub hook_dir: PathBuf,
+}
+
+impl UnlockArgs {
+    pub fn to_options(&self, repo: &RepoArgs) -> locksmith::unlock::UnlockOptions {
+        let mut raw = repo.to_options();
+        raw.repository_file_wins = true;
+        locksmith::unlock::UnlockOptions::from_env(
+            &|k| std::env::var(k).ok(),
+            raw,
+            self.dry_run,
+            self.remove_all,
+            self.force,
+            self.log_dir.clone(),
+            self.hook_dir.clone(),
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +161,7 @@ impl RepoArgs {
             password_command: self.password_command.clone(),
             password: std::env::var("RESTIC_PASSWORD").ok().map(Secret::new),
             key_hint: self.key_hint.clone(),
+            repository_file_wins: false,
         }
     }
 }

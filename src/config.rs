@@ -17,6 +17,9 @@ pub struct RawRepoOptions {
     /// `RESTIC_PASSWORD`.
     pub password: Option<Secret>,
     pub key_hint: Option<String>,
+    /// The audited unlock's rule: a repository file, when given, wins over `-r` (restic
+    /// itself calls both an error).
+    pub repository_file_wins: bool,
 }
 
 /// A repository to open and the password to open it with.
@@ -87,7 +90,10 @@ fn given_path(p: &Option<PathBuf>) -> Option<&PathBuf> {
 impl RawRepoOptions {
     /// Where the repository is; restic's rule: `-r` and a repository file exclude each other.
     pub fn resolve_repository(&self) -> Result<String, ConfigError> {
-        match (given(&self.repo), given_path(&self.repository_file)) {
+        let repo = given(&self.repo).filter(|_| {
+            !(self.repository_file_wins && given_path(&self.repository_file).is_some())
+        });
+        match (repo, given_path(&self.repository_file)) {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingRepository),
             (Some(r), None) => Ok(r.trim().to_string()),
             (None, Some(path)) => {

@@ -11,6 +11,9 @@ pub mod exit {
     pub const CONFIG: i32 = 2;
     pub const NO_REPOSITORY: i32 = 10;
     pub const WRONG_PASSWORD: i32 = 12;
+    /// `unlock` refused: restic would remove a lock whose holder is alive, or SIGHUP a live
+    /// process that is not the holder. Not one of restic's codes (0 1 2 3 10 11 12 130).
+    pub const REFUSED_UNSAFE: i32 = 20;
 }
 
 #[derive(Debug)]

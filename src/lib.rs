@@ -1,6 +1,7 @@
 //! locksmith: reads a restic repository's locks natively and says which are stale, who
 //! holds them and whether removing them is safe.
 
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod crypto;
@@ -12,6 +13,7 @@ pub mod repo;
 pub mod report;
 pub mod seal;
 pub mod secret;
+pub mod unlock;
 pub mod verdict;
 
 use std::sync::Arc;
@@ -27,6 +29,14 @@ use crate::repo::Repository;
 use crate::report::Report;
 
 pub use error::exit;
+
+/// rustls with ring, one provider for every TLS client in the process (reqwest, lettre).
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// The storage a location names.
 pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {

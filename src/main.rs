@@ -7,7 +7,16 @@ use clap::Parser;
 use locksmith::process::ThisHost;
 
 fn main() {
+    // Started as `unlock` (the image's /bin/unlock): behave as `locksmith unlock`.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
+        let cli = cli::UnlockCli::parse();
+        std::process::exit(locksmith::unlock::run(&cli.args.to_options(&cli.repo)));
+    }
     let cli = cli::Cli::parse();
+    if let cli::Command::Unlock(args) = &cli.command {
+        std::process::exit(locksmith::unlock::run(&args.to_options(&cli.repo)));
+    }
     let code = match run(&cli) {
         Ok(()) => locksmith::exit::OK,
         Err(e) => {
@@ -38,6 +47,7 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
             // A closed pipe (`| head`) is not an error worth a message.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
+        cli::Command::Unlock(_) => unreachable!("handled in main"),
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Integration tests: real restic 0.14, real repositories, the real binary.
 
 mod common;
+mod services;
 
 mod exit_codes;
 mod fixtures;
 mod live;
 mod sealed;
+mod unlock;
 mod unreadable;

@@ -1,0 +1,641 @@
+//! The audited unlock: inspect, refuse what is unsafe, delegate removal to
+//! `restic unlock`, and leave the artefacts operators' tools read. Nothing after the
+//! removal step changes the exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Local;
+
+use crate::audit::summary::{Summary, on_off};
+use crate::audit::{self, RunLog, hooks, mail, metrics, webhook};
+use crate::config::{RawRepoOptions, RepoConfig};
+use crate::error::exit;
+use crate::location::Masked;
+use crate::process::ThisHost;
+use crate::report::Report;
+use crate::secret::{Redactor, Secret};
+use crate::verdict::Holder;
+
+/// Environment variables whose values are secrets, scrubbed from everything written.
+const SECRET_VARS: &[&str] = &[
+    "RESTIC_PASSWORD",
+    "RESTIC_REST_PASSWORD",
+    "WEBHOOK_HEADER_AUTH",
+    "SMTP_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_SAS",
+    "B2_ACCOUNT_KEY",
+    "GOOGLE_ACCESS_TOKEN",
+    "OS_PASSWORD",
+    "OS_AUTH_TOKEN",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "ST_KEY",
+];
+
+/// What the unlock run needs, resolved from flags and the environment contract.
+#[derive(Debug, Clone)]
+pub struct UnlockOptions {
+    pub dry_run: bool,
+    pub remove_all: bool,
+    pub force: bool,
+    pub log_dir: PathBuf,
+    pub hook_dir: PathBuf,
+    pub repo: RawRepoOptions,
+    pub restic_bin: PathBuf,
+    pub release: String,
+    pub auto_unlock: String,
+    pub hostname: String,
+    pub log_verbose: bool,
+    pub hook_timeout: Option<Duration>,
+    pub metrics_dir: Option<PathBuf>,
+    pub mail_rcpt: Vec<String>,
+    pub mail_on_error: bool,
+    pub smtp_env: Result<Option<mail::SmtpSettings>, String>,
+    pub msmtprc: PathBuf,
+    pub webhook_url: Option<Secret>,
+    pub webhook_auth: Option<Secret>,
+    pub webhook_timeout: Duration,
+    pub webhook_on_error: bool,
+    pub cacerts: Vec<PathBuf>,
+    /// Problems with the settings themselves: logged, never fatal.
+    pub warnings: Vec<String>,
+    pub redactor: Redactor,
+}
+
+fn is_on(v: Option<String>) -> bool {
+    v.is_some_and(|v| v.eq_ignore_ascii_case("on"))
+}
+
+impl UnlockOptions {
+    /// Reads the environment contract through `get` (tests pass their own).
+    pub fn from_env(
+        get: &dyn Fn(&str) -> Option<String>,
+        repo: RawRepoOptions,
+        dry_run: bool,
+        remove_all: bool,
+        force: bool,
+        log_dir: PathBuf,
+        hook_dir: PathBuf,
+    ) -> UnlockOptions {
+        let set = |k: &str| get(k).filter(|v| !v.is_empty());
+        let mut warnings = Vec::new();
+        let hook_timeout = match set("HOOK_TIMEOUT") {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) => Some(Duration::from_secs(n)),
+                Err(_) => {
+                    warnings.push(format!(
+                        "WARNING: HOOK_TIMEOUT={v:?} is not a non-negative integer: no time limit"
+                    ));
+                    None
+                }
+            },
+        };
+        let webhook_timeout = match set("WEBHOOK_TIMEOUT") {
+            None => Duration::from_secs(10),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    warnings.push(format!(
+                        "WARNING: WEBHOOK_TIMEOUT={v:?} is not a positive integer: using 10"
+                    ));
+                    Duration::from_secs(10)
+                }
+            },
+        };
+        let cacerts = set("RESTIC_CACERT")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut redactor = Redactor::default();
+        for k in SECRET_VARS {
+            if let Some(v) = set(k) {
+                redactor.add(&v);
+            }
+        }
+        if let Some(repo) = &repo.repo
+            && let Some(pw) = Masked::url_password(repo)
+        {
+            redactor.add(&pw);
+        }
+        let msmtprc = set("MSMTP_CONFIG").unwrap_or_else(|| "/etc/msmtprc".into());
+        UnlockOptions {
+            dry_run,
+            remove_all,
+            force,
+            log_dir,
+            hook_dir,
+            repo,
+            restic_bin: set("RESTIC_BIN").unwrap_or_else(|| "restic".into()).into(),
+            release: set("RESTIC_BACKUP_HELPER_RELEASE").unwrap_or_else(|| "unknown".into()),
+            auto_unlock: set("RESTIC_AUTO_UNLOCK").unwrap_or_else(|| "OFF".into()),
+            hostname: set("HOSTNAME")
+                .or_else(|| Some(crate::process::local_hostname()).filter(|h| !h.is_empty()))
+                .unwrap_or_else(|| "unknown".into()),
+            log_verbose: get("LOG_VERBOSE").is_none_or(|v| !v.eq_ignore_ascii_case("off")),
+            hook_timeout,
+            metrics_dir: set("METRICS_DIR").map(PathBuf::from),
+            mail_rcpt: set("MAILX_RCPT")
+                .map(|r| {
+                    r.split([',', ' '])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            mail_on_error: is_on(get("MAILX_ON_ERROR")),
+            smtp_env: mail::from_env(get),
+            msmtprc: msmtprc.into(),
+            webhook_url: set("WEBHOOK_URL").map(Secret::new),
+            webhook_auth: set("WEBHOOK_HEADER_AUTH").map(Secret::new),
+            webhook_timeout,
+            webhook_on_error: is_on(get("WEBHOOK_ON_ERROR")),
+            cacerts,
+            warnings,
+            redactor,
+        }
+    }
+}
+
+/// What the inspection found, or why it could not.
+type Inspection = Result<Report, String>;
+
+fn count(i: &Inspection) -> Option<usize> {
+    i.as_ref()
+        .ok()
+        .map(|r| r.counts.total + r.counts.unreadable)
+}
+
+struct Run<'a> {
+    o: &'a UnlockOptions,
+    log: RunLog,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Run<'_> {
+    fn inspect(&mut self, cfg: &RepoConfig, when: &str) -> Inspection {
+        let host = ThisHost::new();
+        let got = self.rt.block_on(crate::inspect(
+            cfg,
+            &host,
+            crate::locks::DEFAULT_CONCURRENCY,
+        ));
+        match got {
+            Ok(r) => {
+                let c = &r.counts;
+                self.log.line(&format!(
+                    "locks {when}: {} ({} exclusive, {} non-exclusive, {} stale, {} unsafe, {} unreadable)",
+                    c.total + c.unreadable,
+                    c.exclusive,
+                    c.non_exclusive,
+                    c.stale,
+                    c.unsafe_,
+                    c.unreadable
+                ));
+                Ok(r)
+            }
+            Err(e) => {
+                let why = self.log.redactor().scrub(&e.to_string());
+                self.log.line(&format!(
+                    "cannot read the locks {when}: {why}; count unknown"
+                ));
+                Err(why)
+            }
+        }
+    }
+
+    fn log_locks(&mut self, r: &Report) {
+        for l in &r.locks {
+            let v = &l.verdict;
+            let plain = if v.restic_unlock_removes {
+                "REMOVES"
+            } else {
+                "keeps"
+            };
+            self.log.line(&format!(
+                "  lock {} {} {}@{} pid {} age {}: holder {}; restic unlock {plain}; restic unlock --remove-all REMOVES{}",
+                &l.id[..8],
+                if l.exclusive { "exclusive" } else { "shared" },
+                l.username,
+                l.hostname,
+                l.pid,
+                crate::verdict::human_age(v.age_seconds),
+                serde_json::to_value(v.holder).ok().and_then(|h| h.as_str().map(str::to_string)).unwrap_or_default(),
+                if v.unsafe_ { "; UNSAFE" } else { "" }
+            ));
+            self.log.line(&format!("    {}", v.reason));
+        }
+        for u in &r.unreadable {
+            self.log.line(&format!(
+                "  unreadable {}: {}; restic unlock keeps it; restic unlock --remove-all REMOVES",
+                &u.id[..8],
+                u.error
+            ));
+        }
+    }
+
+    /// The locks whose removal is not safe with this command.
+    fn unsafe_locks<'r>(&self, r: &'r Report) -> Vec<&'r crate::report::JudgedLock> {
+        r.locks
+            .iter()
+            .filter(|l| {
+                if self.o.remove_all {
+                    l.verdict.holder == Holder::Alive
+                } else {
+                    l.verdict.unsafe_
+                }
+            })
+            .collect()
+    }
+
+    fn restic_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for c in &self.o.cacerts {
+            if std::fs::File::open(c).is_ok() {
+                args.push("--cacert".to_string());
+                args.push(c.display().to_string());
+            }
+        }
+        args.push("unlock".into());
+        if self.o.remove_all {
+            args.push("--remove-all".into());
+        }
+        args
+    }
+
+    /// `restic unlock`, its output appended to the log; its exit code.
+    fn run_restic(&mut self, cfg: &RepoConfig, args: &[String]) -> i32 {
+        let mut cmd = Command::new(&self.o.restic_bin);
+        cmd.args(args)
+            .env("RESTIC_REPOSITORY", cfg.repo.expose())
+            .env_remove("RESTIC_REPOSITORY_FILE")
+            .env("RESTIC_PASSWORD", cfg.password.expose())
+            .env_remove("RESTIC_PASSWORD_FILE")
+            .env_remove("RESTIC_PASSWORD_COMMAND")
+            .stdin(Stdio::null());
+        match cmd.output() {
+            Ok(out) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                self.log.output(&text);
+                match out.status.code() {
+                    Some(c) => c,
+                    None => {
+                        use std::os::unix::process::ExitStatusExt;
+                        128 + out.status.signal().unwrap_or(0)
+                    }
+                }
+            }
+            Err(e) => {
+                self.log.line(&format!(
+                    "ERROR: cannot run {}: {e}",
+                    self.o.restic_bin.display()
+                ));
+                exit::OTHER
+            }
+        }
+    }
+
+    fn hook(&mut self, name: &str, args: &[String]) {
+        let path = self.o.hook_dir.join(name);
+        self.log.line(&format!("running hook {}", path.display()));
+        let outcome = hooks::run(&path, args, self.o.hook_timeout);
+        self.log.line(&outcome.describe(&path));
+    }
+}
+
+/// Runs the whole audited unlock and returns the exit code.
+pub fn run(o: &UnlockOptions) -> i32 {
+    let started = Local::now();
+    let clock = Instant::now();
+    let mut run = Run {
+        o,
+        log: RunLog::start(&o.log_dir, o.log_verbose, o.redactor.clone()),
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts"),
+    };
+    // A fresh mail transcript too: an old one must not describe this run.
+    let _ = std::fs::write(o.log_dir.join(audit::MAIL_LOG_FILE), b"");
+
+    let repo_shown = o
+        .repo
+        .resolve_repository()
+        .map(|r| Masked::new(&r).to_string())
+        .unwrap_or_default();
+    let restic_line = |args: &[String]| format!("restic {}", args.join(" "));
+    run.log.line(&format!("release: {}", o.release));
+    run.log.line(&format!(
+        "repository: {}",
+        if repo_shown.is_empty() {
+            "(none)"
+        } else {
+            &repo_shown
+        }
+    ));
+    run.log.line(&format!(
+        "CA certificate: {}",
+        if o.cacerts.is_empty() {
+            "(none)".to_string()
+        } else {
+            o.cacerts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    ));
+    run.log
+        .line(&format!("remove-all: {}", on_off(o.remove_all)));
+    run.log.line(&format!("dry-run: {}", on_off(o.dry_run)));
+    run.log.line(&format!("auto-unlock: {}", o.auto_unlock));
+    if o.force {
+        run.log.line("force: ON");
+    }
+    for w in &o.warnings {
+        run.log.line(w);
+    }
+
+    run.hook("pre-unlock.sh", &[]);
+
+    let cfg = o.repo.resolve();
+    let mut before: Inspection = Err("not inspected".into());
+    let mut after: Inspection = Err("not inspected".into());
+    let mut refused = false;
+    let mut message = String::new();
+    let restic_args = run.restic_args();
+    let exit_code = match &cfg {
+        Err(e) => {
+            message = format!("configuration error: {e}");
+            run.log.line(&format!("ERROR: {message}"));
+            exit::CONFIG
+        }
+        Ok(cfg) => {
+            run.log.redactor_mut().add(cfg.password.expose());
+            before = run.inspect(cfg, "before");
+            if let Ok(r) = &before {
+                let r = r.clone();
+                run.log_locks(&r);
+            }
+            let unsafe_now: Vec<String> = match &before {
+                Ok(r) => run
+                    .unsafe_locks(r)
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "lock {} of {}@{} PID {}: {}",
+                            &l.id[..8],
+                            l.username,
+                            l.hostname,
+                            l.pid,
+                            l.verdict.reason
+                        )
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if o.dry_run {
+                run.log.line(&format!(
+                    "dry run: would run {}; nothing removed",
+                    restic_line(&restic_args)
+                ));
+                for u in &unsafe_now {
+                    run.log.line(&format!("dry run: this would be UNSAFE: {u}"));
+                }
+                after = before.clone();
+                exit::OK
+            } else if !unsafe_now.is_empty() && !o.force {
+                refused = true;
+                message = format!(
+                    "refused: {} would remove a lock whose holder is alive, or SIGHUP a live process that is not the holder ({}); nothing was removed; re-run with --force to do it anyway",
+                    restic_line(&restic_args),
+                    unsafe_now.join("; ")
+                );
+                run.log.line(&format!("REFUSED: {message}"));
+                after = before.clone();
+                exit::REFUSED_UNSAFE
+            } else {
+                if before.is_err() {
+                    run.log
+                        .line("WARNING: the locks could not be read: no safety check was possible");
+                }
+                for u in &unsafe_now {
+                    run.log.line(&format!("--force: removing anyway: {u}"));
+                }
+                run.log
+                    .line(&format!("running: {}", restic_line(&restic_args)));
+                let code = run.run_restic(cfg, &restic_args);
+                after = run.inspect(cfg, "after");
+                code
+            }
+        }
+    };
+
+    if exit_code == exit::OK {
+        run.log.line("result: success");
+    } else {
+        run.log
+            .line(&format!("result: FAILED with exit code {exit_code}"));
+        run.log.copy_to_error_log();
+    }
+    let finished = Local::now();
+    let duration = clock.elapsed().as_secs();
+    run.log
+        .line(&format!("finished in {}", audit::human_duration(duration)));
+
+    // Artefacts, in the contract's order. None of them can change the exit code.
+    let detail = before.as_ref().ok();
+    let summary = Summary {
+        hostname: o.hostname.clone(),
+        release: o.release.clone(),
+        started_at: audit::timestamp(started),
+        finished_at: audit::timestamp(finished),
+        started_epoch: started.timestamp(),
+        finished_epoch: finished.timestamp(),
+        duration_seconds: duration,
+        repository: repo_shown.clone(),
+        remove_all: o.remove_all,
+        dry_run: o.dry_run,
+        locks_before: count(&before),
+        locks_after: count(&after),
+        exit_code,
+        force: o.force,
+        refused,
+        message: run.log.redactor().scrub(&message),
+        locks_stale: detail.map(|r| r.counts.stale),
+        locks_unsafe: detail.map(|r| r.counts.unsafe_),
+        locks_unreadable: detail.map(|r| r.counts.unreadable),
+        restic_command: restic_line(&restic_args),
+        locks: detail.map(|r| r.locks.clone()).unwrap_or_default(),
+    };
+    let json = run.log.redactor().scrub(&summary.render());
+    let json_path = o.log_dir.join(audit::SUMMARY_FILE);
+    match audit::write_atomic(&json_path, json.as_bytes()) {
+        Ok(()) => run
+            .log
+            .line(&format!("summary written to {}", json_path.display())),
+        Err(e) => run
+            .log
+            .line(&format!("ERROR: cannot write {}: {e}", json_path.display())),
+    }
+
+    deliver_webhook(&mut run, &json, exit_code);
+    write_metrics(
+        &mut run,
+        exit_code,
+        duration,
+        started.timestamp(),
+        finished.timestamp(),
+        &after,
+    );
+    send_mail(&mut run, exit_code, duration, &repo_shown);
+    run.hook("post-unlock.sh", &[exit_code.to_string()]);
+    exit_code
+}
+
+fn deliver_webhook(run: &mut Run, json: &str, exit_code: i32) {
+    let o = run.o;
+    let Some(url) = &o.webhook_url else {
+        return;
+    };
+    let shown = webhook::shown_url(url.expose());
+    if o.webhook_on_error && exit_code == 0 {
+        run.log.line(&format!(
+            "webhook {shown}: skipped (WEBHOOK_ON_ERROR=ON and the run succeeded)"
+        ));
+        return;
+    }
+    let hook = webhook::Webhook {
+        url: url.clone(),
+        auth: o.webhook_auth.clone(),
+        timeout: o.webhook_timeout,
+    };
+    let body = json.strip_suffix('\n').unwrap_or(json).to_string();
+    match run.rt.block_on(hook.post(body)) {
+        Ok(status) => run
+            .log
+            .line(&format!("webhook {shown}: delivered ({status})")),
+        Err(why) => run
+            .log
+            .line(&format!("ERROR: webhook {shown}: not delivered: {why}")),
+    }
+}
+
+fn write_metrics(
+    run: &mut Run,
+    exit_code: i32,
+    duration: u64,
+    started: i64,
+    finished: i64,
+    after: &Inspection,
+) {
+    let Some(dir) = &run.o.metrics_dir else {
+        return;
+    };
+    let text = metrics::render(
+        &metrics::RunMetrics {
+            hostname: run.o.hostname.clone(),
+            exit_code,
+            duration_seconds: duration,
+            started_epoch: started,
+            finished_epoch: finished,
+        },
+        after.as_ref().ok(),
+    );
+    let path = dir.join(audit::METRICS_FILE);
+    if !dir.is_dir() {
+        run.log.line(&format!(
+            "metrics: METRICS_DIR {} does not exist, skipped",
+            dir.display()
+        ));
+        return;
+    }
+    match audit::write_atomic(&path, text.as_bytes()) {
+        Ok(()) => run
+            .log
+            .line(&format!("metrics written to {}", path.display())),
+        Err(e) => run.log.line(&format!(
+            "metrics: cannot write {}: {e}, skipped",
+            path.display()
+        )),
+    }
+}
+
+fn send_mail(run: &mut Run, exit_code: i32, duration: u64, repo_shown: &str) {
+    let o = run.o;
+    if o.mail_rcpt.is_empty() {
+        return;
+    }
+    if o.mail_on_error && exit_code == 0 {
+        run.log
+            .line("mail: skipped (MAILX_ON_ERROR=ON and the run succeeded)");
+        return;
+    }
+    let status = if exit_code == 0 {
+        "[OK]".to_string()
+    } else {
+        format!("[FAIL {exit_code}]")
+    };
+    let subject = format!(
+        "{status} Unlock {} \u{b7} {} \u{b7} {repo_shown}",
+        o.hostname,
+        audit::human_duration(duration)
+    );
+    let settings = match &o.smtp_env {
+        Err(e) => Err(e.clone()),
+        Ok(Some(s)) => Ok(s.clone()),
+        Ok(None) => match std::fs::read_to_string(&o.msmtprc) {
+            Ok(text) => mail::from_msmtprc(&text, &o.msmtprc.display().to_string()).and_then(|s| {
+                s.ok_or_else(|| format!("{} names no SMTP host", o.msmtprc.display()))
+            }),
+            Err(e) => Err(format!(
+                "no SMTP_HOST and cannot read {}: {e}",
+                o.msmtprc.display()
+            )),
+        },
+    };
+    let mut transcript = vec![format!("mail step at {}", audit::timestamp(Local::now()))];
+    let result = settings.and_then(|s| {
+        let from = format!("unlock@{}", o.hostname);
+        mail::send(
+            &s,
+            &from,
+            &o.mail_rcpt,
+            &subject,
+            run.log.text(),
+            &mut transcript,
+        )
+    });
+    match &result {
+        Ok(answer) => run.log.line(&format!(
+            "mail to {}: sent ({answer})",
+            o.mail_rcpt.join(", ")
+        )),
+        Err(why) => {
+            transcript.push(format!("not sent: {why}"));
+            let why = run.log.redactor().scrub(why);
+            run.log.line(&format!(
+                "ERROR: mail to {}: not sent: {why}",
+                o.mail_rcpt.join(", ")
+            ));
+        }
+    }
+    let text = run.log.redactor().scrub(&(transcript.join("\n") + "\n"));
+    let path: &Path = &o.log_dir.join(audit::MAIL_LOG_FILE);
+    if let Err(e) = audit::write_atomic(path, text.as_bytes()) {
+        run.log
+            .line(&format!("cannot write {}: {e}", path.display()));
+    }
+}

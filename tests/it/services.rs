@@ -1,0 +1,242 @@
+//! Real services on loopback, started by the tests and stopped by PID.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("{what} exited: {st}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Debian's aiosmtpd, storing every message in a maildir.
+pub struct SmtpSink {
+    pub port: u16,
+    child: Child,
+    maildir: tempfile::TempDir,
+}
+
+pub struct Mail {
+    pub subject: String,
+    pub body: String,
+    pub to: String,
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        let maildir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("box"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3-aiosmtpd is installed");
+        wait_for_port(port, &mut child, "aiosmtpd");
+        SmtpSink {
+            port,
+            child,
+            maildir,
+        }
+    }
+
+    /// Every message received, decoded by Python's own email parser.
+    pub fn mails(&self) -> Vec<Mail> {
+        let new = self.maildir.path().join("box").join("new");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&new)
+            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        // Maildir names do not sort by arrival; modification times do.
+        paths.sort_by_key(|p| (std::fs::metadata(p).unwrap().modified().unwrap(), p.clone()));
+        paths
+            .iter()
+            .map(|p| {
+                let out = Command::new("/usr/bin/python3")
+                    .arg("-c")
+                    .arg(
+                        "import email, sys, json\n\
+                         from email.header import decode_header, make_header\n\
+                         m = email.message_from_binary_file(open(sys.argv[1], 'rb'))\n\
+                         print(json.dumps({'subject': str(make_header(decode_header(m['Subject']))),\
+                         'to': m['To'], 'body': m.get_payload(decode=True).decode()}))",
+                    )
+                    .arg(p)
+                    .output()
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+                Mail {
+                    subject: v["subject"].as_str().unwrap().into(),
+                    body: v["body"].as_str().unwrap().into(),
+                    to: v["to"].as_str().unwrap().into(),
+                }
+            })
+            .collect()
+    }
+
+    /// Raw bytes of every stored message.
+    pub fn raw(&self) -> String {
+        let new = self.maildir.path().join("box").join("new");
+        std::fs::read_dir(&new)
+            .map(|rd| {
+                rd.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+pub const ANSWER_OK: u8 = 0;
+pub const ANSWER_500: u8 = 1;
+pub const ANSWER_HANG: u8 = 2;
+
+/// An HTTP receiver: records each request, answers 200, 500, or never.
+pub struct HttpReceiver {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    pub mode: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut r = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+impl HttpReceiver {
+    pub fn start() -> HttpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let mode = Arc::new(AtomicU8::new(ANSWER_OK));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reqs, m, s) = (requests.clone(), mode.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let (reqs, m, s) = (reqs.clone(), m.clone(), s.clone());
+                        std::thread::spawn(move || {
+                            let Some(req) = read_request(&mut stream) else {
+                                return;
+                            };
+                            reqs.lock().unwrap().push(req);
+                            let answer = match m.load(Ordering::Relaxed) {
+                                ANSWER_500 => {
+                                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                                }
+                                ANSWER_HANG => {
+                                    let start = Instant::now();
+                                    while !s.load(Ordering::Relaxed)
+                                        && start.elapsed() < Duration::from_secs(60)
+                                    {
+                                        std::thread::sleep(Duration::from_millis(50));
+                                    }
+                                    return;
+                                }
+                                _ => {
+                                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                                }
+                            };
+                            let _ = stream.write_all(answer.as_bytes());
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        HttpReceiver {
+            port,
+            requests,
+            mode,
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+    }
+
+    pub fn taken(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
