@@ -3,6 +3,7 @@
 mod common;
 mod services;
 
+mod docker;
 mod exit_codes;
 mod fixtures;
 mod live;
