@@ -316,3 +316,22 @@ pub fn assert_same_lock(ours: &Value, restic: &Value) {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// IDs of the locks a report says `restic unlock` keeps, sorted.
+pub fn predicted_keep(report: &Value) -> Vec<String> {
+    let mut keep: Vec<String> = by_id(report)
+        .into_iter()
+        .filter(|(_, l)| l["restic_unlock_removes"] == false)
+        .map(|(id, _)| id)
+        .collect();
+    keep.sort();
+    keep
+}
+
+/// A PID that belonged to a process that has exited.
+pub fn dead_pid() -> i64 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id() as i64;
+    c.wait().unwrap();
+    pid
+}

@@ -84,12 +84,7 @@ fn sealed_v2_raw_json_locks_read_by_restic() {
 fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
     let t = TestRepo::new(2);
     let here = this_host();
-    let dead_pid = {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id() as i64;
-        c.wait().unwrap();
-        pid
-    };
+    let dead_pid = dead_pid();
     // A live process that started before its lock was written, but is not restic.
     let mut holder = std::process::Command::new("sleep")
         .arg("60")
@@ -105,12 +100,7 @@ fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
         t.seal(&l, Encoding::Zstd);
     }
     let report = t.locks_json();
-    let mut keep: Vec<String> = by_id(&report)
-        .into_iter()
-        .filter(|(_, l)| l["restic_unlock_removes"] == false)
-        .map(|(id, _)| id)
-        .collect();
-    keep.sort();
+    let keep = predicted_keep(&report);
     assert_eq!(keep.len(), 2, "{report}");
     // Our PID on a lock older than this process: the PID was reused; restic removes it by
     // age without probing, which is safe.

@@ -120,13 +120,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn dead_pid() -> i64 {
-    let mut c = Command::new("true").spawn().unwrap();
-    let pid = c.id() as i64;
-    c.wait().unwrap();
-    pid
-}
-
 #[test]
 fn dry_run_changes_nothing_then_unlock_removes_what_it_predicted() {
     let u = Unlock::new(2);
@@ -145,13 +138,7 @@ fn dry_run_changes_nothing_then_unlock_removes_what_it_predicted() {
     assert_eq!(s["locks_before"], "4");
     assert_eq!(s["locks_after"], "4");
     assert_eq!(s["exit_code"], 0);
-    let predicted_keep: Vec<String> = s["locks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["restic_unlock_removes"] == false)
-        .map(|l| l["id"].as_str().unwrap().to_string())
-        .collect();
+    let predicted_keep = predicted_keep(&s);
     assert_eq!(predicted_keep.len(), 1);
     let log = u.run_log();
     assert!(
@@ -765,4 +752,29 @@ fn locksmith_unlock_is_the_same_command() {
     assert_eq!(u.summary()["dry_run"], "ON");
     let start_line = String::from_utf8(out.stdout).unwrap();
     assert!(start_line.contains("] release: unknown"), "{start_line}");
+}
+
+#[test]
+fn repository_file_wins_over_the_variable() {
+    let mut u = Unlock::new(2);
+    u.t.seal(&lock_at(minutes_ago(45), "otherhost", 5), Encoding::Zstd);
+    let f = u.t.dir.path().join("repository");
+    std::fs::write(
+        &f,
+        format!("# where the backups go\n\n  {}  \n", u.t.path.display()),
+    )
+    .unwrap();
+    u.set("RESTIC_REPOSITORY", "/nonexistent/elsewhere");
+    u.set("RESTIC_REPOSITORY_FILE", f.display().to_string());
+    assert_eq!(u.run_code(&[]), 0, "{}", u.run_log());
+    let s = u.summary();
+    assert_eq!(s["repository"], u.t.path.display().to_string());
+    assert_eq!(
+        (s["locks_before"].clone(), s["locks_after"].clone()),
+        ("1".into(), "0".into())
+    );
+    assert!(
+        u.t.lock_names().is_empty(),
+        "restic worked on the file's repository"
+    );
 }
