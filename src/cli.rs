@@ -116,9 +116,6 @@ pub struct LocksArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Lock files read at once.
-    #[arg(long, default_value_t = locksmith::locks::DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..))]
-    pub connections: u16,
 }
 
 /// The repository options, named as restic names them.
@@ -150,6 +147,15 @@ pub struct RepoArgs {
     /// Key ID (prefix) to try first.
     #[arg(long, env = "RESTIC_KEY_HINT", global = true)]
     pub key_hint: Option<String>,
+    /// Backend option, as restic takes it (key=value; repeatable).
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Requests (lock files read) in flight at once [default: 32].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub connections: Option<u16>,
+    /// Time limit of one request to a remote backend, in seconds [default: 30].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
 }
 
 impl RepoArgs {
@@ -162,6 +168,16 @@ impl RepoArgs {
             password: std::env::var("RESTIC_PASSWORD").ok().map(Secret::new),
             key_hint: self.key_hint.clone(),
             repository_file_wins: false,
+            options: self.options.clone(),
+            connections: self.connections.map(usize::from),
+            timeout: self.timeout.map(std::time::Duration::from_secs),
+            env: std::env::vars()
+                .filter(|(k, _)| {
+                    locksmith::config::BACKEND_ENV_PREFIXES
+                        .iter()
+                        .any(|p| k.starts_with(p))
+                })
+                .collect(),
         }
     }
 }

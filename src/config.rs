@@ -1,7 +1,11 @@
 //! The resolved configuration the engine runs on. Built from plain option values (flag or
 //! environment, already merged by the front end), never from the CLI's own types.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::backend::NetOptions;
 use std::process::{Command, Stdio};
 
 use crate::location::{Location, Masked};
@@ -20,7 +24,20 @@ pub struct RawRepoOptions {
     /// The audited unlock's rule: a repository file, when given, wins over `-r` (restic
     /// itself calls both an error).
     pub repository_file_wins: bool,
+    /// `-o key=value` backend options, as restic takes them.
+    pub options: Vec<String>,
+    /// Requests in flight at once (`--connections`, or `-o <scheme>.connections`).
+    pub connections: Option<usize>,
+    /// Time limit of one request to a remote backend.
+    pub timeout: Option<Duration>,
+    /// The backends' environment (`RESTIC_*`, `AWS_*`, `AZURE_*` …), captured once.
+    pub env: BTreeMap<String, String>,
 }
+
+/// Environment variables a backend may read (credentials, endpoints, CA certificates).
+pub const BACKEND_ENV_PREFIXES: &[&str] = &[
+    "RESTIC_", "AWS_", "AZURE_", "GOOGLE_", "B2_", "OS_", "ST_", "RCLONE_",
+];
 
 /// A repository to open and the password to open it with.
 #[derive(Debug, Clone)]
@@ -33,6 +50,20 @@ pub struct RepoConfig {
     pub key_hint: Option<String>,
     /// Every secret seen while resolving, for scrubbing text from elsewhere.
     pub redactor: Redactor,
+    /// `-o` options by key.
+    pub options: BTreeMap<String, String>,
+    pub net: NetOptions,
+    pub env: BTreeMap<String, String>,
+}
+
+impl RepoConfig {
+    /// A variable of the captured environment, when set and not empty.
+    pub fn var(&self, k: &str) -> Option<&str> {
+        self.env
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +76,7 @@ pub enum ConfigError {
     ConflictingPassword,
     PasswordFile(String),
     PasswordCommand(String),
+    BadOption(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -66,6 +98,7 @@ impl std::fmt::Display for ConfigError {
             ),
             ConfigError::PasswordFile(why) => write!(f, "password file: {why}"),
             ConfigError::PasswordCommand(why) => write!(f, "password command: {why}"),
+            ConfigError::BadOption(why) => write!(f, "option: {why}"),
         }
     }
 }
@@ -146,7 +179,34 @@ impl RawRepoOptions {
         if let Some(pw) = Masked::url_password(&repo) {
             redactor.add(&pw);
         }
+        for k in crate::secret::SECRET_VARS {
+            if let Some(v) = self.env.get(*k) {
+                redactor.add(v);
+            }
+        }
+        let mut options = BTreeMap::new();
+        for o in &self.options {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOption(format!("{o:?} is not key=value")))?;
+            options.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let mut net = NetOptions::default();
+        if let Some(c) = self.connections {
+            net.connections = c.max(1);
+        }
+        if let Some(t) = self.timeout {
+            net.timeout = t;
+        }
+        if let Some(v) = options.get(&format!("{}.connections", location.scheme())) {
+            net.connections = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ConfigError::BadOption(format!("{v:?} is not a number of connections"))
+            })?;
+        }
         Ok(RepoConfig {
+            options,
+            net,
+            env: self.env.clone(),
             masked: Masked::new(&repo),
             repo: Secret::new(repo),
             location,

@@ -24,6 +24,8 @@ pub enum Error {
     Open { repo: Masked, err: OpenError },
     /// A backend locksmith cannot read yet.
     Unsupported { repo: Masked, scheme: &'static str },
+    /// The backend could not be set up (bad location, unreadable CA certificate, rclone).
+    Backend { repo: Masked, why: String },
     /// The lock directory could not be listed.
     Listing { repo: Masked, why: String },
 }
@@ -59,8 +61,9 @@ impl std::fmt::Display for Error {
             }
             Error::Unsupported { repo, scheme } => write!(
                 f,
-                "{repo}: the {scheme} backend is not supported yet; locksmith reads local repositories (a path or local:/path)"
+                "{repo}: the {scheme} backend is not supported yet; locksmith reads local, rest: and rclone: repositories"
             ),
+            Error::Backend { repo, why } => write!(f, "{repo}: {why}"),
             Error::Listing { repo, why } => write!(f, "{repo}: cannot list locks: {why}"),
         }
     }

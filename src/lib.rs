@@ -20,13 +20,14 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::backend::{Backend, LocalBackend};
+use crate::backend::{Backend, LocalBackend, RcloneBackend, RestBackend};
 use crate::config::RepoConfig;
 use crate::error::Error;
 use crate::location::Location;
 use crate::process::HostView;
 use crate::repo::Repository;
 use crate::report::Report;
+use crate::secret::Secret;
 
 pub use error::exit;
 
@@ -38,10 +39,42 @@ pub fn install_tls_provider() {
     });
 }
 
-/// The storage a location names.
+/// The storage a location names, configured from restic's options and variables.
 pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
+    let failed = |why: String| Error::Backend {
+        repo: cfg.masked.clone(),
+        why: cfg.redactor.scrub(&why),
+    };
+    let cacerts: Vec<std::path::PathBuf> = cfg
+        .var("RESTIC_CACERT")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(Into::into)
+                .collect()
+        })
+        .unwrap_or_default();
     match &cfg.location {
         Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
+        Location::Rest(url) => RestBackend::new(
+            url,
+            cfg.var("RESTIC_REST_USERNAME").map(str::to_string),
+            cfg.var("RESTIC_REST_PASSWORD").map(Secret::new),
+            &cacerts,
+            cfg.net.clone(),
+        )
+        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .map_err(failed),
+        Location::Rclone(remote) => {
+            let program = cfg
+                .options
+                .get("rclone.program")
+                .map_or("rclone", String::as_str);
+            RcloneBackend::start(remote, program, cfg.net.clone())
+                .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                .map_err(failed)
+        }
         other => Err(Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme: other.scheme(),
@@ -49,8 +82,7 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
     }
 }
 
-pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
-    let backend = backend_for(cfg)?;
+async fn open_with(cfg: &RepoConfig, backend: Arc<dyn Backend>) -> Result<Repository, Error> {
     Repository::open(backend, &cfg.password, cfg.key_hint.as_deref())
         .await
         .map_err(|err| Error::Open {
@@ -59,19 +91,25 @@ pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
         })
 }
 
-/// Opens the repository, reads every lock and judges each from `host`, now.
-pub async fn inspect(
-    cfg: &RepoConfig,
-    host: &dyn HostView,
-    concurrency: usize,
-) -> Result<Report, Error> {
-    let repo = open(cfg).await?;
-    let inv = locks::inventory(&repo, concurrency)
-        .await
+pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
+    open_with(cfg, backend_for(cfg)?).await
+}
+
+/// Opens the repository, reads every lock and judges each from `host`, now. The lock
+/// files are fetched while the key is being derived.
+pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
+    let backend = backend_for(cfg)?;
+    let (repo, fetched) = tokio::join!(
+        open_with(cfg, backend.clone()),
+        locks::fetch(backend.as_ref(), cfg.net.connections)
+    );
+    let repo = repo?;
+    let inv = fetched
         .map_err(|e| Error::Listing {
             repo: cfg.masked.clone(),
             why: cfg.redactor.scrub(&e.to_string()),
-        })?;
+        })?
+        .decode(&repo);
     Ok(Report::new(
         cfg.masked.as_str(),
         &repo.id,

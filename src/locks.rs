@@ -14,8 +14,6 @@ use crate::repo::Repository;
 pub const LOCK_FILE_CAP: u64 = 64 << 10;
 /// Cap on a decompressed lock, against zstd bombs.
 const PLAIN_CAP: u64 = 1 << 20;
-/// Reads in flight at once.
-pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// A lock file's content, as restic writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,8 +37,7 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
     match &cli.command {
         cli::Command::Locks(args) => {
             let host = ThisHost::new();
-            let report =
-                runtime.block_on(locksmith::inspect(&cfg, &host, args.connections as usize))?;
+            let report = runtime.block_on(locksmith::inspect(&cfg, &host))?;
             let text = if args.json {
                 report.to_json() + "\n"
             } else {

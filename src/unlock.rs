@@ -18,24 +18,6 @@ use crate::report::Report;
 use crate::secret::{Redactor, Secret};
 use crate::verdict::Holder;
 
-/// Environment variables whose values are secrets, scrubbed from everything written.
-const SECRET_VARS: &[&str] = &[
-    "RESTIC_PASSWORD",
-    "RESTIC_REST_PASSWORD",
-    "WEBHOOK_HEADER_AUTH",
-    "SMTP_PASSWORD",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_ACCOUNT_KEY",
-    "AZURE_ACCOUNT_SAS",
-    "B2_ACCOUNT_KEY",
-    "GOOGLE_ACCESS_TOKEN",
-    "OS_PASSWORD",
-    "OS_AUTH_TOKEN",
-    "OS_APPLICATION_CREDENTIAL_SECRET",
-    "ST_KEY",
-];
-
 /// What the unlock run needs, resolved from flags and the environment contract.
 #[derive(Debug, Clone)]
 pub struct UnlockOptions {
@@ -118,7 +100,7 @@ impl UnlockOptions {
             })
             .unwrap_or_default();
         let mut redactor = Redactor::default();
-        for k in SECRET_VARS {
+        for k in crate::secret::SECRET_VARS {
             if let Some(v) = set(k) {
                 redactor.add(&v);
             }
@@ -185,11 +167,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn inspect(&mut self, cfg: &RepoConfig, when: &str) -> Inspection {
         let host = ThisHost::new();
-        let got = self.rt.block_on(crate::inspect(
-            cfg,
-            &host,
-            crate::locks::DEFAULT_CONCURRENCY,
-        ));
+        let got = self.rt.block_on(crate::inspect(cfg, &host));
         match got {
             Ok(r) => {
                 let c = &r.counts;

@@ -2,8 +2,14 @@
 //! locksmith never writes to a repository.
 
 mod local;
+pub mod net;
+mod rclone;
+mod rest;
 
 pub use local::LocalBackend;
+pub use net::NetOptions;
+pub use rclone::RcloneBackend;
+pub use rest::RestBackend;
 
 use async_trait::async_trait;
 use futures::StreamExt;

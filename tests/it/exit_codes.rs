@@ -142,7 +142,7 @@ fn exit_1_for_a_backend_not_supported_yet_with_the_url_masked() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let e = stderr(&out);
-    assert!(e.contains("rest:https://user:***@127.0.0.1:1/repo"), "{e}");
+    assert!(e.contains("s3:https://key:***@127.0.0.1:1/bucket"), "{e}");
     assert!(e.contains("not supported yet"), "{e}");
     assert!(!text(&out).contains("Url-Pass-77"));
 }

@@ -3,6 +3,7 @@
 mod common;
 mod services;
 
+mod backends;
 mod docker;
 mod exit_codes;
 mod fixtures;

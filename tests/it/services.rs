@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -236,6 +236,151 @@ impl HttpReceiver {
 }
 
 impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `rclone serve restic` over a directory holding repositories.
+pub struct RestServer {
+    pub port: u16,
+    pub tls: bool,
+    child: Child,
+}
+
+impl RestServer {
+    /// `auth`: basic-auth user and password; `tls`: certificate and key files.
+    pub fn start(
+        root: &std::path::Path,
+        auth: Option<(&str, &str)>,
+        tls: Option<(&Path, &Path)>,
+    ) -> RestServer {
+        let port = free_port();
+        let mut cmd = Command::new("rclone");
+        cmd.args(["serve", "restic", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((u, p)) = auth {
+            cmd.args(["--user", u, "--pass", p]);
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("rclone is installed (apt-get install -y rclone)");
+        wait_for_port(port, &mut child, "rclone serve restic");
+        RestServer {
+            port,
+            tls: tls.is_some(),
+            child,
+        }
+    }
+
+    pub fn url(&self, userinfo: &str, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("rest:{scheme}://{userinfo}127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const FAULT_NONE: u8 = 0;
+/// Every third request answers 500.
+pub const FAULT_500: u8 = 1;
+/// Connections are accepted and never answered.
+pub const FAULT_STALL: u8 = 2;
+/// Connections are closed at once, unanswered: the server went away.
+pub const FAULT_GONE: u8 = 3;
+
+/// A fault-injecting HTTP proxy in front of a real server: one request per connection.
+pub struct FaultProxy {
+    pub port: u16,
+    pub mode: Arc<AtomicU8>,
+    pub served: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+fn relay(mut client: TcpStream, upstream: u16, mode: u8, n: usize, stop: &AtomicBool) {
+    let Some(req) = read_request(&mut client) else {
+        return;
+    };
+    match mode {
+        FAULT_GONE => return,
+        FAULT_STALL => {
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        FAULT_500 if n.is_multiple_of(3) => {
+            let _ = client.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+        _ => {}
+    }
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if k != "connection" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("connection: close\r\n\r\n");
+    if up.write_all(head.as_bytes()).is_err() || up.write_all(&req.body).is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    let _ = client.write_all(&answer);
+}
+
+impl FaultProxy {
+    pub fn start(upstream: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(FAULT_NONE));
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s, st) = (mode.clone(), served.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        let n = s.fetch_add(1, Ordering::Relaxed) + 1;
+                        let (mode, st) = (m.load(Ordering::Relaxed), st.clone());
+                        std::thread::spawn(move || relay(c, upstream, mode, n, &st));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        FaultProxy {
+            port,
+            mode,
+            served,
+            stop,
+        }
+    }
+
+    pub fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Relaxed);
+    }
+}
+
+impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }

@@ -1,0 +1,214 @@
+//! restic's REST protocol (rest-server, `rclone serve restic`), over reqwest.
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
+use reqwest::{Client, Url};
+use serde::Deserialize;
+
+use super::net::{NetOptions, status_attempt, transport_attempt, with_retries};
+use super::{Backend, BackendError, Dir, Entry};
+use crate::secret::Secret;
+
+const V2: &str = "application/vnd.x.restic.rest.v2";
+
+pub struct RestBackend {
+    base: Url,
+    client: Client,
+    user: Option<String>,
+    password: Option<Secret>,
+    net: NetOptions,
+}
+
+#[derive(Deserialize)]
+struct V2Entry {
+    name: String,
+    size: u64,
+}
+
+/// Extra trust anchors from `RESTIC_CACERT`-style comma-separated PEM files.
+pub fn load_cacerts(paths: &[std::path::PathBuf]) -> Result<Vec<reqwest::Certificate>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        let pem = std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display()))?;
+        out.extend(
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("CA certificate {}: {e}", p.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+impl RestBackend {
+    /// `url` is what follows `rest:`. Credentials come from the URL's user info, else from
+    /// `RESTIC_REST_USERNAME`/`RESTIC_REST_PASSWORD` (`user`, `password`).
+    pub fn new(
+        url: &str,
+        user: Option<String>,
+        password: Option<Secret>,
+        cacerts: &[std::path::PathBuf],
+        net: NetOptions,
+    ) -> Result<RestBackend, String> {
+        let mut base = Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!("scheme {:?} is not http or https", base.scheme()));
+        }
+        let url_user = (!base.username().is_empty()).then(|| percent_decode(base.username()));
+        let url_pass = base.password().map(|p| Secret::new(percent_decode(p)));
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        crate::install_tls_provider();
+        let client = Client::builder()
+            .timeout(net.timeout)
+            .connect_timeout(net.timeout.min(std::time::Duration::from_secs(10)))
+            .pool_max_idle_per_host(net.connections)
+            .tls_certs_merge(load_cacerts(cacerts)?)
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        Ok(RestBackend {
+            base,
+            client,
+            user: url_user.or(user),
+            password: url_pass.or(password),
+            net,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("relative path joins")
+    }
+
+    fn request(&self, url: Url) -> reqwest::RequestBuilder {
+        let r = self.client.get(url);
+        match &self.user {
+            Some(u) => r.basic_auth(u, self.password.as_ref().map(|p| p.expose())),
+            None => r,
+        }
+    }
+
+    /// GET with retries; at most `limit` bytes of the body.
+    async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        limit: u64,
+    ) -> Result<(Option<String>, Vec<u8>), BackendError> {
+        let what = format!("GET {path}");
+        with_retries(&self.net, &what, || async {
+            let mut req = self.request(self.url(path));
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if limit < u64::MAX {
+                req = req.header(RANGE, format!("bytes=0-{}", limit.saturating_sub(1)));
+            }
+            let mut resp = req.send().await.map_err(|e| transport_attempt(&what, e))?;
+            if resp.status() == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+                // An empty file has no byte 0.
+                return Ok((None, Vec::new()));
+            }
+            if let Some(a) = status_attempt(&what, resp.status()) {
+                return Err(a);
+            }
+            let ctype = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| transport_attempt(&what, e))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 >= limit {
+                    body.truncate(limit as usize);
+                    break;
+                }
+            }
+            Ok((ctype, body))
+        })
+        .await
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[async_trait]
+impl Backend for RestBackend {
+    async fn read_config(&self) -> Result<Vec<u8>, BackendError> {
+        self.get("config", None, 1 << 20).await.map(|(_, b)| b)
+    }
+
+    async fn list(&self, dir: Dir) -> Result<Vec<Entry>, BackendError> {
+        let path = format!("{}/", dir.name());
+        let (ctype, body) = match self.get(&path, Some(V2), 64 << 20).await {
+            Ok(r) => r,
+            Err(BackendError::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let bad = |e: serde_json::Error| {
+            BackendError::Failed(format!("listing {path}: not a REST listing: {e}"))
+        };
+        let mut out: Vec<Entry> = if ctype.as_deref().is_some_and(|c| c.starts_with(V2)) {
+            serde_json::from_slice::<Vec<V2Entry>>(&body)
+                .map_err(bad)?
+                .into_iter()
+                .map(|e| Entry {
+                    name: e.name,
+                    size: Some(e.size),
+                    is_file: true,
+                })
+                .collect()
+        } else {
+            // v1: names only. Reads are capped, so sizes are not fetched one HEAD at a time.
+            serde_json::from_slice::<Vec<String>>(&body)
+                .map_err(bad)?
+                .into_iter()
+                .map(|name| Entry {
+                    name,
+                    size: None,
+                    is_file: true,
+                })
+                .collect()
+        };
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError> {
+        self.get(&format!("{}/{name}", dir.name()), None, limit)
+            .await
+            .map(|(_, b)| b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let b = RestBackend::new(
+            "https://us%40r:p%3Ass@host:8000/repo",
+            None,
+            None,
+            &[],
+            NetOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(b.base.as_str(), "https://host:8000/repo/");
+        assert_eq!(b.user.as_deref(), Some("us@r"));
+        assert_eq!(b.password.as_ref().unwrap().expose(), "p:ss");
+        assert_eq!(b.url("locks/").as_str(), "https://host:8000/repo/locks/");
+        assert!(RestBackend::new("ftp://h/", None, None, &[], NetOptions::default()).is_err());
+    }
+}

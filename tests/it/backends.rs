@@ -1,0 +1,236 @@
+//! The same repository through every backend locksmith reads: the same locks, verdicts and
+//! counts as on the local copy.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use locksmith::seal::Encoding;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use serde_json::Value;
+
+use crate::common::*;
+use crate::services::*;
+
+/// A repository with locks of every verdict.
+fn busy_repo() -> TestRepo {
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(3), "otherhost", 5), Encoding::Zstd);
+    t.seal(&lock_at(minutes_ago(50), "otherhost", 6), Encoding::Zstd);
+    t.seal(
+        &lock_at(minutes_ago(2), &this_host(), dead_pid()),
+        Encoding::Json,
+    );
+    for i in 0..40 {
+        t.seal(
+            &lock_at(minutes_ago(i % 20), &format!("fleet-{i}"), i),
+            Encoding::Zstd,
+        );
+    }
+    let (foreign, bytes) = locksmith::seal::seal_foreign(b"{}");
+    t.write_lock_file(&foreign, &bytes);
+    t
+}
+
+/// The parts of a report that do not depend on where or exactly when it was made.
+fn essence(r: &Value) -> Value {
+    let mut r = r.clone();
+    let o = r.as_object_mut().unwrap();
+    o.remove("repository");
+    o.remove("checked_at");
+    for l in o.get_mut("locks").unwrap().as_array_mut().unwrap() {
+        let l = l.as_object_mut().unwrap();
+        l.remove("age_seconds");
+        l.remove("reason");
+    }
+    r
+}
+
+fn report_via(t: &TestRepo, repo: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = t.locksmith();
+    c.env("RESTIC_REPOSITORY", repo).args(["locks", "--json"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn same_as_local(t: &TestRepo, repo: &str, env: &[(&str, &str)]) -> Value {
+    let local = t.locks_json();
+    let out = report_via(t, repo, env);
+    assert_no_secret(&out, PASSWORD);
+    assert!(out.status.success(), "{}", text(&out));
+    let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(essence(&remote), essence(&local));
+    assert_eq!(remote["counts"]["total"], 43);
+    assert_eq!(remote["counts"]["unreadable"], 1);
+    remote
+}
+
+#[test]
+fn rest_server_plain_and_restic_agree() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let url = srv.url("", "repo/");
+    let remote = same_as_local(&t, &url, &[]);
+    assert_eq!(remote["repository"], url.as_str());
+    // restic itself reads the same locks through the same server.
+    let mut c = t.restic();
+    c.env("RESTIC_REPOSITORY", &url)
+        .args(["list", "locks", "--no-lock"]);
+    let out = c.output().unwrap();
+    let mut listed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut ours: Vec<String> = by_id(&remote).into_keys().collect();
+    ours.extend(
+        remote["unreadable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string()),
+    );
+    ours.sort();
+    assert_eq!(ours, listed);
+}
+
+#[test]
+fn rest_server_with_basic_auth() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), Some(("backup", "Rest-Pass-8812")), None);
+    same_as_local(&t, &srv.url("backup:Rest-Pass-8812@", "repo/"), &[]);
+    same_as_local(
+        &t,
+        &srv.url("", "repo/"),
+        &[
+            ("RESTIC_REST_USERNAME", "backup"),
+            ("RESTIC_REST_PASSWORD", "Rest-Pass-8812"),
+        ],
+    );
+    let start = Instant::now();
+    let out = report_via(&t, &srv.url("backup:Wrong-Pass-8812@", "repo/"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("authentication failed") && e.contains("backup:***@"),
+        "{e}"
+    );
+    assert!(!text(&out).contains("Wrong-Pass-8812"));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "no retries on 401"
+    );
+}
+
+fn write_tls(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn rest_server_over_https_with_restic_cacert() {
+    let t = busy_repo();
+    let (ca, cert, key) = write_tls(t.dir.path());
+    let srv = RestServer::start(t.dir.path(), None, Some((&cert, &key)));
+    let url = srv.url("", "repo/");
+    same_as_local(&t, &url, &[("RESTIC_CACERT", ca.to_str().unwrap())]);
+    // Without the CA the server is not trusted: a clear failure, not a hang.
+    let out = report_via(&t, &url, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the repository"));
+}
+
+#[test]
+fn rclone_remote_is_served_for_the_run_and_stopped() {
+    let t = busy_repo();
+    let spec = format!("rclone:{}", t.path.display());
+    same_as_local(&t, &spec, &[]);
+    let left = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("serve restic --addr 127.0.0.1:[0-9]+ {}", t.path.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "rclone left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
+
+#[test]
+fn transient_server_errors_are_retried() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let proxy = FaultProxy::start(srv.port);
+    proxy.set(FAULT_500);
+    same_as_local(
+        &t,
+        &format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
+        &[],
+    );
+    assert!(proxy.served.load(std::sync::atomic::Ordering::Relaxed) > 45);
+}
+
+#[test]
+fn a_server_that_goes_away_fails_clearly() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let proxy = FaultProxy::start(srv.port);
+    proxy.set(FAULT_GONE);
+    let start = Instant::now();
+    let out = report_via(
+        &t,
+        &format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(&format!("rest:http://127.0.0.1:{}/repo/", proxy.port))
+            && e.contains("attempts"),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_stalled_server_hits_the_time_limit() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let proxy = FaultProxy::start(srv.port);
+    proxy.set(FAULT_STALL);
+    let start = Instant::now();
+    let mut c = t.locksmith();
+    c.env(
+        "RESTIC_REPOSITORY",
+        format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
+    )
+    .args(["locks", "--timeout", "1"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("timed out"),
+        "{}",
+        text(&out)
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
