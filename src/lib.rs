@@ -55,6 +55,19 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
                 .collect()
         })
         .unwrap_or_default();
+    #[cfg(any(
+        feature = "s3",
+        feature = "azure",
+        feature = "gcs",
+        feature = "b2",
+        feature = "swift",
+        feature = "sftp"
+    ))]
+    let object = |op: Result<opendal::Operator, String>| {
+        op.and_then(|op| backend::ObjectBackend::new(op, &cfg.net, &cacerts))
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(failed)
+    };
     match &cfg.location {
         Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
         Location::Rest(url) => RestBackend::new(
@@ -75,6 +88,8 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
                 .map(|b| Arc::new(b) as Arc<dyn Backend>)
                 .map_err(failed)
         }
+        #[cfg(feature = "s3")]
+        Location::S3(spec) => object(backend::s3::operator(spec, cfg)),
         other => Err(Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme: other.scheme(),
@@ -87,7 +102,10 @@ async fn open_with(cfg: &RepoConfig, backend: Arc<dyn Backend>) -> Result<Reposi
         .await
         .map_err(|err| Error::Open {
             repo: cfg.masked.clone(),
-            err,
+            err: match err {
+                repo::OpenError::Backend(why) => repo::OpenError::Backend(cfg.redactor.scrub(&why)),
+                other => other,
+            },
         })
 }
 

@@ -3,11 +3,31 @@
 
 mod local;
 pub mod net;
+#[cfg(any(
+    feature = "s3",
+    feature = "azure",
+    feature = "gcs",
+    feature = "b2",
+    feature = "swift",
+    feature = "sftp"
+))]
+mod object;
 mod rclone;
 mod rest;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use local::LocalBackend;
 pub use net::NetOptions;
+#[cfg(any(
+    feature = "s3",
+    feature = "azure",
+    feature = "gcs",
+    feature = "b2",
+    feature = "swift",
+    feature = "sftp"
+))]
+pub use object::ObjectBackend;
 pub use rclone::RcloneBackend;
 pub use rest::RestBackend;
 

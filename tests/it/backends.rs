@@ -234,3 +234,31 @@ fn a_stalled_server_hits_the_time_limit() {
     );
     assert!(start.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn s3_with_a_prefix() {
+    let t = busy_repo();
+    let s3 = MotoS3::start();
+    s3.upload(&t.path, "backups/host-a/repo");
+    let repo = format!("s3:{}/backups/host-a/repo", s3.endpoint());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test-key"),
+        ("AWS_SECRET_ACCESS_KEY", "Aws-Secret-3317"),
+    ];
+    let remote = same_as_local(&t, &repo, &env);
+    // restic reads the same repository there.
+    let mut c = t.restic();
+    c.env("RESTIC_REPOSITORY", &repo)
+        .envs(env)
+        .args(["list", "locks", "--no-lock"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        remote["counts"]["total"].as_u64().unwrap() as usize + 1
+    );
+    // A missing bucket or prefix is "no repository".
+    let out = report_via(&t, &format!("s3:{}/backups/elsewhere", s3.endpoint()), &env);
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    assert!(!text(&out).contains("Aws-Secret-3317"));
+}

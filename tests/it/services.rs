@@ -385,3 +385,55 @@ impl Drop for FaultProxy {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// moto's S3 server (PyPI moto[s3]), in memory, path-style.
+pub struct MotoS3 {
+    pub port: u16,
+    child: Child,
+}
+
+impl MotoS3 {
+    pub fn start() -> MotoS3 {
+        let port = free_port();
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto is installed (pip install 'moto[s3]' flask flask-cors)");
+        wait_for_port(port, &mut child, "moto_server");
+        MotoS3 { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Copies a local repository to `bucket/prefix` with rclone.
+    pub fn upload(&self, from: &Path, bucket_and_prefix: &str) {
+        let target = format!(
+            ":s3,provider=Other,endpoint='{}',access_key_id=test,secret_access_key=test:{bucket_and_prefix}",
+            self.endpoint()
+        );
+        // A CA bundle in the environment (AWS_CA_BUNDLE) makes rclone's S3 client refuse.
+        let out = Command::new("rclone")
+            .arg("copy")
+            .arg(from)
+            .arg(target)
+            .env_remove("AWS_CA_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rclone copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for MotoS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
