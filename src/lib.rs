@@ -90,6 +90,10 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         }
         #[cfg(feature = "s3")]
         Location::S3(spec) => object(backend::s3::operator(spec, cfg)),
+        #[cfg(feature = "azure")]
+        Location::Azure(spec) => object(backend::azure::operator(spec, cfg)),
+        #[cfg(feature = "gcs")]
+        Location::Gs(spec) => object(backend::gcs::operator(spec, cfg)),
         other => Err(Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme: other.scheme(),

@@ -1,6 +1,10 @@
 //! Storage access: list a directory of the repository and read one file, nothing else.
 //! locksmith never writes to a repository.
 
+#[cfg(feature = "azure")]
+pub mod azure;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 mod local;
 pub mod net;
 #[cfg(any(

@@ -262,3 +262,62 @@ fn s3_with_a_prefix() {
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     assert!(!text(&out).contains("Aws-Secret-3317"));
 }
+
+#[test]
+fn azure_blob_on_azurite() {
+    let t = busy_repo();
+    let az = Daemon::azurite();
+    let endpoint = format!("{}/devstoreaccount1", az.url());
+    azurite_upload(&az, &t.path, "backups", "host-a");
+    let env = [
+        ("AZURE_ACCOUNT_NAME", "devstoreaccount1"),
+        ("AZURE_ACCOUNT_KEY", AZURITE_KEY),
+    ];
+    let mut c = t.locksmith();
+    c.env("RESTIC_REPOSITORY", "azure:backups:/host-a")
+        .envs(env)
+        .args([
+            "-o",
+            &format!("azure.endpoint={endpoint}"),
+            "locks",
+            "--json",
+        ]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(AZURITE_KEY));
+    let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(essence(&remote), essence(&t.locks_json()));
+    // restic 0.14 reads the same repository (its SDK maps this account to port 10000).
+    let mut c = t.restic();
+    c.env("RESTIC_REPOSITORY", "azure:backups:/host-a")
+        .envs(env)
+        .args(["list", "locks", "--no-lock"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 44);
+}
+
+#[test]
+fn google_cloud_storage_on_the_emulator() {
+    let t = busy_repo();
+    let gcs = Daemon::gcs("backups");
+    rclone_copy(
+        &t.path,
+        ":gcs:backups/host-a",
+        &[
+            ("RCLONE_GCS_ENDPOINT", &format!("{}/storage/v1/", gcs.url())),
+            ("RCLONE_GCS_ANONYMOUS", "true"),
+        ],
+    );
+    let mut c = t.locksmith();
+    c.env("RESTIC_REPOSITORY", "gs:backups:/host-a").args([
+        "-o",
+        &format!("gs.endpoint={}", gcs.url()),
+        "locks",
+        "--json",
+    ]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(essence(&remote), essence(&t.locks_json()));
+}

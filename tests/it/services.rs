@@ -437,3 +437,130 @@ impl Drop for MotoS3 {
         let _ = self.child.wait();
     }
 }
+
+/// The well-known key of Azure's storage emulator account `devstoreaccount1`.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A service started from a command line, waited for on its port, killed on drop.
+pub struct Daemon {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(what: &str, port: u16, cmd: &mut Command, dir: tempfile::TempDir) -> Daemon {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} is installed: {e}"));
+        wait_for_port(port, &mut child, what);
+        Daemon {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// npm's azurite (blob service only), state in a temp dir, on the emulator's own port
+    /// 10000: the only one rclone's (and restic 0.14's) emulator mode reaches.
+    pub fn azurite() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = 10000;
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port 10000 is taken: azurite needs it"
+        );
+        let mut cmd = Command::new("azurite-blob");
+        cmd.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+        ])
+        .arg(dir.path())
+        .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose"]);
+        Daemon::start("azurite (npm install -g azurite)", port, &mut cmd, dir)
+    }
+
+    /// PyPI's gcp-storage-emulator, in memory, with one bucket.
+    pub fn gcs(bucket: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new("gcp-storage-emulator");
+        cmd.args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--default-bucket", bucket, "--in-memory"]);
+        Daemon::start(
+            "gcp-storage-emulator (pip install gcp-storage-emulator)",
+            port,
+            &mut cmd,
+            dir,
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rclone copy FROM TARGET` with extra environment (rclone seeds the emulators). A CA
+/// bundle in the environment (AWS_CA_BUNDLE) makes rclone's S3 client refuse: unset.
+pub fn rclone_copy(from: &Path, target: &str, env: &[(&str, &str)]) {
+    let out = Command::new("rclone")
+        .arg("copy")
+        .arg(from)
+        .arg(target)
+        .envs(env.iter().copied())
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rclone copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Uploads a local repository into azurite with Microsoft's own Python client (PyPI
+/// azure-storage-blob).
+pub fn azurite_upload(az: &Daemon, from: &Path, container: &str, prefix: &str) {
+    let script = r#"
+import os, sys
+from azure.storage.blob import BlobServiceClient
+url, key, root, container, prefix = sys.argv[1:6]
+svc = BlobServiceClient(account_url=url, credential={"account_name": "devstoreaccount1", "account_key": key})
+c = svc.get_container_client(container)
+if not c.exists():
+    c.create_container()
+for d, _, files in os.walk(root):
+    for f in files:
+        p = os.path.join(d, f)
+        with open(p, "rb") as fh:
+            c.upload_blob(prefix + "/" + os.path.relpath(p, root), fh, overwrite=True)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("{}/devstoreaccount1", az.url()))
+        .arg(AZURITE_KEY)
+        .arg(from)
+        .arg(container)
+        .arg(prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "upload to azurite: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

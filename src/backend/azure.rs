@@ -1,0 +1,61 @@
+//! `azure:container:/prefix` to an OpenDAL Azure Blob operator, with restic's variables.
+
+use opendal::Operator;
+use opendal::services::Azblob;
+
+use crate::config::RepoConfig;
+
+/// `container:/prefix` (the prefix optional) → (container, prefix).
+pub fn parse(spec: &str) -> Result<(String, String), String> {
+    let (container, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    if container.is_empty() {
+        return Err("no container (azure:container:/prefix)".into());
+    }
+    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+/// The account's blob endpoint: `-o azure.endpoint=URL` (an emulator, a private cloud),
+/// else `https://ACCOUNT.blob.AZURE_ENDPOINT_SUFFIX` (default `core.windows.net`).
+pub fn endpoint(account: &str, cfg: &RepoConfig) -> String {
+    match cfg.options.get("azure.endpoint") {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => format!(
+            "https://{account}.blob.{}",
+            cfg.var("AZURE_ENDPOINT_SUFFIX")
+                .unwrap_or("core.windows.net")
+        ),
+    }
+}
+
+pub fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+    let (container, prefix) = parse(spec)?;
+    let account = cfg
+        .var("AZURE_ACCOUNT_NAME")
+        .ok_or("AZURE_ACCOUNT_NAME is not set")?;
+    let mut b = Azblob::default()
+        .container(&container)
+        .root(&format!("/{prefix}"))
+        .endpoint(&endpoint(account, cfg))
+        .account_name(account);
+    match (cfg.var("AZURE_ACCOUNT_KEY"), cfg.var("AZURE_ACCOUNT_SAS")) {
+        (Some(key), _) => b = b.account_key(key),
+        (None, Some(sas)) => b = b.sas_token(sas.trim_start_matches('?')),
+        (None, None) => return Err("set AZURE_ACCOUNT_KEY or AZURE_ACCOUNT_SAS".into()),
+    }
+    Operator::new(b).map_err(|e| format!("Azure configuration: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_azure_forms() {
+        assert_eq!(
+            parse("backups:/host/a/").unwrap(),
+            ("backups".into(), "host/a".into())
+        );
+        assert_eq!(parse("backups").unwrap(), ("backups".into(), "".into()));
+        assert!(parse(":/x").is_err());
+    }
+}
