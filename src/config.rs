@@ -192,6 +192,10 @@ impl RawRepoOptions {
             options.insert(k.trim().to_string(), v.trim().to_string());
         }
         let mut net = NetOptions::default();
+        // restic's default for SFTP: more sessions than this trip sshd's limits.
+        if location.scheme() == "sftp" {
+            net.connections = 5;
+        }
         if let Some(c) = self.connections {
             net.connections = c.max(1);
         }

@@ -94,6 +94,13 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         Location::Azure(spec) => object(backend::azure::operator(spec, cfg)),
         #[cfg(feature = "gcs")]
         Location::Gs(spec) => object(backend::gcs::operator(spec, cfg)),
+        #[cfg(feature = "sftp")]
+        Location::Sftp(spec) => backend::sftp::operator(spec, cfg)
+            .and_then(|(op, path)| {
+                backend::ObjectBackend::with_prefix(op, &path, &cfg.net, &cacerts)
+            })
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(failed),
         other => Err(Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme: other.scheme(),

@@ -20,6 +20,8 @@ mod rclone;
 mod rest;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "sftp")]
+pub mod sftp;
 
 pub use local::LocalBackend;
 pub use net::NetOptions;

@@ -14,6 +14,8 @@ use super::{Backend, BackendError, Dir, Entry};
 
 pub struct ObjectBackend {
     op: Operator,
+    /// Prepended to every path (`""`, or a directory with its trailing `/`).
+    prefix: String,
     /// Sizes from the last listings: OpenDAL insists that a range read returns the whole
     /// range, so reads must know how much there is.
     sizes: Mutex<HashMap<String, u64>>,
@@ -28,6 +30,20 @@ impl ObjectBackend {
         net: &NetOptions,
         cacerts: &[std::path::PathBuf],
     ) -> Result<ObjectBackend, String> {
+        Self::with_prefix(op, "", net, cacerts)
+    }
+
+    /// As [`ObjectBackend::new`], with the repository below `prefix` of the operator's root.
+    pub fn with_prefix(
+        op: Operator,
+        prefix: &str,
+        net: &NetOptions,
+        cacerts: &[std::path::PathBuf],
+    ) -> Result<ObjectBackend, String> {
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(net.timeout.min(std::time::Duration::from_secs(10)))
@@ -50,6 +66,7 @@ impl ObjectBackend {
             .layer(ConcurrentLimitLayer::new(net.connections.max(1)));
         Ok(ObjectBackend {
             op,
+            prefix,
             sizes: Mutex::new(HashMap::new()),
         })
     }
@@ -73,8 +90,8 @@ impl Backend for ObjectBackend {
     }
 
     async fn list(&self, dir: Dir) -> Result<Vec<Entry>, BackendError> {
-        let path = format!("{}/", dir.name());
-        let what = format!("listing {path}");
+        let path = format!("{}{}/", self.prefix, dir.name());
+        let what = format!("listing {}/", dir.name());
         let entries = match self.op.list(&path).await {
             Ok(e) => e,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -113,6 +130,7 @@ impl Backend for ObjectBackend {
 impl ObjectBackend {
     async fn read_path(&self, path: &str, limit: u64) -> Result<Vec<u8>, BackendError> {
         let what = path.to_string();
+        let path = &format!("{}{path}", self.prefix);
         let known = self.sizes.lock().expect("not poisoned").get(path).copied();
         let size = match known {
             Some(s) => s,

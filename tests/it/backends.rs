@@ -321,3 +321,51 @@ fn google_cloud_storage_on_the_emulator() {
     let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(essence(&remote), essence(&t.locks_json()));
 }
+
+#[test]
+fn sftp_through_a_private_sshd() {
+    if !is_root() {
+        eprintln!("skipped: the private sshd logs in as root");
+        return;
+    }
+    let t = busy_repo();
+    let sshd = Sshd::start();
+    let repo = format!("sftp://root@127.0.0.1:{}/{}", sshd.port, t.path.display());
+    let before = std::fs::read_dir(t.dir.path()).unwrap().count();
+    let mut c = t.locksmith();
+    c.env("RESTIC_REPOSITORY", &repo)
+        .arg("-o")
+        .arg(format!("sftp.key={}", sshd.client_key.display()))
+        .args(["-o", "sftp.known-hosts=accept", "locks", "--json"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let remote: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(essence(&remote), essence(&t.locks_json()));
+    assert_eq!(
+        std::fs::read_dir(t.dir.path()).unwrap().count(),
+        before,
+        "nothing written"
+    );
+    // restic reads the same repository through the same server.
+    let mut c = t.restic();
+    c.env("RESTIC_REPOSITORY", &repo)
+        .arg("-o")
+        .arg(format!("sftp.command={}", sshd.restic_command()))
+        .args(["list", "locks", "--no-lock"]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 44);
+    // A path that is not there: no repository, and no directory made for it.
+    let missing = t.dir.path().join("no-such-repo");
+    let mut c = t.locksmith();
+    c.env(
+        "RESTIC_REPOSITORY",
+        format!("sftp://root@127.0.0.1:{}/{}", sshd.port, missing.display()),
+    )
+    .arg("-o")
+    .arg(format!("sftp.key={}", sshd.client_key.display()))
+    .args(["-o", "sftp.known-hosts=accept", "locks"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", text(&out));
+    assert!(!missing.exists());
+}

@@ -564,3 +564,73 @@ for d, _, files in os.walk(root):
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A private sshd on loopback that lets root in with a throwaway key.
+pub struct Sshd {
+    pub port: u16,
+    pub client_key: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["host_key", "client_key"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .status()
+                .expect("ssh-keygen is installed (openssh-client)");
+            assert!(st.success());
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = free_port();
+        let cfg = d.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {host}\nPidFile {pid}\n\
+                 AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\nAllowUsers root\nSubsystem sftp internal-sftp\n",
+                host = d.join("host_key").display(),
+                pid = d.join("sshd.pid").display(),
+                auth = d.join("authorized_keys").display(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd is installed (openssh-server)");
+        wait_for_port(port, &mut child, "sshd");
+        Sshd {
+            port,
+            client_key: d.join("client_key"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// restic's way in: its `sftp.command`.
+    pub fn restic_command(&self) -> String {
+        format!(
+            "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes root@127.0.0.1 -s sftp",
+            self.client_key.display(),
+            self.port
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
