@@ -40,7 +40,7 @@ pub fn install_tls_provider() {
 }
 
 /// The storage a location names, configured from restic's options and variables.
-pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
+pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
     let failed = |why: String| Error::Backend {
         repo: cfg.masked.clone(),
         why: cfg.redactor.scrub(&why),
@@ -94,6 +94,10 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         Location::Azure(spec) => object(backend::azure::operator(spec, cfg)),
         #[cfg(feature = "gcs")]
         Location::Gs(spec) => object(backend::gcs::operator(spec, cfg)),
+        #[cfg(feature = "b2")]
+        Location::B2(spec) => object(backend::b2::operator(spec, cfg).await),
+        #[cfg(feature = "swift")]
+        Location::Swift(spec) => object(backend::swift::operator(spec, cfg).await),
         #[cfg(feature = "sftp")]
         Location::Sftp(spec) => backend::sftp::operator(spec, cfg)
             .and_then(|(op, path)| {
@@ -101,6 +105,8 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
             })
             .map(|b| Arc::new(b) as Arc<dyn Backend>)
             .map_err(failed),
+        // Reached when a backend's Cargo feature is off.
+        #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme: other.scheme(),
@@ -121,13 +127,13 @@ async fn open_with(cfg: &RepoConfig, backend: Arc<dyn Backend>) -> Result<Reposi
 }
 
 pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
-    open_with(cfg, backend_for(cfg)?).await
+    open_with(cfg, backend_for(cfg).await?).await
 }
 
 /// Opens the repository, reads every lock and judges each from `host`, now. The lock
 /// files are fetched while the key is being derived.
 pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
-    let backend = backend_for(cfg)?;
+    let backend = backend_for(cfg).await?;
     let (repo, fetched) = tokio::join!(
         open_with(cfg, backend.clone()),
         locks::fetch(backend.as_ref(), cfg.net.connections)

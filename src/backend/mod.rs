@@ -3,6 +3,8 @@
 
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "b2")]
+pub mod b2;
 #[cfg(feature = "gcs")]
 pub mod gcs;
 mod local;
@@ -22,6 +24,8 @@ mod rest;
 pub mod s3;
 #[cfg(feature = "sftp")]
 pub mod sftp;
+#[cfg(feature = "swift")]
+pub mod swift;
 
 pub use local::LocalBackend;
 pub use net::NetOptions;

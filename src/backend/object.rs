@@ -61,6 +61,8 @@ impl ObjectBackend {
             .layer(
                 RetryLayer::new()
                     .with_max_times(net.retries as usize)
+                    .with_min_delay(std::time::Duration::from_millis(100))
+                    .with_max_delay(std::time::Duration::from_secs(2))
                     .with_jitter(),
             )
             .layer(ConcurrentLimitLayer::new(net.connections.max(1)));

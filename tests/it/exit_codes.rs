@@ -130,21 +130,27 @@ fn exit_12_for_a_wrong_password() {
 }
 
 #[test]
-fn exit_1_for_a_backend_not_supported_yet_with_the_url_masked() {
-    let out = run(
-        None,
-        &[
-            "locks",
-            "-r",
-            "rest:https://user:Url-Pass-77@127.0.0.1:1/repo",
-        ],
-        &[("RESTIC_PASSWORD", PASSWORD)],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let e = stderr(&out);
-    assert!(e.contains("s3:https://key:***@127.0.0.1:1/bucket"), "{e}");
-    assert!(e.contains("not supported yet"), "{e}");
-    assert!(!text(&out).contains("Url-Pass-77"));
+fn exit_1_when_the_backend_cannot_be_reached_with_the_url_masked() {
+    for repo in [
+        "rest:https://user:Url-Pass-77@127.0.0.1:1/repo",
+        "s3:http://key:Url-Pass-77@127.0.0.1:1/bucket",
+    ] {
+        let out = run(
+            None,
+            &["locks", "-r", repo],
+            &[("RESTIC_PASSWORD", PASSWORD)],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains(&locksmith::location::Masked::new(repo).to_string()),
+            "{e}"
+        );
+        assert!(e.contains(":***@127.0.0.1:1/"), "{e}");
+        assert!(e.contains("cannot read the repository"), "{e}");
+        assert_eq!(e.lines().count(), 1, "one sentence: {e}");
+        assert!(!text(&out).contains("Url-Pass-77"));
+    }
 }
 
 #[test]

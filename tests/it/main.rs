@@ -4,6 +4,7 @@ mod common;
 mod services;
 
 mod backends;
+mod cloud_apis;
 mod docker;
 mod exit_codes;
 mod fixtures;

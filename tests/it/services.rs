@@ -634,3 +634,104 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// One canned answer: for requests whose method and path start match.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A server of the test's own that answers from recorded responses and records requests.
+/// `{SELF}` in a canned header or body stands for the server's own URL.
+pub struct CannedServer {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CannedServer {
+    pub fn start(routes: Vec<Route>) -> CannedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reqs, st, routes) = (requests.clone(), stop.clone(), Arc::new(routes));
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                let Some(req) = read_request(&mut c) else {
+                    continue;
+                };
+                let route = routes
+                    .iter()
+                    .find(|r| r.method == req.method && req.path.starts_with(r.path));
+                let me = format!("http://127.0.0.1:{port}");
+                let answer = match route {
+                    Some(r) => {
+                        let mut head = format!("HTTP/1.1 {} X\r\n", r.status);
+                        for (k, v) in &r.headers {
+                            head.push_str(&format!("{k}: {}\r\n", v.replace("{SELF}", &me)));
+                        }
+                        let body = r.body.replace("{SELF}", &me);
+                        format!(
+                            "{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .into()
+                    }
+                };
+                reqs.lock().unwrap().push(req);
+                let _ = c.write_all(answer.as_bytes());
+            }
+        });
+        CannedServer {
+            port,
+            requests,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn taken(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CannedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub fn route(
+    method: &'static str,
+    path: &'static str,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Route {
+    Route {
+        method,
+        path,
+        status,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.to_string(),
+    }
+}

@@ -1,0 +1,148 @@
+//! `b2:bucket[:prefix]` to an OpenDAL B2 operator. OpenDAL needs the bucket's ID, which
+//! restic users never give: it is looked up as restic does, through B2's own API.
+
+use opendal::Operator;
+use opendal::services::B2;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::RepoConfig;
+use crate::secret::Secret;
+
+pub const API_URL: &str = "https://api.backblazeb2.com";
+
+/// `bucket[:prefix]` → (bucket, prefix).
+pub fn parse(spec: &str) -> Result<(String, String), String> {
+    let (bucket, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    if bucket.is_empty() {
+        return Err("no bucket (b2:bucket[:prefix])".into());
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Authorized {
+    account_id: String,
+    authorization_token: String,
+    api_url: String,
+    #[serde(default)]
+    allowed: Option<Allowed>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Allowed {
+    bucket_id: Option<String>,
+    bucket_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Buckets {
+    buckets: Vec<Bucket>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bucket {
+    bucket_id: String,
+    bucket_name: String,
+}
+
+/// `b2_authorize_account`, then (unless the key is restricted to this very bucket)
+/// `b2_list_buckets` by name: the bucket's ID.
+pub async fn bucket_id(
+    client: &reqwest::Client,
+    api_url: &str,
+    key_id: &str,
+    key: &Secret,
+    bucket: &str,
+) -> Result<String, String> {
+    let auth = client
+        .get(format!("{api_url}/b2api/v2/b2_authorize_account"))
+        .basic_auth(key_id, Some(key.expose()))
+        .send()
+        .await
+        .map_err(|e| format!("B2 authorization: {}", e.without_url()))?;
+    if !auth.status().is_success() {
+        return Err(format!(
+            "B2 authorization failed ({}): check B2_ACCOUNT_ID and B2_ACCOUNT_KEY",
+            auth.status()
+        ));
+    }
+    let auth: Authorized = auth
+        .json()
+        .await
+        .map_err(|e| format!("B2 authorization: unexpected answer: {e}"))?;
+    let allowed = auth.allowed.unwrap_or_default();
+    if let (Some(id), Some(name)) = (allowed.bucket_id, allowed.bucket_name)
+        && name == bucket
+    {
+        return Ok(id);
+    }
+    let list = client
+        .post(format!("{}/b2api/v2/b2_list_buckets", auth.api_url))
+        .header(reqwest::header::AUTHORIZATION, &auth.authorization_token)
+        .json(&json!({"accountId": auth.account_id, "bucketName": bucket}))
+        .send()
+        .await
+        .map_err(|e| format!("B2 bucket lookup: {}", e.without_url()))?;
+    if !list.status().is_success() {
+        return Err(format!("B2 bucket lookup failed ({})", list.status()));
+    }
+    let list: Buckets = list
+        .json()
+        .await
+        .map_err(|e| format!("B2 bucket lookup: unexpected answer: {e}"))?;
+    list.buckets
+        .into_iter()
+        .find(|b| b.bucket_name == bucket)
+        .map(|b| b.bucket_id)
+        .ok_or_else(|| format!("B2 has no bucket {bucket:?} for this key"))
+}
+
+pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+    let (bucket, prefix) = parse(spec)?;
+    let key_id = cfg.var("B2_ACCOUNT_ID").ok_or("B2_ACCOUNT_ID is not set")?;
+    let key = Secret::new(
+        cfg.var("B2_ACCOUNT_KEY")
+            .ok_or("B2_ACCOUNT_KEY is not set")?,
+    );
+    crate::install_tls_provider();
+    let client = reqwest::Client::builder()
+        .timeout(cfg.net.timeout)
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let api = cfg
+        .options
+        .get("b2.api-url")
+        .map_or(API_URL, String::as_str);
+    let id = bucket_id(&client, api, key_id, &key, &bucket).await?;
+    let b = B2::default()
+        .bucket(&bucket)
+        .bucket_id(&id)
+        .application_key_id(key_id)
+        .application_key(key.expose())
+        .root(&format!("/{prefix}"));
+    Operator::new(b).map_err(|e| format!("B2 configuration: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_b2_forms() {
+        assert_eq!(
+            parse("bkt:host/a").unwrap(),
+            ("bkt".into(), "host/a".into())
+        );
+        assert_eq!(
+            parse("bkt:/host/a/").unwrap(),
+            ("bkt".into(), "host/a".into())
+        );
+        assert_eq!(parse("bkt").unwrap(), ("bkt".into(), "".into()));
+        assert!(parse(":x").is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! `swift:container:/prefix` to an OpenDAL Swift operator. OpenDAL needs a storage URL
+//! and a token; restic users give those (`OS_STORAGE_URL`, `OS_AUTH_TOKEN`) or, more
+//! often, credentials to exchange for them: v1 (`ST_AUTH`, `ST_USER`, `ST_KEY`) or
+//! Keystone v3 (`OS_AUTH_URL` with a user and password, or an application credential).
+
+use std::collections::BTreeMap;
+
+use opendal::Operator;
+use opendal::services::Swift;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::RepoConfig;
+use crate::secret::Secret;
+
+/// `container:/prefix` → (container, prefix).
+pub fn parse(spec: &str) -> Result<(String, String), String> {
+    let (container, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    if container.is_empty() {
+        return Err("no container (swift:container:/prefix)".into());
+    }
+    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub storage_url: String,
+    pub token: Secret,
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: Token,
+}
+
+#[derive(Deserialize)]
+struct Token {
+    #[serde(default)]
+    catalog: Vec<Service>,
+}
+
+#[derive(Deserialize)]
+struct Service {
+    #[serde(rename = "type")]
+    kind: String,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Deserialize)]
+struct Endpoint {
+    interface: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    region_id: Option<String>,
+    url: String,
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Exchanges the environment's credentials for a storage URL and a token.
+pub async fn session(
+    client: &reqwest::Client,
+    env: &BTreeMap<String, String>,
+) -> Result<Session, String> {
+    let var = |k: &str| env.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    if let (Some(url), Some(token)) = (var("OS_STORAGE_URL"), var("OS_AUTH_TOKEN")) {
+        return Ok(Session {
+            storage_url: url.to_string(),
+            token: Secret::new(token),
+        });
+    }
+    if let (Some(auth), Some(user), Some(key)) = (var("ST_AUTH"), var("ST_USER"), var("ST_KEY")) {
+        let resp = client
+            .get(auth)
+            .header("X-Auth-User", user)
+            .header("X-Auth-Key", key)
+            .send()
+            .await
+            .map_err(|e| format!("Swift v1 authentication: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "Swift v1 authentication failed ({})",
+                resp.status()
+            ));
+        }
+        return match (
+            header(&resp, "x-storage-url"),
+            header(&resp, "x-auth-token"),
+        ) {
+            (Some(url), Some(token)) => Ok(Session {
+                storage_url: url,
+                token: Secret::new(token),
+            }),
+            _ => Err("Swift v1 authentication: no X-Storage-Url or X-Auth-Token".into()),
+        };
+    }
+    let auth_url = var("OS_AUTH_URL").ok_or(
+        "set OS_STORAGE_URL and OS_AUTH_TOKEN, or ST_AUTH/ST_USER/ST_KEY, or OS_AUTH_URL with credentials",
+    )?;
+    let identity = match (
+        var("OS_APPLICATION_CREDENTIAL_ID"),
+        var("OS_APPLICATION_CREDENTIAL_SECRET"),
+    ) {
+        (Some(id), Some(secret)) => json!({"methods": ["application_credential"],
+            "application_credential": {"id": id, "secret": secret}}),
+        _ => {
+            let domain = match var("OS_USER_DOMAIN_ID") {
+                Some(id) => json!({"id": id}),
+                None => json!({"name": var("OS_USER_DOMAIN_NAME").unwrap_or("Default")}),
+            };
+            json!({"methods": ["password"], "password": {"user": {
+                "name": var("OS_USERNAME").ok_or("OS_USERNAME is not set")?,
+                "password": var("OS_PASSWORD").ok_or("OS_PASSWORD is not set")?,
+                "domain": domain}}})
+        }
+    };
+    let mut auth = json!({"auth": {"identity": identity}});
+    if let Some(project) = var("OS_PROJECT_NAME").or(var("OS_TENANT_NAME")) {
+        let domain = match var("OS_PROJECT_DOMAIN_ID") {
+            Some(id) => json!({"id": id}),
+            None => json!({"name": var("OS_PROJECT_DOMAIN_NAME").unwrap_or("Default")}),
+        };
+        auth["auth"]["scope"] = json!({"project": {"name": project, "domain": domain}});
+    } else if let Some(id) = var("OS_PROJECT_ID").or(var("OS_TENANT_ID")) {
+        auth["auth"]["scope"] = json!({"project": {"id": id}});
+    }
+    let url = format!("{}/auth/tokens", auth_url.trim_end_matches('/'));
+    let resp = client
+        .post(url)
+        .json(&auth)
+        .send()
+        .await
+        .map_err(|e| format!("Keystone authentication: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "Keystone authentication failed ({})",
+            resp.status()
+        ));
+    }
+    let token = header(&resp, "x-subject-token").ok_or("Keystone: no X-Subject-Token")?;
+    let body: TokenBody = resp
+        .json()
+        .await
+        .map_err(|e| format!("Keystone: unexpected answer: {e}"))?;
+    let region = var("OS_REGION_NAME");
+    let interface = var("OS_INTERFACE").unwrap_or("public");
+    let url = body
+        .token
+        .catalog
+        .iter()
+        .filter(|s| s.kind == "object-store")
+        .flat_map(|s| &s.endpoints)
+        .find(|e| {
+            e.interface == interface
+                && region.is_none_or(|r| {
+                    e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r)
+                })
+        })
+        .map(|e| e.url.clone())
+        .ok_or("Keystone's catalog has no object-store endpoint for this region")?;
+    Ok(Session {
+        storage_url: url,
+        token: Secret::new(token),
+    })
+}
+
+pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+    let (container, prefix) = parse(spec)?;
+    crate::install_tls_provider();
+    let client = reqwest::Client::builder()
+        .timeout(cfg.net.timeout)
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let s = session(&client, &cfg.env).await?;
+    let b = Swift::default()
+        .endpoint(&s.storage_url)
+        .container(&container)
+        .root(&format!("/{prefix}"))
+        .token(s.token.expose());
+    Operator::new(b).map_err(|e| format!("Swift configuration: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restic_swift_forms() {
+        assert_eq!(parse("c:/p/q").unwrap(), ("c".into(), "p/q".into()));
+        assert_eq!(parse("c").unwrap(), ("c".into(), "".into()));
+        assert!(parse("").is_err());
+    }
+}
