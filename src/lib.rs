@@ -9,6 +9,7 @@ pub mod error;
 pub mod location;
 pub mod locks;
 pub mod process;
+pub mod progress;
 pub mod repo;
 pub mod report;
 pub mod seal;
@@ -134,10 +135,14 @@ pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
 /// files are fetched while the key is being derived.
 pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
     let backend = backend_for(cfg).await?;
+    let progress = progress::Progress::new();
+    let indicator = tokio::spawn(progress::show(progress.clone()));
     let (repo, fetched) = tokio::join!(
         open_with(cfg, backend.clone()),
-        locks::fetch(backend.as_ref(), cfg.net.connections)
+        locks::fetch(backend.as_ref(), cfg.net.connections, &progress)
     );
+    progress.finish();
+    let _ = indicator.await;
     let repo = repo?;
     let inv = fetched
         .map_err(|e| Error::Listing {

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{Backend, BackendError, Dir};
 use crate::crypto::{CryptoError, Key, OVERHEAD};
+use crate::progress::Progress;
 use crate::repo::Repository;
 
 /// Real lock files are 130–160 bytes; anything past this is junk and is not read whole.
@@ -213,7 +214,11 @@ pub struct Fetched {
 }
 
 /// Lists `locks/` and reads every candidate concurrently. Takes no lock and writes nothing.
-pub async fn fetch(backend: &dyn Backend, concurrency: usize) -> Result<Fetched, BackendError> {
+pub async fn fetch(
+    backend: &dyn Backend,
+    concurrency: usize,
+    progress: &Progress,
+) -> Result<Fetched, BackendError> {
     let entries = backend.list(Dir::Locks).await?;
     let mut f = Fetched::default();
     let mut to_read = Vec::new();
@@ -243,8 +248,15 @@ pub async fn fetch(backend: &dyn Backend, concurrency: usize) -> Result<Fetched,
             (None, _) => to_read.push(e.name),
         }
     }
+    progress.set_listed(to_read.len());
     let reads = backend
-        .read_many(Dir::Locks, to_read, LOCK_FILE_CAP + 1, concurrency.max(1))
+        .read_many(
+            Dir::Locks,
+            to_read,
+            LOCK_FILE_CAP + 1,
+            concurrency.max(1),
+            progress.read.clone(),
+        )
         .await;
     for (id, got) in reads {
         match got {
@@ -291,7 +303,9 @@ impl Fetched {
 
 /// Reads and decodes every entry of `locks/` of an opened repository.
 pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
-    Ok(fetch(repo.backend.as_ref(), concurrency)
-        .await?
-        .decode(repo))
+    Ok(
+        fetch(repo.backend.as_ref(), concurrency, &Progress::default())
+            .await?
+            .decode(repo),
+    )
 }

@@ -2,6 +2,8 @@
 
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -94,18 +96,21 @@ impl Backend for LocalBackend {
         names: Vec<String>,
         limit: u64,
         concurrency: usize,
+        done: Arc<AtomicUsize>,
     ) -> Vec<(String, Result<Vec<u8>, BackendError>)> {
         const BATCH: usize = 128;
         let dir = self.root.join(dir.name());
         let batches: Vec<Vec<String>> = names.chunks(BATCH).map(<[String]>::to_vec).collect();
         let tasks = batches.into_iter().map(|batch| {
             let dir = dir.clone();
+            let done = done.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
                     batch
                         .into_iter()
                         .map(|n| {
                             let got = read_capped(&dir.join(&n), limit);
+                            done.fetch_add(1, Ordering::Relaxed);
                             (n, got)
                         })
                         .collect::<Vec<_>>()

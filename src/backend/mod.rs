@@ -43,6 +43,8 @@ pub use rest::RestBackend;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The parts of a repository locksmith reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,18 +102,24 @@ pub trait Backend: Send + Sync {
     /// asking for one byte over its cap can tell the file is too large without reading it.
     async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError>;
 
-    /// Reads many files, at most `concurrency` at a time, in any order.
+    /// Reads many files, at most `concurrency` at a time, in any order, counting each
+    /// one done in `done`.
     async fn read_many(
         &self,
         dir: Dir,
         names: Vec<String>,
         limit: u64,
         concurrency: usize,
+        done: Arc<AtomicUsize>,
     ) -> Vec<(String, Result<Vec<u8>, BackendError>)> {
         futures::stream::iter(names)
-            .map(|name| async move {
-                let got = self.read(dir, &name, limit).await;
-                (name, got)
+            .map(|name| {
+                let done = done.clone();
+                async move {
+                    let got = self.read(dir, &name, limit).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    (name, got)
+                }
             })
             .buffer_unordered(concurrency.max(1))
             .collect()

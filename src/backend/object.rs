@@ -75,13 +75,19 @@ impl ObjectBackend {
 }
 
 fn failed(what: &str, e: opendal::Error) -> BackendError {
+    // The innermost cause says most ("connection refused").
+    let mut message = e.message().to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message = c.to_string();
+        cause = c.source();
+    }
     match e.kind() {
         ErrorKind::NotFound => BackendError::NotFound,
         ErrorKind::PermissionDenied => BackendError::Failed(format!(
-            "{what}: permission denied: check the credentials ({})",
-            e.message()
+            "{what}: permission denied: check the credentials ({message})"
         )),
-        kind => BackendError::Failed(format!("{what}: {kind}: {}", e.message())),
+        kind => BackendError::Failed(format!("{what}: {kind}: {message}")),
     }
 }
 

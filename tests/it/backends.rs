@@ -369,3 +369,31 @@ fn sftp_through_a_private_sshd() {
     assert_eq!(out.status.code(), Some(10), "{}", text(&out));
     assert!(!missing.exists());
 }
+
+/// A slow run shows its progress on a terminal's stderr, and only there.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let t = busy_repo();
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let proxy = FaultProxy::start(srv.port);
+    proxy.set(FAULT_SLOW);
+    let repo = format!("rest:http://127.0.0.1:{}/repo/", proxy.port);
+    let cmd = format!(
+        "{} locks --connections 2 >/dev/null",
+        env!("CARGO_BIN_EXE_locksmith")
+    );
+    let mut c = t.locksmith();
+    c.env("RESTIC_REPOSITORY", &repo)
+        .args(["-qec", &cmd, "/dev/null"]);
+    let out = std::process::Command::new("script")
+        .args(c.get_args())
+        .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(tty.contains("locksmith: reading locks"), "{tty}");
+    let piped = report_via(&t, &repo, &[]);
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("reading locks"));
+}

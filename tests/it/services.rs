@@ -299,6 +299,8 @@ pub const FAULT_500: u8 = 1;
 pub const FAULT_STALL: u8 = 2;
 /// Connections are closed at once, unanswered: the server went away.
 pub const FAULT_GONE: u8 = 3;
+/// Every request waits 100 ms before it is forwarded.
+pub const FAULT_SLOW: u8 = 4;
 
 /// A fault-injecting HTTP proxy in front of a real server: one request per connection.
 pub struct FaultProxy {
@@ -321,6 +323,7 @@ fn relay(mut client: TcpStream, upstream: u16, mode: u8, n: usize, stop: &Atomic
             }
             return;
         }
+        FAULT_SLOW => std::thread::sleep(Duration::from_millis(100)),
         FAULT_500 if n.is_multiple_of(3) => {
             let _ = client.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
