@@ -5,9 +5,16 @@ A repository is made by `restic init` (so its key is calibrated like a user's), 
 filled with sealed locks. Runs alternate between the tools so that drift in the machine's
 speed hits both alike; medians are compared.
 
-    benches/compare.py [--rounds 5] [--loop-runs 1] [--skip-loop]
+    benches/compare.py [--rounds 5] [--loop-runs 1] [--skip-loop] [--skip-backends]
+
+With backends (rclone and moto_server on PATH, as scripts/test installs them), the same
+1,000 locks are also read over restic's REST protocol (`rclone serve restic`) and S3
+(moto), directly and through a proxy that delays every request by 20 ms.
 """
 import argparse
+import asyncio
+import socket
+import threading
 import os
 import shutil
 import statistics
@@ -51,11 +58,102 @@ def alternate(cmds, rounds, env):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, port):
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return p
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    sys.exit(f"{cmd[0]} did not start")
+
+
+def delaying_proxy(upstream, delay):
+    """A TCP proxy on loopback that holds every chunk from the client for `delay` seconds
+    (one chunk is one request here): a network `delay` away, per request."""
+    port = free_port()
+
+    async def pipe(reader, writer, wait):
+        try:
+            while data := await reader.read(65536):
+                if wait:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(cr, cw):
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", upstream)
+        except OSError:
+            cw.close()
+            return
+        await asyncio.gather(pipe(cr, uw, True), pipe(ur, cw, False))
+
+    async def serve():
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    time.sleep(0.3)
+    return port
+
+
+def backends(tmp, repo, pwfile, env, rounds, kdf):
+    procs = []
+    try:
+        rest_port = free_port()
+        procs.append(start(["rclone", "serve", "restic", "--addr", f"127.0.0.1:{rest_port}", tmp], rest_port))
+        s3_port = free_port()
+        procs.append(start(["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)], s3_port))
+        seed_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        sh(["rclone", "copy", repo,
+            f":s3,provider=Other,endpoint='http://127.0.0.1:{s3_port}',access_key_id=k,secret_access_key=s:bench/repo"],
+           seed_env)
+        s3env = dict(env, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret")
+        s3env.pop("AWS_CA_BUNDLE", None)
+        print(f"\n{'1,000 locks':<18}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  (target <= 0.6x)")
+        targets = {
+            "REST": (f"rest:http://127.0.0.1:{rest_port}/repo/", env, rest_port),
+            "S3": (f"s3:http://127.0.0.1:{s3_port}/bench/repo", s3env, s3_port),
+        }
+        for name, (url, e, _) in targets.items():
+            e = dict(e, RESTIC_REPOSITORY=url)
+            med = alternate({
+                "locksmith": [LOCKSMITH, "locks", "--json"],
+                "restic": ["restic", "list", "locks"],
+            }, rounds, e)
+            print(f"{name:<18}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  {med['locksmith'] / med['restic']:>5.2f}x")
+        print(f"\nwith 20 ms added to every request (target: under key derivation {kdf:.3f} s + 2 s = {kdf + 2:.3f} s)")
+        for name, (url, e, port) in targets.items():
+            proxy = delaying_proxy(port, 0.020)
+            url = url.replace(f":{port}/", f":{proxy}/")
+            t = statistics.median(timed([LOCKSMITH, "locks", "--json"], dict(e, RESTIC_REPOSITORY=url))[0] for _ in range(rounds))
+            print(f"{name:<18}  locksmith {t:.3f} s: {'within' if t <= kdf + 2 else 'OVER'} the target")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--loop-runs", type=int, default=1, help="runs of the per-ID restic loop")
     ap.add_argument("--skip-loop", action="store_true", help="skip the slow per-ID loop")
+    ap.add_argument("--skip-backends", action="store_true", help="skip REST and S3")
     args = ap.parse_args()
 
     sh(["cargo", "build", "-q", "--release", "--bin", "locksmith", "--example", "forge"], None, cwd=ROOT)
@@ -106,6 +204,10 @@ def main():
             ours = results[100]["locksmith"]
             print(f"\n100 locks, full detail: restic list + cat lock per ID {loop:.1f} s, "
                   f"locksmith {ours:.3f} s: {loop / ours:.0f}x faster (target >= 100x)")
+
+        if not args.skip_backends:
+            fill(repo, pwfile, 1000, env)
+            backends(tmp, repo, pwfile, env, args.rounds, float(par[0]))
 
         fill(repo, pwfile, 10000, env)
         t, rss = timed([LOCKSMITH, "locks", "--json"], env)
