@@ -34,6 +34,19 @@ pub struct RawRepoOptions {
     pub env: BTreeMap<String, String>,
 }
 
+/// The `-o` keys locksmith acts on; others (restic's `sftp.command`, `s3.storage-class`
+/// …) are accepted so restic's command lines keep working, and reported as ignored.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "s3.region",
+    "s3.bucket-lookup",
+    "azure.endpoint",
+    "gs.endpoint",
+    "b2.api-url",
+    "sftp.key",
+    "sftp.known-hosts",
+    "rclone.program",
+];
+
 /// Environment variables a backend may read (credentials, endpoints, CA certificates).
 pub const BACKEND_ENV_PREFIXES: &[&str] = &[
     "RESTIC_", "AWS_", "AZURE_", "GOOGLE_", "B2_", "OS_", "ST_", "RCLONE_",
@@ -57,6 +70,15 @@ pub struct RepoConfig {
 }
 
 impl RepoConfig {
+    /// `-o` keys this run does not act on, for a warning.
+    pub fn ignored_options(&self) -> Vec<&str> {
+        self.options
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KNOWN_OPTIONS.contains(k) && !k.ends_with(".connections"))
+            .collect()
+    }
+
     /// A variable of the captured environment, when set and not empty.
     pub fn var(&self, k: &str) -> Option<&str> {
         self.env

@@ -29,6 +29,9 @@ fn main() {
 
 fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
     let cfg = cli.repo.to_options().resolve()?;
+    for k in cfg.ignored_options() {
+        eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

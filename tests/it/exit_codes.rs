@@ -181,3 +181,36 @@ fn help_documents_the_exit_codes() {
         }
     }
 }
+
+#[test]
+fn backend_options_are_checked_and_unused_ones_reported() {
+    let t = TestRepo::new(1);
+    let out = t
+        .locksmith()
+        .args(["-o", "no-equals-sign", "locks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr(&out).contains("\"no-equals-sign\" is not key=value"));
+    let out = t
+        .locksmith()
+        .args([
+            "-o",
+            "sftp.command=ssh x",
+            "-o",
+            "local.connections=2",
+            "locks",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let e = stderr(&out);
+    assert!(e.contains("ignoring -o sftp.command"), "{e}");
+    assert!(!e.contains("local.connections"), "{e}");
+    let out = t
+        .locksmith()
+        .args(["-o", "local.connections=zero", "locks"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
