@@ -56,14 +56,7 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
                 .collect()
         })
         .unwrap_or_default();
-    #[cfg(any(
-        feature = "s3",
-        feature = "azure",
-        feature = "gcs",
-        feature = "b2",
-        feature = "swift",
-        feature = "sftp"
-    ))]
+    #[cfg(feature = "object-store")]
     let object = |op: Result<opendal::Operator, String>| {
         op.and_then(|op| backend::ObjectBackend::new(op, &cfg.net, &cacerts))
             .map(|b| Arc::new(b) as Arc<dyn Backend>)

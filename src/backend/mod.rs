@@ -9,14 +9,7 @@ pub mod b2;
 pub mod gcs;
 mod local;
 pub mod net;
-#[cfg(any(
-    feature = "s3",
-    feature = "azure",
-    feature = "gcs",
-    feature = "b2",
-    feature = "swift",
-    feature = "sftp"
-))]
+#[cfg(feature = "object-store")]
 mod object;
 mod rclone;
 mod rest;
@@ -29,14 +22,7 @@ pub mod swift;
 
 pub use local::LocalBackend;
 pub use net::NetOptions;
-#[cfg(any(
-    feature = "s3",
-    feature = "azure",
-    feature = "gcs",
-    feature = "b2",
-    feature = "swift",
-    feature = "sftp"
-))]
+#[cfg(feature = "object-store")]
 pub use object::ObjectBackend;
 pub use rclone::RcloneBackend;
 pub use rest::RestBackend;

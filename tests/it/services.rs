@@ -17,6 +17,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -34,7 +44,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 /// Debian's aiosmtpd, storing every message in a maildir.
 pub struct SmtpSink {
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
     maildir: tempfile::TempDir,
 }
 
@@ -60,7 +70,7 @@ impl SmtpSink {
         wait_for_port(port, &mut child, "aiosmtpd");
         SmtpSink {
             port,
-            child,
+            _child: KillOnDrop(child),
             maildir,
         }
     }
@@ -108,13 +118,6 @@ impl SmtpSink {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -245,7 +248,7 @@ impl Drop for HttpReceiver {
 pub struct RestServer {
     pub port: u16,
     pub tls: bool,
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl RestServer {
@@ -275,20 +278,13 @@ impl RestServer {
         RestServer {
             port,
             tls: tls.is_some(),
-            child,
+            _child: KillOnDrop(child),
         }
     }
 
     pub fn url(&self, userinfo: &str, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("rest:{scheme}://{userinfo}127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for RestServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -392,7 +388,7 @@ impl Drop for FaultProxy {
 /// moto's S3 server (PyPI moto[s3]), in memory, path-style.
 pub struct MotoS3 {
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
 }
 
 impl MotoS3 {
@@ -405,7 +401,10 @@ impl MotoS3 {
             .spawn()
             .expect("moto is installed (pip install 'moto[s3]' flask flask-cors)");
         wait_for_port(port, &mut child, "moto_server");
-        MotoS3 { port, child }
+        MotoS3 {
+            port,
+            _child: KillOnDrop(child),
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -434,13 +433,6 @@ impl MotoS3 {
     }
 }
 
-impl Drop for MotoS3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The well-known key of Azure's storage emulator account `devstoreaccount1`.
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -448,7 +440,7 @@ pub const AZURITE_KEY: &str =
 /// A service started from a command line, waited for on its port, killed on drop.
 pub struct Daemon {
     pub port: u16,
-    child: Child,
+    _child: KillOnDrop,
     _dir: tempfile::TempDir,
 }
 
@@ -462,7 +454,7 @@ impl Daemon {
         wait_for_port(port, &mut child, what);
         Daemon {
             port,
-            child,
+            _child: KillOnDrop(child),
             _dir: dir,
         }
     }
@@ -506,13 +498,6 @@ impl Daemon {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -572,7 +557,7 @@ for d, _, files in os.walk(root):
 pub struct Sshd {
     pub port: u16,
     pub client_key: PathBuf,
-    child: Child,
+    _child: KillOnDrop,
     _dir: tempfile::TempDir,
 }
 
@@ -616,7 +601,7 @@ impl Sshd {
         Sshd {
             port,
             client_key: d.join("client_key"),
-            child,
+            _child: KillOnDrop(child),
             _dir: dir,
         }
     }
@@ -628,13 +613,6 @@ impl Sshd {
             self.client_key.display(),
             self.port
         )
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
