@@ -27,6 +27,18 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts a service quietly and waits until it listens on `port`; `what` says how to
+/// install it when it is missing.
+fn launch(what: &str, port: u16, cmd: &mut Command) -> KillOnDrop {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    wait_for_port(port, &mut child, what);
+    KillOnDrop(child)
+}
+
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -58,19 +70,18 @@ impl SmtpSink {
     pub fn start() -> SmtpSink {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir.path().join("box"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3-aiosmtpd is installed");
-        wait_for_port(port, &mut child, "aiosmtpd");
+        let child = launch(
+            "aiosmtpd (apt-get install python3-aiosmtpd)",
+            port,
+            Command::new("/usr/bin/python3")
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(maildir.path().join("box")),
+        );
         SmtpSink {
             port,
-            _child: KillOnDrop(child),
+            _child: child,
             maildir,
         }
     }
@@ -262,23 +273,21 @@ impl RestServer {
         let mut cmd = Command::new("rclone");
         cmd.args(["serve", "restic", "--addr"])
             .arg(format!("127.0.0.1:{port}"))
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .arg(root);
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--pass", p]);
         }
         if let Some((cert, key)) = tls {
             cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
-        let mut child = cmd
-            .spawn()
-            .expect("rclone is installed (apt-get install -y rclone)");
-        wait_for_port(port, &mut child, "rclone serve restic");
         RestServer {
             port,
             tls: tls.is_some(),
-            _child: KillOnDrop(child),
+            _child: launch(
+                "rclone serve restic (apt-get install rclone)",
+                port,
+                &mut cmd,
+            ),
         }
     }
 
@@ -394,16 +403,14 @@ pub struct MotoS3 {
 impl MotoS3 {
     pub fn start() -> MotoS3 {
         let port = free_port();
-        let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto is installed (pip install 'moto[s3]' flask flask-cors)");
-        wait_for_port(port, &mut child, "moto_server");
+        let child = launch(
+            "moto_server (pip install 'moto[s3]' flask flask-cors)",
+            port,
+            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+        );
         MotoS3 {
             port,
-            _child: KillOnDrop(child),
+            _child: child,
         }
     }
 
@@ -446,15 +453,9 @@ pub struct Daemon {
 
 impl Daemon {
     fn start(what: &str, port: u16, cmd: &mut Command, dir: tempfile::TempDir) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what} is installed: {e}"));
-        wait_for_port(port, &mut child, what);
         Daemon {
             port,
-            _child: KillOnDrop(child),
+            _child: launch(what, port, cmd),
             _dir: dir,
         }
     }
@@ -590,18 +591,17 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let mut child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sshd is installed (openssh-server)");
-        wait_for_port(port, &mut child, "sshd");
+        let child = launch(
+            "sshd (apt-get install openssh-server)",
+            port,
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg),
+        );
         Sshd {
             port,
             client_key: d.join("client_key"),
-            _child: KillOnDrop(child),
+            _child: child,
             _dir: dir,
         }
     }
