@@ -35,11 +35,7 @@ pub enum Attempt {
 
 /// Runs `op` until it succeeds, fails finally, or has been retried `retries` times,
 /// waiting 100 ms, 200 ms, 400 ms … (at most 2 s) between attempts.
-pub async fn with_retries<T, F, Fut>(
-    net: &NetOptions,
-    what: &str,
-    mut op: F,
-) -> Result<T, BackendError>
+pub async fn with_retries<T, F, Fut>(net: &NetOptions, mut op: F) -> Result<T, BackendError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt>>,
@@ -51,7 +47,6 @@ where
             Ok(v) => return Ok(v),
             Err(Attempt::Final(e)) => return Err(e),
             Err(Attempt::Transient(why)) if attempt >= net.retries => {
-                let _ = what;
                 return Err(BackendError::Failed(format!(
                     "{why} (after {} attempts)",
                     attempt + 1

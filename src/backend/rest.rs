@@ -97,7 +97,7 @@ impl RestBackend {
         limit: u64,
     ) -> Result<(Option<String>, Vec<u8>), BackendError> {
         let what = format!("GET {path}");
-        with_retries(&self.net, &what, || async {
+        with_retries(&self.net, || async {
             let mut req = self.request(self.url(path));
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
