@@ -7,10 +7,11 @@ speed hits both alike; medians are compared.
 
     benches/compare.py [--rounds 5] [--loop-runs 1] [--skip-loop] [--skip-backends]
 
-With backends (rclone and moto_server on PATH, as scripts/test installs them), the same
-1,000 locks are also read over restic's REST protocol (`rclone serve restic`) and S3,
-directly and through a proxy that delays every request by 20 ms. The S3 server is
-s3s-fs when it is on PATH (`cargo install s3s-fs --features binary`), else moto.
+With backends (rclone on PATH, as scripts/test installs it; cargo builds the S3 server of
+benches/s3-server), the same 1,000 locks are also read over restic's REST protocol
+(`rclone serve restic`) and S3, directly and through a proxy that delays every request
+by 20 ms. Both servers share this machine's cores with the client, and what they spend
+there is printed beside the ratios: on a small machine it is a large part of the run.
 """
 import argparse
 import asyncio
@@ -26,6 +27,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCKSMITH = os.path.join(ROOT, "target", "release", "locksmith")
+S3_SERVER_DIR = os.path.join(ROOT, "benches", "s3-server")
+S3_SERVER = os.path.join(S3_SERVER_DIR, "target", "release", "locksmith-bench-s3")
 FORGE = os.path.join(ROOT, "target", "release", "examples", "forge")
 
 
@@ -112,55 +115,61 @@ def delaying_proxy(upstream, delay):
     return port
 
 
-def backends(tmp, repo, pwfile, env, rounds, kdf):
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backends(tmp, repo, env, rounds, kdf):
     procs = []
+    # The served trees live in memory (tmpfs) when the machine has one: rclone's local
+    # backend drops each file from the page cache after reading it, so from a disk every
+    # GET becomes a disk read, and its kernel time lands on the cores the client uses.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tmp
+    served = tempfile.mkdtemp(prefix="locksmith-bench-", dir=shm)
     try:
+        shutil.copytree(repo, os.path.join(served, "rest", "repo"))
+        shutil.copytree(repo, os.path.join(served, "s3", "bench", "repo"))
         rest_port = free_port()
-        procs.append(start(["rclone", "serve", "restic", "--addr", f"127.0.0.1:{rest_port}", tmp], rest_port))
+        procs.append(start(["rclone", "serve", "restic", "--addr", f"127.0.0.1:{rest_port}",
+                            os.path.join(served, "rest")], rest_port))
         s3_port = free_port()
-        s3s = shutil.which("s3s-fs")
-        if s3s:
-            # A Rust S3 server that checks signatures and keeps plain files: the bucket is
-            # a directory. Far faster than moto, so the client is what is measured.
-            root = os.path.join(tmp, "s3root")
-            os.makedirs(os.path.join(root, "bench"))
-            shutil.copytree(repo, os.path.join(root, "bench", "repo"))
-            procs.append(start([s3s, "--host", "127.0.0.1", "--port", str(s3_port),
-                                "--access-key", "bench", "--secret-key", "bench-secret", root], s3_port))
-            print("\nS3 server: s3s-fs")
-        else:
-            procs.append(start(["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)], s3_port))
-            seed_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-            sh(["rclone", "copy", repo,
-                f":s3,provider=Other,endpoint='http://127.0.0.1:{s3_port}',access_key_id=k,secret_access_key=s:bench/repo"],
-               seed_env)
-            print("\nS3 server: moto (serves about 400 requests/s: install s3s-fs for a fairer figure)")
+        procs.append(start([S3_SERVER, os.path.join(served, "s3"), str(s3_port), "bench", "bench-secret"], s3_port))
         s3env = dict(env, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret")
         s3env.pop("AWS_CA_BUNDLE", None)
-        print(f"\n{'1,000 locks':<18}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  (target <= 0.6x)")
+        print(f"\n{'1,000 locks':<11}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  "
+              f"(target <= 0.6x)  server CPU per run: locksmith / restic")
         targets = {
-            "REST": (f"rest:http://127.0.0.1:{rest_port}/repo/", env, rest_port),
-            "S3": (f"s3:http://127.0.0.1:{s3_port}/bench/repo", s3env, s3_port),
+            "REST": (f"rest:http://127.0.0.1:{rest_port}/repo/", env, procs[0], rest_port),
+            "S3": (f"s3:http://127.0.0.1:{s3_port}/bench/repo", s3env, procs[1], s3_port),
         }
-        for name, (url, e, _) in targets.items():
+        for name, (url, e, server, _) in targets.items():
             e = dict(e, RESTIC_REPOSITORY=url)
-            med = alternate({
-                "locksmith": [LOCKSMITH, "locks", "--json"],
-                "locksmith64": [LOCKSMITH, "--connections", "64", "locks", "--json"],
-                "restic": ["restic", "list", "locks"],
-            }, rounds, e)
-            print(f"{name:<18}  --connections 64: {med['locksmith64']:.3f} s = {med['locksmith64'] / med['restic']:.2f}x")
-            print(f"{name:<18}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  {med['locksmith'] / med['restic']:>5.2f}x")
+            cmds = {"locksmith": [LOCKSMITH, "locks", "--json"], "restic": ["restic", "list", "locks"]}
+            times = {n: [] for n in cmds}
+            served_cpu = {n: [] for n in cmds}
+            for _ in range(rounds):
+                for n, cmd in cmds.items():
+                    before = cpu_seconds(server.pid)
+                    times[n].append(timed(cmd, e)[0])
+                    served_cpu[n].append(cpu_seconds(server.pid) - before)
+            med = {n: statistics.median(t) for n, t in times.items()}
+            cpu = {n: statistics.median(t) for n, t in served_cpu.items()}
+            print(f"{name:<11}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  "
+                  f"{med['locksmith'] / med['restic']:>5.2f}x  {'':16}  {cpu['locksmith']:.2f} s / {cpu['restic']:.2f} s")
         print(f"\nwith 20 ms added to every request (target: under key derivation {kdf:.3f} s + 2 s = {kdf + 2:.3f} s)")
-        for name, (url, e, port) in targets.items():
+        for name, (url, e, _, port) in targets.items():
             proxy = delaying_proxy(port, 0.020)
             url = url.replace(f":{port}/", f":{proxy}/")
             t = statistics.median(timed([LOCKSMITH, "locks", "--json"], dict(e, RESTIC_REPOSITORY=url))[0] for _ in range(rounds))
-            print(f"{name:<18}  locksmith {t:.3f} s: {'within' if t <= kdf + 2 else 'OVER'} the target")
+            print(f"{name:<11}  locksmith {t:.3f} s: {'within' if t <= kdf + 2 else 'OVER'} the target")
     finally:
         for p in procs:
             p.kill()
             p.wait()
+        shutil.rmtree(served, ignore_errors=True)
 
 
 def main():
@@ -172,6 +181,8 @@ def main():
     args = ap.parse_args()
 
     sh(["cargo", "build", "-q", "--release", "--bin", "locksmith", "--example", "forge"], None, cwd=ROOT)
+    if not args.skip_backends:
+        sh(["cargo", "build", "-q", "--release"], None, cwd=S3_SERVER_DIR)
     tmp = tempfile.mkdtemp(prefix="locksmith-bench-")
     try:
         repo = os.path.join(tmp, "repo")
@@ -222,7 +233,7 @@ def main():
 
         if not args.skip_backends:
             fill(repo, pwfile, 1000, env)
-            backends(tmp, repo, pwfile, env, args.rounds, float(par[0]))
+            backends(tmp, repo, env, args.rounds, float(par[0]))
 
         fill(repo, pwfile, 10000, env)
         t, rss = timed([LOCKSMITH, "locks", "--json"], env)

@@ -5,6 +5,10 @@ use locksmith::crypto::{KdfParams, Key};
 use locksmith::locks::{Lock, LockDecoder};
 use locksmith::seal::{id_of, zstd_frame};
 
+/// As the binary does, so that key derivation is timed as locksmith runs it.
+#[global_allocator]
+static ALLOCATOR: locksmith::Allocator = locksmith::Allocator;
+
 fn sample_lock() -> Lock {
     serde_json::from_str(
         r#"{"time":"2026-11-24T15:35:40.37577364Z","exclusive":false,"hostname":"backup-node","username":"backup","pid":13202,"uid":1234,"gid":1234}"#,

@@ -17,6 +17,10 @@ use locksmith::repo::Repository;
 use locksmith::seal::Encoding;
 use locksmith::secret::Secret;
 
+/// As the binary does, so that key derivation is timed as locksmith runs it.
+#[global_allocator]
+static ALLOCATOR: locksmith::Allocator = locksmith::Allocator;
+
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))

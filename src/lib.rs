@@ -1,6 +1,7 @@
 //! locksmith: reads a restic repository's locks natively and says which are stale, who
 //! holds them and whether removing them is safe.
 
+mod allocator;
 pub mod audit;
 pub mod backend;
 pub mod config;
@@ -31,6 +32,18 @@ use crate::report::Report;
 use crate::secret::Secret;
 
 pub use error::exit;
+
+pub use allocator::{Allocator, release_large_blocks};
+
+/// The async runtime for one run: a single thread. The work is I/O-bound and the cores
+/// belong to scrypt's lanes; a multi-threaded scheduler only added wake-ups between
+/// threads (a third more CPU per request).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
 
 /// rustls with ring, one provider for every TLS client in the process (reqwest, lettre).
 pub fn install_tls_provider() {

@@ -6,6 +6,9 @@ use clap::Parser;
 
 use locksmith::process::ThisHost;
 
+#[global_allocator]
+static ALLOCATOR: locksmith::Allocator = locksmith::Allocator;
+
 fn main() {
     // Started as `unlock` (the image's /bin/unlock): behave as `locksmith unlock`.
     let argv0 = std::env::args_os().next().unwrap_or_default();
@@ -32,11 +35,7 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
     for k in cfg.ignored_options() {
         eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
+    let runtime = locksmith::runtime();
     match &cli.command {
         cli::Command::Locks(args) => {
             let host = ThisHost::new();

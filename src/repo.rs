@@ -315,6 +315,7 @@ async fn try_keys(
     })
     .await
     .unwrap_or((None, Vec::new()));
+    crate::release_large_blocks();
     skipped.extend(errors);
     found
 }

@@ -299,11 +299,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
     let mut run = Run {
         o,
         log: RunLog::start(&o.log_dir, o.log_verbose, o.redactor.clone()),
-        rt: tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a tokio runtime starts"),
+        rt: crate::runtime(),
     };
     // A fresh mail transcript too: an old one must not describe this run.
     let _ = std::fs::write(o.log_dir.join(audit::MAIL_LOG_FILE), b"");
