@@ -1,5 +1,6 @@
 //! Command-line syntax. Turned into the engine's plain configuration right away.
 
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -8,6 +9,10 @@ use locksmith::config::RawRepoOptions;
 use locksmith::secret::Secret;
 
 const EXIT_CODES: &str = "\
+The password comes from --password-command, --password-file or RESTIC_PASSWORD, as
+restic takes them; without any, it is asked for on the terminal, or read as the first
+line of standard input when that is not a terminal.
+
 Exit codes:
   0   done
   1   any other error (the repository could not be read, a backend not supported yet)
@@ -159,6 +164,17 @@ pub struct RepoArgs {
 }
 
 impl RepoArgs {
+    /// As [`RepoArgs::to_options`]; without a password source, the password is asked for
+    /// as restic asks: on the terminal (not echoed), or as the first line of a standard
+    /// input that is not one.
+    pub fn to_options_asking(&self) -> RawRepoOptions {
+        let mut o = self.to_options();
+        if o.lacks_password_source() {
+            o.password = ask_password().map(Secret::new);
+        }
+        o
+    }
+
     pub fn to_options(&self) -> RawRepoOptions {
         RawRepoOptions {
             repo: self.repo.clone(),
@@ -180,4 +196,16 @@ impl RepoArgs {
                 .collect(),
         }
     }
+}
+
+fn ask_password() -> Option<String> {
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        rpassword::prompt_password("enter password for repository: ").ok()?
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).ok()?;
+        line
+    };
+    Some(line.trim_end_matches(['\r', '\n']).to_string())
 }

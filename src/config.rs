@@ -113,7 +113,7 @@ impl std::fmt::Display for ConfigError {
             ConfigError::RepositoryFile(why) => write!(f, "repository file: {why}"),
             ConfigError::BadLocation(why) => write!(f, "repository location: {why}"),
             ConfigError::NoPassword => f.write_str(
-                "no password given: set RESTIC_PASSWORD, or pass -p/--password-file or --password-command (or their RESTIC_ variables)",
+                "no password given: set RESTIC_PASSWORD, pass -p/--password-file or --password-command (or their RESTIC_ variables), or type it when asked on a terminal",
             ),
             ConfigError::ConflictingPassword => f.write_str(
                 "both a password file and a password command are given: restic accepts only one, keep one",
@@ -166,6 +166,13 @@ impl RawRepoOptions {
             }
             (None, None) => Err(ConfigError::NoRepository),
         }
+    }
+
+    /// No command, file or password is given: restic would ask for one.
+    pub fn lacks_password_source(&self) -> bool {
+        given(&self.password_command).is_none()
+            && given_path(&self.password_file).is_none()
+            && self.password.as_ref().is_none_or(|p| p.expose().is_empty())
     }
 
     /// The password, by restic's precedence: command, else file, else `RESTIC_PASSWORD`.

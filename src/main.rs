@@ -31,7 +31,7 @@ fn main() {
 }
 
 fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
-    let cfg = cli.repo.to_options().resolve()?;
+    let cfg = cli.repo.to_options_asking().resolve()?;
     for k in cfg.ignored_options() {
         eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
     }

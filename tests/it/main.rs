@@ -9,6 +9,7 @@ mod docker;
 mod exit_codes;
 mod fixtures;
 mod live;
+mod password;
 mod sealed;
 mod unlock;
 mod unreadable;

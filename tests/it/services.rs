@@ -86,6 +86,38 @@ impl SmtpSink {
         }
     }
 
+    /// As [`SmtpSink::start`], but the server offers AUTH (PLAIN, LOGIN) on the plain
+    /// connection, refuses mail without it and accepts only `user`/`password`.
+    pub fn start_with_login(user: &str, password: &str) -> SmtpSink {
+        let maildir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        // A failed login must be `handled=False`, or aiosmtpd leaves the client waiting.
+        let server = "import sys, time\n\
+            from aiosmtpd.controller import Controller\n\
+            from aiosmtpd.handlers import Mailbox\n\
+            from aiosmtpd.smtp import AuthResult\n\
+            port, box, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode(), sys.argv[4].encode()\n\
+            def check(server, session, envelope, mechanism, data):\n\
+            \x20   ok = data.login == user and data.password == pw\n\
+            \x20   return AuthResult(success=ok, handled=ok)\n\
+            Controller(Mailbox(box), hostname='127.0.0.1', port=port, authenticator=check,\n\
+            \x20          auth_required=True, auth_require_tls=False).start()\n\
+            while True: time.sleep(3600)\n";
+        let child = launch(
+            "aiosmtpd with AUTH (apt-get install python3-aiosmtpd)",
+            port,
+            Command::new("/usr/bin/python3")
+                .args(["-c", server, &port.to_string()])
+                .arg(maildir.path().join("box"))
+                .args([user, password]),
+        );
+        SmtpSink {
+            port,
+            _child: child,
+            maildir,
+        }
+    }
+
     /// Every message received, decoded by Python's own email parser.
     pub fn mails(&self) -> Vec<Mail> {
         let new = self.maildir.path().join("box").join("new");

@@ -375,6 +375,44 @@ fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
 }
 
 #[test]
+fn mail_logs_in_where_the_server_asks_and_never_shows_the_password() {
+    let sink = SmtpSink::start_with_login("mailer", "Smtp-Login-7713");
+    let mut u = Unlock::new(2);
+    u.set("SMTP_HOST", "127.0.0.1")
+        .set("SMTP_PORT", sink.port.to_string())
+        .set("MAILX_RCPT", "ops@example.com")
+        .set("SMTP_USER", "mailer")
+        .set("SMTP_PASSWORD", "Smtp-Login-7713");
+    let ok = u.run(&["--dry-run"]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(sink.mails().len(), 1, "{}", u.run_log());
+    assert!(u.file("unlock-mail-last.log").contains("login as mailer"));
+    let mut seen = vec![u.run_log(), u.file("unlock-mail-last.log")];
+
+    // A wrong password: refused, said so, and the run's own result stands.
+    u.set("SMTP_PASSWORD", "Wrong-Login-7713");
+    let refused = u.run(&["--dry-run"]);
+    assert_eq!(refused.status.code(), Some(0));
+    assert_eq!(sink.mails().len(), 1);
+    let log = u.run_log();
+    assert!(
+        log.contains("ERROR: mail to ops@example.com: not sent"),
+        "{log}"
+    );
+    seen.extend([log, u.file("unlock-mail-last.log")]);
+    for out in [&ok, &refused] {
+        seen.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        seen.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    for text in seen {
+        assert!(
+            !text.contains("Smtp-Login-7713") && !text.contains("Wrong-Login-7713"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn mail_carries_the_run_log_under_the_contract_subject() {
     let sink = SmtpSink::start();
     let mut u = Unlock::new(2);
