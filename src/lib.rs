@@ -70,8 +70,8 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         })
         .unwrap_or_default();
     #[cfg(feature = "object-store")]
-    let object = |op: Result<opendal::Operator, String>| {
-        op.and_then(|op| backend::ObjectBackend::new(op, &cfg.net, &cacerts))
+    let object = |op: Result<opendal::Operator, String>, prefix: &str| {
+        op.and_then(|op| backend::ObjectBackend::with_prefix(op, prefix, &cfg.net, &cacerts))
             .map(|b| Arc::new(b) as Arc<dyn Backend>)
             .map_err(failed)
     };
@@ -96,22 +96,20 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
                 .map_err(failed)
         }
         #[cfg(feature = "s3")]
-        Location::S3(spec) => object(backend::s3::operator(spec, cfg)),
+        Location::S3(spec) => object(backend::s3::operator(spec, cfg), ""),
         #[cfg(feature = "azure")]
-        Location::Azure(spec) => object(backend::azure::operator(spec, cfg)),
+        Location::Azure(spec) => object(backend::azure::operator(spec, cfg), ""),
         #[cfg(feature = "gcs")]
-        Location::Gs(spec) => object(backend::gcs::operator(spec, cfg)),
+        Location::Gs(spec) => object(backend::gcs::operator(spec, cfg), ""),
         #[cfg(feature = "b2")]
-        Location::B2(spec) => object(backend::b2::operator(spec, cfg).await),
+        Location::B2(spec) => object(backend::b2::operator(spec, cfg).await, ""),
         #[cfg(feature = "swift")]
-        Location::Swift(spec) => object(backend::swift::operator(spec, cfg).await),
+        Location::Swift(spec) => object(backend::swift::operator(spec, cfg).await, ""),
         #[cfg(feature = "sftp")]
-        Location::Sftp(spec) => backend::sftp::operator(spec, cfg)
-            .and_then(|(op, path)| {
-                backend::ObjectBackend::with_prefix(op, &path, &cfg.net, &cacerts)
-            })
-            .map(|b| Arc::new(b) as Arc<dyn Backend>)
-            .map_err(failed),
+        Location::Sftp(spec) => match backend::sftp::operator(spec, cfg) {
+            Ok((op, path)) => object(Ok(op), &path),
+            Err(why) => Err(failed(why)),
+        },
         // Reached when a backend's Cargo feature is off.
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported {

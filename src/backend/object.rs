@@ -22,18 +22,10 @@ pub struct ObjectBackend {
 }
 
 impl ObjectBackend {
-    /// Wraps a configured service: our HTTP client (rustls with ring, plus the
-    /// `RESTIC_CACERT` roots), retries with backoff on what OpenDAL deems temporary (5xx,
-    /// throttling, resets) and none on authentication or not-found.
-    pub fn new(
-        op: Operator,
-        net: &NetOptions,
-        cacerts: &[std::path::PathBuf],
-    ) -> Result<ObjectBackend, String> {
-        Self::with_prefix(op, "", net, cacerts)
-    }
-
-    /// As [`ObjectBackend::new`], with the repository below `prefix` of the operator's root.
+    /// Wraps a configured service, the repository below `prefix` of the operator's root:
+    /// our HTTP client (rustls with ring, plus the `RESTIC_CACERT` roots), retries with
+    /// backoff on what OpenDAL deems temporary (5xx, throttling, resets) and none on
+    /// authentication or not-found.
     pub fn with_prefix(
         op: Operator,
         prefix: &str,
