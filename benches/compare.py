@@ -54,12 +54,27 @@ def fill(repo, pwfile, count, env):
     sh([FORGE, "seal-many", repo, pwfile, str(count)], env)
 
 
-def alternate(cmds, rounds, env):
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alternate(cmds, rounds, env, server=None):
+    """Median wall seconds of each command; with `server` (a process), also the median CPU
+    seconds the server spent on each command's runs."""
     times = {name: [] for name in cmds}
+    spent = {name: [] for name in cmds}
     for _ in range(rounds):
         for name, cmd in cmds.items():
+            before = cpu_seconds(server.pid) if server else 0
             times[name].append(timed(cmd, env)[0])
-    return {name: statistics.median(t) for name, t in times.items()}
+            spent[name].append(cpu_seconds(server.pid) - before if server else 0)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    if server is None:
+        return med
+    return med, {name: statistics.median(t) for name, t in spent.items()}
 
 
 def free_port():
@@ -115,13 +130,6 @@ def delaying_proxy(upstream, delay):
     return port
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time a process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def backends(tmp, repo, env, rounds, kdf):
     procs = []
     # The served trees live in memory (tmpfs) when the machine has one: rclone's local
@@ -147,16 +155,10 @@ def backends(tmp, repo, env, rounds, kdf):
         }
         for name, (url, e, server, _) in targets.items():
             e = dict(e, RESTIC_REPOSITORY=url)
-            cmds = {"locksmith": [LOCKSMITH, "locks", "--json"], "restic": ["restic", "list", "locks"]}
-            times = {n: [] for n in cmds}
-            served_cpu = {n: [] for n in cmds}
-            for _ in range(rounds):
-                for n, cmd in cmds.items():
-                    before = cpu_seconds(server.pid)
-                    times[n].append(timed(cmd, e)[0])
-                    served_cpu[n].append(cpu_seconds(server.pid) - before)
-            med = {n: statistics.median(t) for n, t in times.items()}
-            cpu = {n: statistics.median(t) for n, t in served_cpu.items()}
+            med, cpu = alternate({
+                "locksmith": [LOCKSMITH, "locks", "--json"],
+                "restic": ["restic", "list", "locks"],
+            }, rounds, e, server)
             print(f"{name:<11}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  "
                   f"{med['locksmith'] / med['restic']:>5.2f}x  {'':16}  {cpu['locksmith']:.2f} s / {cpu['restic']:.2f} s")
         print(f"\nwith 20 ms added to every request (target: under key derivation {kdf:.3f} s + 2 s = {kdf + 2:.3f} s)")

@@ -59,15 +59,9 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         repo: cfg.masked.clone(),
         why: cfg.redactor.scrub(&why),
     };
-    let cacerts: Vec<std::path::PathBuf> = cfg
+    let cacerts = cfg
         .var("RESTIC_CACERT")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(Into::into)
-                .collect()
-        })
+        .map(config::cacert_paths)
         .unwrap_or_default();
     #[cfg(feature = "object-store")]
     let object = |op: Result<opendal::Operator, String>, prefix: &str| {

@@ -91,13 +91,7 @@ impl UnlockOptions {
             },
         };
         let cacerts = set("RESTIC_CACERT")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(PathBuf::from)
-                    .collect()
-            })
+            .map(|v| crate::config::cacert_paths(&v))
             .unwrap_or_default();
         let mut redactor = Redactor::default();
         for k in crate::secret::SECRET_VARS {

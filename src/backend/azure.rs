@@ -7,11 +7,7 @@ use crate::config::RepoConfig;
 
 /// `container:/prefix` (the prefix optional) → (container, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    let (container, prefix) = spec.split_once(':').unwrap_or((spec, ""));
-    if container.is_empty() {
-        return Err("no container (azure:container:/prefix)".into());
-    }
-    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+    super::object::split_spec(spec, "container", "azure:container:/prefix")
 }
 
 /// The account's blob endpoint: `-o azure.endpoint=URL` (an emulator, a private cloud),

@@ -13,11 +13,7 @@ pub const API_URL: &str = "https://api.backblazeb2.com";
 
 /// `bucket[:prefix]` → (bucket, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    let (bucket, prefix) = spec.split_once(':').unwrap_or((spec, ""));
-    if bucket.is_empty() {
-        return Err("no bucket (b2:bucket[:prefix])".into());
-    }
-    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+    super::object::split_spec(spec, "bucket", "b2:bucket[:prefix]")
 }
 
 #[derive(Deserialize)]

@@ -8,11 +8,7 @@ use crate::config::RepoConfig;
 
 /// `bucket:/prefix` (the prefix optional) → (bucket, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    let (bucket, prefix) = spec.split_once(':').unwrap_or((spec, ""));
-    if bucket.is_empty() {
-        return Err("no bucket (gs:bucket:/prefix)".into());
-    }
-    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+    super::object::split_spec(spec, "bucket", "gs:bucket:/prefix")
 }
 
 /// Credentials as restic takes them: `GOOGLE_ACCESS_TOKEN`, else the service account file

@@ -66,6 +66,16 @@ impl ObjectBackend {
     }
 }
 
+/// restic's `name[:prefix]` for buckets and containers → (name, prefix without slashes
+/// at either end); `what` and `form` name them in the error.
+pub fn split_spec(spec: &str, what: &str, form: &str) -> Result<(String, String), String> {
+    let (name, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    if name.is_empty() {
+        return Err(format!("no {what} ({form})"));
+    }
+    Ok((name.to_string(), prefix.trim_matches('/').to_string()))
+}
+
 fn failed(what: &str, e: opendal::Error) -> BackendError {
     // The innermost cause says most ("connection refused").
     let mut message = e.message().to_string();

@@ -15,11 +15,7 @@ use crate::secret::Secret;
 
 /// `container:/prefix` → (container, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    let (container, prefix) = spec.split_once(':').unwrap_or((spec, ""));
-    if container.is_empty() {
-        return Err("no container (swift:container:/prefix)".into());
-    }
-    Ok((container.to_string(), prefix.trim_matches('/').to_string()))
+    super::object::split_spec(spec, "container", "swift:container:/prefix")
 }
 
 #[derive(Debug)]

@@ -382,14 +382,9 @@ fn progress_shows_on_a_terminal_only() {
         "{} locks --connections 2 >/dev/null",
         env!("CARGO_BIN_EXE_locksmith")
     );
-    let mut c = t.locksmith();
-    c.env("RESTIC_REPOSITORY", &repo)
-        .args(["-qec", &cmd, "/dev/null"]);
-    let out = std::process::Command::new("script")
-        .args(c.get_args())
-        .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .output()
-        .unwrap();
+    let mut like = t.locksmith();
+    like.env("RESTIC_REPOSITORY", &repo);
+    let out = on_terminal(&cmd, &like).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let tty = String::from_utf8_lossy(&out.stdout);
     assert!(tty.contains("locksmith: reading locks"), "{tty}");

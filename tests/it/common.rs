@@ -58,6 +58,20 @@ pub fn locksmith_cmd() -> Command {
     c
 }
 
+/// `script` running the shell command `cmd` on a terminal of its own, in the environment
+/// `like` (a locksmith command made ready for a repository) would run in.
+pub fn on_terminal(cmd: &str, like: &Command) -> Command {
+    let mut c = Command::new("script");
+    c.args(["-qec", cmd, "/dev/null"]);
+    for (k, v) in like.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -32,12 +32,10 @@ fn password_is_read_from_a_piped_stdin() {
 #[test]
 fn password_is_asked_for_on_a_terminal_without_echo() {
     let t = TestRepo::new(1);
-    let inner = t.locksmith();
+    let mut like = t.locksmith();
+    like.env_remove("RESTIC_PASSWORD");
     let cmd = format!("{} locks --json", env!("CARGO_BIN_EXE_locksmith"));
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env_remove("RESTIC_PASSWORD")
+    let mut child = on_terminal(&cmd, &like)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
