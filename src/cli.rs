@@ -161,6 +161,10 @@ pub struct RepoArgs {
     /// Time limit of one request to a remote backend, in seconds [default: 30].
     #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Time limit of the whole reading (open, list, read every lock), in seconds; what is
+    /// not read by then is reported as not read [default: 120].
+    #[arg(long, global = true, env = "LOCKSMITH_DEADLINE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub deadline: Option<u64>,
 }
 
 impl RepoArgs {
@@ -187,6 +191,7 @@ impl RepoArgs {
             options: self.options.clone(),
             connections: self.connections.map(usize::from),
             timeout: self.timeout.map(std::time::Duration::from_secs),
+            deadline: self.deadline.map(std::time::Duration::from_secs),
             env: std::env::vars()
                 .filter(|(k, _)| {
                     locksmith::config::BACKEND_ENV_PREFIXES

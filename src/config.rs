@@ -30,6 +30,8 @@ pub struct RawRepoOptions {
     pub connections: Option<usize>,
     /// Time limit of one request to a remote backend.
     pub timeout: Option<Duration>,
+    /// Time limit of the whole reading.
+    pub deadline: Option<Duration>,
     /// The backends' environment (`RESTIC_*`, `AWS_*`, `AZURE_*` …), captured once.
     pub env: BTreeMap<String, String>,
 }
@@ -215,7 +217,7 @@ impl RawRepoOptions {
         let password = self.resolve_password()?;
         let mut redactor = Redactor::default();
         redactor.add(password.expose());
-        if let Some(pw) = Masked::url_password(&repo) {
+        for pw in Masked::url_passwords(&repo) {
             redactor.add(&pw);
         }
         for k in crate::secret::SECRET_VARS {
@@ -240,6 +242,9 @@ impl RawRepoOptions {
         }
         if let Some(t) = self.timeout {
             net.timeout = t;
+        }
+        if let Some(d) = self.deadline {
+            net.deadline = d;
         }
         if let Some(v) = options.get(&format!("{}.connections", location.scheme())) {
             net.connections = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {

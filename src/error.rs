@@ -28,6 +28,14 @@ pub enum Error {
     Backend { repo: Masked, why: String },
     /// The lock directory could not be listed.
     Listing { repo: Masked, why: String },
+    /// Some entries were not read by the deadline (the report says which).
+    Incomplete { repo: Masked, why: String },
+    /// The run's deadline passed before the repository opened or its locks were listed.
+    Deadline {
+        repo: Masked,
+        what: &'static str,
+        limit: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -65,6 +73,15 @@ impl std::fmt::Display for Error {
             ),
             Error::Backend { repo, why } => write!(f, "{repo}: {why}"),
             Error::Listing { repo, why } => write!(f, "{repo}: cannot list locks: {why}"),
+            Error::Incomplete { repo, why } => write!(
+                f,
+                "{repo}: incomplete: {why}; a slow or stalled backend (--timeout, --deadline)"
+            ),
+            Error::Deadline { repo, what, limit } => write!(
+                f,
+                "{repo}: gave up {what} after the {} s deadline (--deadline); check the backend's reachability and speed",
+                limit.as_secs()
+            ),
         }
     }
 }

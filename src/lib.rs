@@ -9,10 +9,12 @@ pub mod crypto;
 pub mod error;
 pub mod location;
 pub mod locks;
+pub mod printable;
 pub mod process;
 pub mod progress;
 pub mod repo;
 pub mod report;
+pub mod restic;
 pub mod seal;
 pub mod secret;
 pub mod unlock;
@@ -130,24 +132,35 @@ pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
 }
 
 /// Opens the repository, reads every lock and judges each from `host`, now. The lock
-/// files are fetched while the key is being derived.
+/// files are fetched and decoded while the key is being derived, all within the run's
+/// deadline.
 pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
+    let deadline = tokio::time::Instant::now() + cfg.net.deadline;
     let backend = backend_for(cfg).await?;
     let progress = progress::Progress::new();
     let indicator = tokio::spawn(progress::show(progress.clone()));
-    let (repo, fetched) = tokio::join!(
+    let collected = locks::collect(
+        backend.as_ref(),
+        cfg.net.connections,
+        &progress,
+        deadline,
         open_with(cfg, backend.clone()),
-        locks::fetch(backend.as_ref(), cfg.net.connections, &progress)
-    );
+    )
+    .await;
     progress.finish();
     let _ = indicator.await;
-    let repo = repo?;
-    let inv = fetched
-        .map_err(|e| Error::Listing {
+    let (repo, inv) = collected.map_err(|e| match e {
+        locks::CollectError::Open(e) => e,
+        locks::CollectError::Listing(e) => Error::Listing {
             repo: cfg.masked.clone(),
             why: cfg.redactor.scrub(&e.to_string()),
-        })?
-        .decode(&repo);
+        },
+        locks::CollectError::Deadline(what) => Error::Deadline {
+            repo: cfg.masked.clone(),
+            what,
+            limit: cfg.net.deadline,
+        },
+    })?;
     Ok(Report::new(
         cfg.masked.as_str(),
         &repo.id,

@@ -68,26 +68,75 @@ impl Location {
     }
 }
 
-/// A repository string with any `user:password@` password replaced by `***`. Masks too much
-/// rather than too little: a `:` and `@` later in a path are treated as userinfo.
+/// A repository string with any URL password replaced by `***`. The password is found by
+/// the same URL parser the REST backend sends credentials from (so `http:/u:p@h`,
+/// `http:u:p@h` and backslash forms are covered), and, for strings no URL parser takes, by
+/// a rule that masks too much rather than too little: a `:` and `@` in the part before
+/// the first `/` are treated as user information.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masked(String);
 
+/// The restic prefix (`rest:`, `s3:` …) and the rest of a repository string.
+fn split_scheme(repo: &str) -> (&str, &str) {
+    for prefix in [
+        "rest:", "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "local:",
+    ] {
+        if let Some(rest) = repo.strip_prefix(prefix) {
+            return (prefix, rest);
+        }
+    }
+    ("", repo)
+}
+
+/// The location as a URL, when the URL parser (the one the REST backend sends credentials
+/// from) takes it.
+fn as_url(rest: &str) -> Option<url::Url> {
+    url::Url::parse(rest)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+/// The byte range of a password in a string no URL parser takes: after an optional
+/// `scheme:` and any slashes, from the first `:` (if it comes before any `/`) to the
+/// last `@` of the whole string — too much rather than too little.
+fn heuristic_password(rest: &str) -> Option<std::ops::Range<usize>> {
+    let mut start = 0;
+    if let Some(i) = rest.find(':')
+        && i > 0
+        && rest[..i]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && rest[i + 1..].starts_with(['/', '\\'])
+    {
+        start = i + 1;
+    }
+    start += rest[start..].len() - rest[start..].trim_start_matches(['/', '\\']).len();
+    let tail = &rest[start..];
+    let first_slash = tail.find(['/', '\\']).unwrap_or(tail.len());
+    let colon = tail[..first_slash].find(':')?;
+    let at = tail.rfind('@')?;
+    (colon + 1 < at).then(|| start + colon + 1..start + at)
+}
+
 impl Masked {
     pub fn new(repo: &str) -> Masked {
-        let Some(start) = repo.find("://").map(|i| i + 3) else {
+        let (prefix, rest) = split_scheme(repo);
+        if let Some(mut url) = as_url(rest) {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+                return Masked(format!("{prefix}{url}"));
+            }
             return Masked(repo.to_string());
-        };
-        let rest = &repo[start..];
-        let Some(at) = rest.rfind('@') else {
+        }
+        if prefix.is_empty() || prefix == "local:" {
+            // A local path: never sent anywhere, shown as given.
             return Masked(repo.to_string());
-        };
-        match rest[..at].find(':') {
-            Some(colon) => Masked(format!(
-                "{}{}***{}",
-                &repo[..start],
-                &rest[..=colon],
-                &rest[at..]
+        }
+        match heuristic_password(rest) {
+            Some(range) => Masked(format!(
+                "{prefix}{}***{}",
+                &rest[..range.start],
+                &rest[range.end..]
             )),
             None => Masked(repo.to_string()),
         }
@@ -97,14 +146,26 @@ impl Masked {
         &self.0
     }
 
-    /// The password part of the URL, if the string had one (so output can be scrubbed of it).
-    pub fn url_password(repo: &str) -> Option<String> {
-        let start = repo.find("://")? + 3;
-        let rest = &repo[start..];
-        let at = rest.rfind('@')?;
-        let colon = rest[..at].find(':')?;
-        let pw = &rest[colon + 1..at];
-        (!pw.is_empty()).then(|| pw.to_string())
+    /// Every form of the string's URL password (as written, and percent-decoded), so that
+    /// text from elsewhere can be scrubbed of it.
+    pub fn url_passwords(repo: &str) -> Vec<String> {
+        let (_, rest) = split_scheme(repo);
+        let mut out = Vec::new();
+        if let Some(url) = as_url(rest).filter(|u| u.password().is_some()) {
+            let raw = url.password().unwrap_or_default();
+            out.push(raw.to_string());
+            out.push(
+                percent_encoding::percent_decode_str(raw)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
+        }
+        if let Some(range) = heuristic_password(rest) {
+            out.push(rest[range].to_string());
+        }
+        out.retain(|p| !p.is_empty());
+        out.dedup();
+        out
     }
 }
 
@@ -183,9 +244,38 @@ mod tests {
         );
         assert_eq!(Masked::new("/srv/repo").as_str(), "/srv/repo");
         assert_eq!(
-            Masked::url_password("rest:https://user:p@ss@host/").as_deref(),
-            Some("p@ss")
+            Masked::url_passwords("rest:https://user:p@ss@host/"),
+            vec!["p%40ss", "p@ss"]
         );
-        assert_eq!(Masked::url_password("rest:https://user@host/"), None);
+        assert!(Masked::url_passwords("rest:https://user@host/").is_empty());
+    }
+
+    /// The URL parser takes these forms (and sends their credentials): a masking that
+    /// looked only after `://` showed the password.
+    #[test]
+    fn url_password_leak_with_one_slash_or_none() {
+        for repo in [
+            "rest:http:/user:hunter2@127.0.0.1:8000/",
+            "rest:http:user:hunter2@127.0.0.1:8000/",
+            "rest:http:\\\\user:hunter2@127.0.0.1:8000/",
+            "rest:https:\\user:hunter2@host/",
+            "rest:HTTP://user:hunter2@host/",
+            "rest:http://user:hunter%32@host/",
+            "s3:http:/key:hunter2@host/bucket",
+            "s3:key:hunter2@host/bucket",
+            "sftp://user:hunter2@host//srv",
+        ] {
+            let shown = Masked::new(repo);
+            assert!(
+                !shown.as_str().contains("hunter"),
+                "{repo} shown as {shown}"
+            );
+            assert!(shown.as_str().contains("***"), "{repo} shown as {shown}");
+            let pws = Masked::url_passwords(repo);
+            assert!(
+                pws.iter().any(|p| p == "hunter2"),
+                "{repo}: passwords {pws:?}"
+            );
+        }
     }
 }

@@ -1,54 +1,25 @@
 //! The entries of `locks/`: each one decoded, or set aside with the reason.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::io::Read;
 
-use chrono::{DateTime, FixedOffset};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use futures::StreamExt;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendError, Dir};
 use crate::crypto::{CryptoError, Key, OVERHEAD};
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::restic::lock::LoadError;
+pub use crate::restic::lock::Lock;
 
 /// Real lock files are 130–160 bytes; anything past this is junk and is not read whole.
 pub const LOCK_FILE_CAP: u64 = 64 << 10;
 /// Cap on a decompressed lock, against zstd bombs.
 const PLAIN_CAP: u64 = 1 << 20;
-
-/// A lock file's content, as restic writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lock {
-    /// Time of the last refresh (not of the command's start), in the writer's offset.
-    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
-    pub time: DateTime<FixedOffset>,
-    #[serde(default)]
-    pub exclusive: bool,
-    #[serde(default)]
-    pub hostname: String,
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub pid: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub uid: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub gid: u32,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
-fn ser_time<S: Serializer>(t: &DateTime<FixedOffset>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-}
-
-fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<FixedOffset>, D::Error> {
-    let s = String::deserialize(d)?;
-    DateTime::parse_from_rfc3339(&s)
-        .map_err(|e| serde::de::Error::custom(format!("time {s:?} is not RFC 3339: {e}")))
-}
 
 /// Why a lock file could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,7 +32,11 @@ pub enum Problem {
     UnknownEncoding,
     BadZstd,
     BadJson,
+    /// A time Go's RFC 3339 parser refuses: restic cannot load the lock.
+    BadTime,
     ReadFailed,
+    /// Not read before the run's deadline.
+    NotRead,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,10 +88,8 @@ pub struct Inventory {
     pub ignored: Vec<Ignored>,
     /// Listed, but gone when read: restic replaces its lock file on every refresh.
     pub vanished: Vec<String>,
-}
-
-pub(crate) fn is_id(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    /// Why the inventory is incomplete (the deadline passed before every entry was read).
+    pub incomplete: Option<String>,
 }
 
 fn problem(kind: Problem, error: impl Into<String>) -> (Problem, String) {
@@ -125,16 +98,16 @@ fn problem(kind: Problem, error: impl Into<String>) -> (Problem, String) {
 
 /// Decodes lock files of one repository, reusing one zstd context (creating a context
 /// per lock cost more than everything else a lock needs).
-pub struct LockDecoder<'k> {
-    key: &'k Key,
+pub struct LockDecoder {
+    key: Key,
     version: u32,
     zstd: zstd::zstd_safe::DCtx<'static>,
 }
 
-impl<'k> LockDecoder<'k> {
-    pub fn new(key: &'k Key, version: u32) -> LockDecoder<'k> {
+impl LockDecoder {
+    pub fn new(key: &Key, version: u32) -> LockDecoder {
         LockDecoder {
-            key,
+            key: key.clone(),
             version,
             zstd: zstd::zstd_safe::DCtx::create(),
         }
@@ -179,8 +152,12 @@ impl<'k> LockDecoder<'k> {
             }
             (_, None) => return Err(problem(Problem::BadJson, "empty plaintext")),
         };
-        serde_json::from_slice::<Lock>(&json)
-            .map_err(|e| problem(Problem::BadJson, format!("not a lock: {e}")))
+        Lock::from_go_json(&json).map_err(|e| match e {
+            LoadError::Time(why) => problem(Problem::BadTime, why),
+            LoadError::Json(why) => {
+                problem(Problem::BadJson, format!("restic cannot load it: {why}"))
+            }
+        })
     }
 
     /// Streams the frame (restic's frames carry no content size), capped against bombs.
@@ -203,109 +180,241 @@ impl<'k> LockDecoder<'k> {
     }
 }
 
-/// The stored bytes of every lock file, fetched before the key is known so that reading
-/// overlaps key derivation.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    files: Vec<(String, Vec<u8>)>,
-    unreadable: Vec<Unreadable>,
-    ignored: Vec<Ignored>,
-    vanished: Vec<String>,
+/// Bodies held while the key is still being derived; past this, reading waits for the key,
+/// so memory does not grow with the number or the size of the entries.
+const HELD_BYTES: usize = 8 << 20;
+
+/// Why reading the locks failed as a whole.
+#[derive(Debug)]
+pub enum CollectError<E> {
+    /// The repository did not open.
+    Open(E),
+    /// `locks/` could not be listed.
+    Listing(BackendError),
+    /// The deadline passed before the repository opened or `locks/` was listed.
+    Deadline(&'static str),
 }
 
-/// Lists `locks/` and reads every candidate concurrently. Takes no lock and writes nothing.
-pub async fn fetch(
-    backend: &dyn Backend,
-    concurrency: usize,
-    progress: &Progress,
-) -> Result<Fetched, BackendError> {
-    let entries = backend.list(Dir::Locks).await?;
-    let mut f = Fetched::default();
-    let mut to_read = Vec::new();
-    for e in entries {
-        let reason = if !e.is_file {
-            Some(IgnoreReason::NotAFile)
-        } else if !is_id(&e.name) {
-            Some(IgnoreReason::NotAnId)
-        } else if e.size == Some(0) {
-            Some(IgnoreReason::Empty)
-        } else {
-            None
-        };
-        match (reason, e.size) {
-            (Some(reason), _) => f.ignored.push(Ignored {
-                name: e.name,
-                reason,
-            }),
-            (None, Some(size)) if size > LOCK_FILE_CAP => f.unreadable.push(Unreadable {
-                id: e.name,
-                kind: Problem::TooLarge,
-                error: format!(
-                    "{size} bytes, larger than the {} KiB cap",
-                    LOCK_FILE_CAP >> 10
-                ),
-            }),
-            (None, _) => to_read.push(e.name),
-        }
+/// An entry sorted by what its listing says, before anything is read.
+fn classify(e: crate::backend::Entry, inv: &mut Inventory) -> Option<String> {
+    let reason = if !e.is_file {
+        Some(IgnoreReason::NotAFile)
+    } else if !crate::restic::is_id(&e.name) {
+        Some(IgnoreReason::NotAnId)
+    } else if e.size == Some(0) {
+        Some(IgnoreReason::Empty)
+    } else {
+        None
+    };
+    match (reason, e.size) {
+        (Some(reason), _) => inv.ignored.push(Ignored {
+            name: e.name,
+            reason,
+        }),
+        (None, Some(size)) if size > LOCK_FILE_CAP => inv.unreadable.push(Unreadable {
+            id: e.name,
+            kind: Problem::TooLarge,
+            error: format!(
+                "{size} bytes, larger than the {} KiB cap",
+                LOCK_FILE_CAP >> 10
+            ),
+        }),
+        (None, _) => return Some(e.name),
     }
-    progress.set_listed(to_read.len());
-    let reads = backend
-        .read_many(
-            Dir::Locks,
-            to_read,
-            LOCK_FILE_CAP + 1,
-            concurrency.max(1),
-            progress.read.clone(),
-        )
-        .await;
-    for (id, got) in reads {
+    None
+}
+
+/// Where each read ends up; decoded at once when the key is known, else held.
+struct Sorter {
+    inv: Inventory,
+    decoder: Option<LockDecoder>,
+    held: Vec<(String, Vec<u8>)>,
+    held_bytes: usize,
+}
+
+impl Sorter {
+    fn take(&mut self, id: String, got: Result<Vec<u8>, BackendError>) {
         match got {
-            Ok(bytes) if bytes.is_empty() => f.ignored.push(Ignored {
+            Ok(bytes) if bytes.is_empty() => self.inv.ignored.push(Ignored {
                 name: id,
                 reason: IgnoreReason::Empty,
             }),
-            Ok(bytes) => f.files.push((id, bytes)),
-            Err(BackendError::NotFound) => f.vanished.push(id),
-            Err(BackendError::Failed(why)) => f.unreadable.push(Unreadable {
+            Ok(bytes) => match &mut self.decoder {
+                Some(d) => {
+                    let decoded = d.decode(&id, &bytes);
+                    self.place(id, decoded);
+                }
+                None => {
+                    self.held_bytes += bytes.len();
+                    self.held.push((id, bytes));
+                }
+            },
+            Err(BackendError::NotFound) => self.inv.vanished.push(id),
+            Err(BackendError::NotAFile) => self.inv.ignored.push(Ignored {
+                name: id,
+                reason: IgnoreReason::NotAFile,
+            }),
+            Err(BackendError::Failed(why)) => self.inv.unreadable.push(Unreadable {
                 id,
                 kind: Problem::ReadFailed,
                 error: why,
             }),
         }
     }
-    Ok(f)
+
+    fn place(&mut self, id: String, decoded: Result<Lock, (Problem, String)>) {
+        match decoded {
+            Ok(lock) => self.inv.locks.push(LockEntry { id, lock }),
+            Err((kind, error)) => self.inv.unreadable.push(Unreadable { id, kind, error }),
+        }
+    }
+
+    fn key_known(&mut self, repo: &Repository) {
+        let mut d = LockDecoder::new(&repo.master, repo.version);
+        for (id, bytes) in std::mem::take(&mut self.held) {
+            let decoded = d.decode(&id, &bytes);
+            self.place(id, decoded);
+        }
+        self.held_bytes = 0;
+        self.decoder = Some(d);
+    }
 }
 
-impl Fetched {
-    /// Decodes every fetched file with the repository's key.
-    pub fn decode(self, repo: &Repository) -> Inventory {
-        let mut inv = Inventory {
-            locks: Vec::with_capacity(self.files.len()),
-            unreadable: self.unreadable,
-            ignored: self.ignored,
-            vanished: self.vanished,
-        };
-        let mut decoder = LockDecoder::new(&repo.master, repo.version);
-        for (id, bytes) in self.files {
-            match decoder.decode(&id, &bytes) {
-                Ok(lock) => inv.locks.push(LockEntry { id, lock }),
-                Err((kind, error)) => inv.unreadable.push(Unreadable { id, kind, error }),
+/// Opens the repository (`open`) while listing `locks/` and reading every candidate, and
+/// decodes each lock file as soon as both it and the key are there. Takes no lock and
+/// writes nothing. Entries not read by `deadline` are reported as such.
+pub async fn collect<E>(
+    backend: &dyn Backend,
+    concurrency: usize,
+    progress: &Progress,
+    deadline: Instant,
+    open: impl Future<Output = Result<Repository, E>>,
+) -> Result<(Repository, Inventory), CollectError<E>> {
+    let mut open = std::pin::pin!(open);
+    let mut repo: Option<Repository> = None;
+    let passed = tokio::time::sleep_until(deadline);
+    let mut passed = std::pin::pin!(passed);
+    let entries = {
+        let mut list = std::pin::pin!(backend.list(Dir::Locks));
+        loop {
+            tokio::select! {
+                r = &mut open, if repo.is_none() => repo = Some(r.map_err(CollectError::Open)?),
+                l = &mut list => break l,
+                _ = &mut passed => return Err(CollectError::Deadline("listing locks/")),
             }
         }
-        inv.locks
-            .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
-        inv.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
-        inv.ignored.sort_by(|a, b| a.name.cmp(&b.name));
-        inv.vanished.sort();
-        inv
+    };
+    let entries = match entries {
+        Ok(e) => e,
+        // A repository that does not open says more than a listing that failed.
+        Err(e) => {
+            if repo.is_none() {
+                (&mut open).await.map_err(CollectError::Open)?;
+            }
+            return Err(CollectError::Listing(e));
+        }
+    };
+    let mut sorter = Sorter {
+        inv: Inventory::default(),
+        decoder: None,
+        held: Vec::new(),
+        held_bytes: 0,
+    };
+    if let Some(r) = &repo {
+        sorter.key_known(r);
     }
+    let to_read: Vec<String> = entries
+        .into_iter()
+        .filter_map(|e| classify(e, &mut sorter.inv))
+        .collect();
+    progress.set_listed(to_read.len());
+    let mut outstanding: HashSet<String> = to_read.iter().cloned().collect();
+    let mut reads = backend.read_stream(
+        Dir::Locks,
+        to_read,
+        LOCK_FILE_CAP + 1,
+        concurrency.max(1),
+        progress.read.clone(),
+    );
+    let mut timed_out = false;
+    loop {
+        if repo.is_none() && sorter.held_bytes > HELD_BYTES {
+            tokio::select! {
+                r = &mut open => {
+                    let r = r.map_err(CollectError::Open)?;
+                    sorter.key_known(&r);
+                    repo = Some(r);
+                }
+                _ = &mut passed => { timed_out = true; break; }
+            }
+        }
+        tokio::select! {
+            r = &mut open, if repo.is_none() => {
+                let r = r.map_err(CollectError::Open)?;
+                sorter.key_known(&r);
+                repo = Some(r);
+            }
+            item = reads.next() => match item {
+                Some((id, got)) => {
+                    outstanding.remove(&id);
+                    sorter.take(id, got);
+                }
+                None => break,
+            },
+            _ = &mut passed => { timed_out = true; break; }
+        }
+    }
+    drop(reads);
+    let repo = match repo {
+        Some(r) => r,
+        None => tokio::select! {
+            r = &mut open => {
+                let r = r.map_err(CollectError::Open)?;
+                sorter.key_known(&r);
+                r
+            }
+            _ = &mut passed => return Err(CollectError::Deadline("opening the repository")),
+        },
+    };
+    if timed_out && !outstanding.is_empty() {
+        sorter.inv.incomplete = Some(format!(
+            "{} of the entries in locks/ were not read before the deadline",
+            outstanding.len()
+        ));
+        for id in outstanding {
+            sorter.inv.unreadable.push(Unreadable {
+                id,
+                kind: Problem::NotRead,
+                error: "not read before the deadline".into(),
+            });
+        }
+    }
+    let mut inv = sorter.inv;
+    inv.locks
+        .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
+    inv.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
+    inv.ignored.sort_by(|a, b| a.name.cmp(&b.name));
+    inv.vanished.sort();
+    Ok((repo, inv))
 }
 
 /// Reads and decodes every entry of `locks/` of an opened repository.
 pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
-    Ok(
-        fetch(repo.backend.as_ref(), concurrency, &Progress::default())
-            .await?
-            .decode(repo),
+    let backend = repo.backend.clone();
+    let repo = repo.clone();
+    let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
+    collect::<std::convert::Infallible>(
+        backend.as_ref(),
+        concurrency,
+        &Progress::default(),
+        far,
+        async { Ok(repo) },
     )
+    .await
+    .map(|(_, inv)| inv)
+    .map_err(|e| match e {
+        CollectError::Listing(e) => e,
+        CollectError::Open(never) => match never {},
+        CollectError::Deadline(what) => BackendError::Failed(format!("deadline while {what}")),
+    })
 }

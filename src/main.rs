@@ -23,7 +23,11 @@ fn main() {
     let code = match run(&cli) {
         Ok(()) => locksmith::exit::OK,
         Err(e) => {
-            eprintln!("locksmith: {e}");
+            // Errors quote servers and repositories: nothing they hold may act on a terminal.
+            eprintln!(
+                "locksmith: {}",
+                locksmith::printable::printable(&e.to_string())
+            );
             e.exit_code()
         }
     };
@@ -47,6 +51,12 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
             };
             // A closed pipe (`| head`) is not an error worth a message.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            if let Some(why) = report.incomplete {
+                return Err(locksmith::error::Error::Incomplete {
+                    repo: cfg.masked.clone(),
+                    why,
+                });
+            }
         }
         cli::Command::Unlock(_) => unreachable!("handled in main"),
     }

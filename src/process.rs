@@ -14,20 +14,69 @@ pub enum PidState {
     NoPermission,
     /// ESRCH: no such process.
     Absent,
-    /// 0 or -1 (Go refuses to signal these) or out of range: restic's probe fails.
-    Invalid,
+}
+
+/// Where restic's `kill(pid, SIGHUP)` probe lands for a lock's PID. restic holds the PID as
+/// Go's 64-bit `int`; Go refuses exactly 0 and −1 itself, then hands the value to
+/// `kill(2)` (restic 0.14, Go 1.19) or to `pidfd_open(2)` with a fall-back to `kill(2)` for
+/// anything pidfd_open rejects (restic ≥ 0.17, Go ≥ 1.23). Both system calls take a 32-bit
+/// `pid_t`, so the kernel keeps the low 32 bits: 2^32 + P signals P, 2^32 becomes
+/// `kill(0)` and 2^32 − 1 becomes `kill(−1)`. The pidfd path ends in the same place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    /// 0 or −1 as 64-bit values: Go fails before any system call, restic says "gone".
+    Refused,
+    /// One process (what `kill` addresses with a positive argument).
+    Process(i32),
+    /// `kill(0)`: the process group of `restic unlock` itself.
+    OwnGroup,
+    /// `kill(−1)`: every process the caller may signal (as root, the whole machine).
+    Everyone,
+    /// `kill(−g)`: every process of group g.
+    Group(i32),
+    /// `kill(INT_MIN)`: the kernel answers ESRCH without signalling anyone.
+    Nobody,
+}
+
+impl SignalTarget {
+    pub fn of(pid: i64) -> SignalTarget {
+        if pid == 0 || pid == -1 {
+            return SignalTarget::Refused;
+        }
+        // The kernel's pid_t: the low 32 bits, as a signed value.
+        match pid as i32 {
+            0 => SignalTarget::OwnGroup,
+            -1 => SignalTarget::Everyone,
+            i32::MIN => SignalTarget::Nobody,
+            k if k > 0 => SignalTarget::Process(k),
+            k => SignalTarget::Group(-k),
+        }
+    }
+
+    /// The value `kill(2)` receives.
+    pub fn kill_arg(self) -> Option<i32> {
+        match self {
+            SignalTarget::Refused => None,
+            SignalTarget::Process(k) => Some(k),
+            SignalTarget::OwnGroup => Some(0),
+            SignalTarget::Everyone => Some(-1),
+            SignalTarget::Group(g) => Some(-g),
+            SignalTarget::Nobody => Some(i32::MIN),
+        }
+    }
 }
 
 /// The host as locks are judged from it; tests substitute their own.
 pub trait HostView {
     fn hostname(&self) -> &str;
-    /// Signal-0 probe of the raw PID value from a lock (negative values address a group,
-    /// exactly as restic's `kill(pid, SIGHUP)` would).
-    fn probe(&self, pid: i64) -> PidState;
+    /// Signal-0 probe of one process (`pid` > 0).
+    fn probe(&self, pid: i32) -> PidState;
+    /// Signal-0 probe of a process group (`group` > 0).
+    fn probe_group(&self, group: i32) -> PidState;
     /// When the process now holding `pid` started, where the system says.
-    fn started(&self, pid: i64) -> Option<DateTime<Utc>>;
+    fn started(&self, pid: i32) -> Option<DateTime<Utc>>;
     /// The command name of the process now holding `pid`, where the system says.
-    fn command(&self, pid: i64) -> Option<String>;
+    fn command(&self, pid: i32) -> Option<String>;
 }
 
 /// The real host.
@@ -74,7 +123,7 @@ fn boot_time() -> Option<i64> {
 
 /// Field 22 of `/proc/PID/stat`: start time in clock ticks after boot. The command name
 /// (field 2) may hold spaces and parentheses, so count from the last `)`.
-fn start_ticks(pid: i64) -> Option<u64> {
+fn start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
@@ -85,41 +134,38 @@ impl HostView for ThisHost {
         &self.hostname
     }
 
-    fn probe(&self, pid: i64) -> PidState {
-        let Ok(raw) = i32::try_from(pid) else {
-            return PidState::Invalid;
-        };
-        if raw == 0 || raw == -1 {
-            return PidState::Invalid;
-        }
-        let res = if raw > 0 {
-            test_kill_process(Pid::from_raw(raw).expect("positive"))
-        } else {
-            test_kill_process_group(Pid::from_raw(-raw).expect("positive"))
-        };
-        match res {
-            Ok(()) => PidState::Signalable,
-            Err(Errno::PERM) => PidState::NoPermission,
-            Err(_) => PidState::Absent,
-        }
+    fn probe(&self, pid: i32) -> PidState {
+        errno_state(Pid::from_raw(pid).map_or(Err(Errno::SRCH), test_kill_process))
     }
 
-    fn started(&self, pid: i64) -> Option<DateTime<Utc>> {
+    fn probe_group(&self, group: i32) -> PidState {
+        errno_state(Pid::from_raw(group).map_or(Err(Errno::SRCH), test_kill_process_group))
+    }
+
+    fn started(&self, pid: i32) -> Option<DateTime<Utc>> {
         if pid <= 0 || self.ticks == 0 {
             return None;
         }
         let ticks = start_ticks(pid)?;
-        let ms = (ticks as i128 * 1000 / self.ticks as i128) as i64;
-        DateTime::from_timestamp_millis(self.boot? * 1000 + ms)
+        let ms = i64::try_from(ticks as i128 * 1000 / self.ticks as i128).ok()?;
+        DateTime::from_timestamp_millis(self.boot?.checked_mul(1000)?.checked_add(ms)?)
     }
 
-    fn command(&self, pid: i64) -> Option<String> {
+    fn command(&self, pid: i32) -> Option<String> {
         if pid <= 0 {
             return None;
         }
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
             .map(|s| s.trim_end_matches('\n').to_string())
+    }
+}
+
+fn errno_state(res: Result<(), Errno>) -> PidState {
+    match res {
+        Ok(()) => PidState::Signalable,
+        Err(Errno::PERM) => PidState::NoPermission,
+        Err(_) => PidState::Absent,
     }
 }
 
@@ -130,7 +176,7 @@ mod tests {
     #[test]
     fn own_process_is_signalable_and_started_recently() {
         let host = ThisHost::new();
-        let me = std::process::id() as i64;
+        let me = std::process::id() as i32;
         assert_eq!(host.probe(me), PidState::Signalable);
         let started = host.started(me).expect("own start time");
         let age = Utc::now() - started;
@@ -139,11 +185,35 @@ mod tests {
     }
 
     #[test]
-    fn invalid_pids_are_never_probed() {
+    fn signal_targets_follow_go_and_the_kernel() {
+        use SignalTarget::*;
+        let cases: [(i64, SignalTarget); 12] = [
+            (0, Refused),
+            (-1, Refused),
+            (4242, Process(4242)),
+            (-4242, Group(4242)),
+            ((1 << 32) + 4242, Process(4242)),
+            (1 << 32, OwnGroup),
+            ((1 << 32) - 1, Everyone),
+            (-(1 << 32), OwnGroup),
+            (-(1 << 32) + 1, Process(1)),
+            (i64::from(i32::MIN), Nobody),
+            (i64::MAX, Everyone),
+            (i64::MIN, OwnGroup),
+        ];
+        for (pid, want) in cases {
+            assert_eq!(SignalTarget::of(pid), want, "pid {pid}");
+        }
+        assert_eq!(Group(7).kill_arg(), Some(-7));
+        assert_eq!(Everyone.kill_arg(), Some(-1));
+    }
+
+    #[test]
+    fn extreme_pids_probe_without_overflow() {
         let host = ThisHost::new();
-        assert_eq!(host.probe(0), PidState::Invalid);
-        assert_eq!(host.probe(-1), PidState::Invalid);
-        assert_eq!(host.probe(1 << 40), PidState::Invalid);
+        assert_eq!(host.probe(i32::MAX), PidState::Absent);
+        assert_eq!(host.probe_group(i32::MAX), PidState::Absent);
+        assert_eq!(host.started(i32::MAX), None);
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub(crate) fn master_to_json(k: &Key) -> MasterKeyJson {
 }
 
 /// A repository opened with a password: its identity and the key that opens its files.
+#[derive(Clone)]
 pub struct Repository {
     pub backend: Arc<dyn Backend>,
     pub id: String,
@@ -172,10 +173,6 @@ fn backend_err(what: &str, e: BackendError) -> OpenError {
     OpenError::Backend(format!("{what}: {e}"))
 }
 
-fn is_id(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 impl Repository {
     /// Opens the repository: the hinted key first (a unique ID prefix, as `RESTIC_KEY_HINT`),
     /// then up to [`MAX_KEYS`] keys in listing order, all derived at once.
@@ -193,7 +190,7 @@ impl Repository {
         let mut names: Vec<String> = keys
             .map_err(|e| backend_err("listing keys", e))?
             .into_iter()
-            .filter(|e| e.is_file && is_id(&e.name))
+            .filter(|e| e.is_file && crate::restic::is_id(&e.name))
             .map(|e| e.name)
             .collect();
         let hinted = key_hint.filter(|h| !h.is_empty()).and_then(|h| {
@@ -264,7 +261,7 @@ async fn read_key_files(
     });
     let mut out = Vec::new();
     for (name, r) in futures::future::join_all(reads).await {
-        let short = &name[..8];
+        let short = crate::restic::short_id(&name);
         match r {
             Ok(bytes) => match serde_json::from_slice::<KeyFile>(&bytes) {
                 Ok(kf) => match kf.validate() {
@@ -297,7 +294,7 @@ async fn try_keys(
         let password = password.clone();
         rayon::spawn(move || {
             let got = kf.unlock(&password).map(|k| k.map(|k| (id.clone(), k)));
-            let _ = tx.send(got.map_err(|why| format!("{} ({why})", &id[..8])));
+            let _ = tx.send(got.map_err(|why| format!("{} ({why})", crate::restic::short_id(&id))));
         });
     }
     drop(tx);

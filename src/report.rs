@@ -4,7 +4,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::locks::{Ignored, Inventory, LockEntry, Unreadable};
+use crate::printable::printable as p;
 use crate::process::HostView;
+use crate::restic::short_id as short;
 use crate::verdict::{Holder, Verdict, human_age, judge};
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +50,8 @@ pub struct Report {
     pub unreadable: Vec<Unreadable>,
     pub ignored: Vec<Ignored>,
     pub vanished: Vec<String>,
+    /// Why the inventory is incomplete, when it is (entries not read by the deadline).
+    pub incomplete: Option<String>,
 }
 
 impl Report {
@@ -100,6 +104,7 @@ impl Report {
             unreadable: inv.unreadable,
             ignored: inv.ignored,
             vanished: inv.vanished,
+            incomplete: inv.incomplete,
         }
     }
 
@@ -113,10 +118,10 @@ impl Report {
         let c = &self.counts;
         let mut out = format!(
             "repository {}  id {}  format {}  checked on {}\n",
-            self.repository,
-            short(&self.repository_id),
+            p(&self.repository),
+            p(short(&self.repository_id)),
             self.repository_version,
-            self.checked_on
+            p(&self.checked_on)
         );
         if c.total == 0 {
             out.push_str("no locks");
@@ -144,19 +149,19 @@ impl Report {
         if !warnings.is_empty() {
             out.push_str("\nunsafe to unlock with restic:\n");
             for l in warnings {
-                out.push_str(&format!("  {}  {}\n", short(&l.id), l.verdict.reason));
+                out.push_str(&format!("  {}  {}\n", short(&l.id), p(&l.verdict.reason)));
             }
         }
         if !self.unreadable.is_empty() {
             out.push_str("\nunreadable (restic unlock keeps these; --remove-all removes them):\n");
             for u in &self.unreadable {
-                out.push_str(&format!("  {}  {}\n", short(&u.id), u.error));
+                out.push_str(&format!("  {}  {}\n", p(short(&u.id)), p(&u.error)));
             }
         }
         if !self.ignored.is_empty() {
             out.push_str("\nignored:\n");
             for i in &self.ignored {
-                out.push_str(&format!("  {}  {}\n", i.name, i.reason.describe()));
+                out.push_str(&format!("  {}  {}\n", p(&i.name), i.reason.describe()));
             }
         }
         if !self.vanished.is_empty() {
@@ -205,7 +210,7 @@ impl Report {
                 [
                     short(&l.id).to_string(),
                     if l.exclusive { "exclusive" } else { "shared" }.to_string(),
-                    format!("{}@{} ({})", l.username, l.hostname, l.uid),
+                    format!("{}@{} ({})", p(&l.username), p(&l.hostname), l.uid),
                     l.pid.to_string(),
                     age,
                     holder.to_string(),
@@ -239,8 +244,4 @@ impl Report {
         }
         out
     }
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
 }

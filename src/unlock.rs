@@ -99,10 +99,13 @@ impl UnlockOptions {
                 redactor.add(&v);
             }
         }
-        if let Some(repo) = &repo.repo
-            && let Some(pw) = Masked::url_password(repo)
+        for given in [repo.repo.clone(), repo.resolve_repository().ok()]
+            .into_iter()
+            .flatten()
         {
-            redactor.add(&pw);
+            for pw in Masked::url_passwords(&given) {
+                redactor.add(&pw);
+            }
         }
         let msmtprc = set("MSMTP_CONFIG").unwrap_or_else(|| "/etc/msmtprc".into());
         UnlockOptions {
@@ -196,7 +199,7 @@ impl Run<'_> {
             };
             self.log.line(&format!(
                 "  lock {} {} {}@{} pid {} age {}: holder {}; restic unlock {plain}; restic unlock --remove-all REMOVES{}",
-                &l.id[..8],
+                crate::restic::short_id(&l.id),
                 if l.exclusive { "exclusive" } else { "shared" },
                 l.username,
                 l.hostname,
@@ -210,7 +213,7 @@ impl Run<'_> {
         for u in &r.unreadable {
             self.log.line(&format!(
                 "  unreadable {}: {}; restic unlock keeps it; restic unlock --remove-all REMOVES",
-                &u.id[..8],
+                crate::restic::short_id(&u.id),
                 u.error
             ));
         }
@@ -364,7 +367,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
                     .map(|l| {
                         format!(
                             "lock {} of {}@{} PID {}: {}",
-                            &l.id[..8],
+                            crate::restic::short_id(&l.id),
                             l.username,
                             l.hostname,
                             l.pid,

@@ -111,7 +111,11 @@ impl RunLog {
 
     /// One time-stamped line.
     pub fn line(&mut self, msg: &str) {
-        let stamped = format!("[{}] {msg}\n", timestamp(Local::now()));
+        let stamped = format!(
+            "[{}] {}\n",
+            timestamp(Local::now()),
+            crate::printable::printable(msg)
+        );
         self.append(&stamped);
     }
 
@@ -120,7 +124,7 @@ impl RunLog {
         let mut block = String::new();
         for l in text.lines() {
             block.push_str("    ");
-            block.push_str(l);
+            block.push_str(&crate::printable::printable(l));
             block.push('\n');
         }
         self.append(&block);

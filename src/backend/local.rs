@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::{Backend, BackendError, Dir, Entry};
 
@@ -27,8 +28,22 @@ fn failed(what: &str, path: &Path, e: std::io::Error) -> BackendError {
     }
 }
 
+/// Opens without blocking (a FIFO would otherwise wait for a writer forever, and a
+/// terminal could become the controlling one), then reads only a regular file.
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, BackendError> {
-    let file = std::fs::File::open(path).map_err(|e| failed("cannot open", path, e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .map_err(|e| failed("cannot open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| failed("cannot stat", path, e))?;
+    if !meta.is_file() {
+        return Err(BackendError::NotAFile);
+    }
     let mut buf = Vec::new();
     file.take(limit)
         .read_to_end(&mut buf)
@@ -90,22 +105,23 @@ impl Backend for LocalBackend {
 
     /// Small local files are read faster in batches than one thread handoff each; a few
     /// batches still run at once for slow (network) file systems.
-    async fn read_many(
-        &self,
+    fn read_stream<'a>(
+        &'a self,
         dir: Dir,
         names: Vec<String>,
         limit: u64,
         concurrency: usize,
         done: Arc<AtomicUsize>,
-    ) -> Vec<(String, Result<Vec<u8>, BackendError>)> {
+    ) -> BoxStream<'a, (String, Result<Vec<u8>, BackendError>)> {
         const BATCH: usize = 128;
         let dir = self.root.join(dir.name());
         let batches: Vec<Vec<String>> = names.chunks(BATCH).map(<[String]>::to_vec).collect();
-        let tasks = batches.into_iter().map(|batch| {
+        let tasks = batches.into_iter().map(move |batch| {
             let dir = dir.clone();
             let done = done.clone();
             async move {
-                tokio::task::spawn_blocking(move || {
+                let names = batch.clone();
+                let read = tokio::task::spawn_blocking(move || {
                     batch
                         .into_iter()
                         .map(|n| {
@@ -115,16 +131,24 @@ impl Backend for LocalBackend {
                         })
                         .collect::<Vec<_>>()
                 })
-                .await
-                .unwrap_or_default()
+                .await;
+                // A read task that died still accounts for every entry it was given.
+                read.unwrap_or_else(|e| {
+                    names
+                        .into_iter()
+                        .map(|n| {
+                            (
+                                n,
+                                Err(BackendError::Failed(format!("read task failed: {e}"))),
+                            )
+                        })
+                        .collect()
+                })
             }
         });
         futures::stream::iter(tasks)
             .buffer_unordered(concurrency.clamp(1, 8))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+            .flat_map(futures::stream::iter)
+            .boxed()
     }
 }

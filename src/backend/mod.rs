@@ -29,6 +29,7 @@ pub use rest::RestBackend;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -61,6 +62,8 @@ pub struct Entry {
 pub enum BackendError {
     /// The object is not there (for a lock: it vanished between listing and reading).
     NotFound,
+    /// Something other than a regular file (a FIFO, a device) stands where a file should.
+    NotAFile,
     /// Anything else, with what was being done.
     Failed(String),
 }
@@ -69,6 +72,7 @@ impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendError::NotFound => f.write_str("not found"),
+            BackendError::NotAFile => f.write_str("not a regular file"),
             BackendError::Failed(why) => f.write_str(why),
         }
     }
@@ -88,18 +92,18 @@ pub trait Backend: Send + Sync {
     /// asking for one byte over its cap can tell the file is too large without reading it.
     async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError>;
 
-    /// Reads many files, at most `concurrency` at a time, in any order, counting each
-    /// one done in `done`.
-    async fn read_many(
-        &self,
+    /// Reads many files, at most `concurrency` at a time, yielding each as it arrives (in
+    /// any order) and counting each one done in `done`.
+    fn read_stream<'a>(
+        &'a self,
         dir: Dir,
         names: Vec<String>,
         limit: u64,
         concurrency: usize,
         done: Arc<AtomicUsize>,
-    ) -> Vec<(String, Result<Vec<u8>, BackendError>)> {
+    ) -> BoxStream<'a, (String, Result<Vec<u8>, BackendError>)> {
         futures::stream::iter(names)
-            .map(|name| {
+            .map(move |name| {
                 let done = done.clone();
                 async move {
                     let got = self.read(dir, &name, limit).await;
@@ -108,7 +112,6 @@ pub trait Backend: Send + Sync {
                 }
             })
             .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await
+            .boxed()
     }
 }

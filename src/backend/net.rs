@@ -15,6 +15,8 @@ pub struct NetOptions {
     pub timeout: Duration,
     /// Further attempts after a transient failure.
     pub retries: u32,
+    /// Time limit of a whole run's reading, however many requests and retries it takes.
+    pub deadline: Duration,
 }
 
 impl Default for NetOptions {
@@ -23,6 +25,7 @@ impl Default for NetOptions {
             connections: 32,
             timeout: Duration::from_secs(30),
             retries: 4,
+            deadline: Duration::from_secs(120),
         }
     }
 }

@@ -5,11 +5,20 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
 use reqwest::{Client, Url};
 use serde::Deserialize;
 
-use super::net::{NetOptions, status_attempt, transport_attempt, with_retries};
+use super::net::{Attempt, NetOptions, status_attempt, transport_attempt, with_retries};
 use super::{Backend, BackendError, Dir, Entry};
 use crate::secret::Secret;
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
+/// The largest listing read: about 600,000 entries in restic's v2 form.
+const LISTING_CAP: u64 = 64 << 20;
+/// The slowest a body may arrive, after a grace period for the first bytes.
+const MIN_RATE_BYTES: u64 = 1024;
+const MIN_RATE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn rate_time(bytes: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(bytes.saturating_mul(1000) / MIN_RATE_BYTES)
+}
 
 pub struct RestBackend {
     base: Url,
@@ -119,11 +128,21 @@ impl RestBackend {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| transport_attempt(&what, e))?
-            {
+            let started = tokio::time::Instant::now();
+            loop {
+                // A body that trickles in below the minimum rate is given up on, as a
+                // time-out is: the request's limit alone would let each read take it whole.
+                let due = started + MIN_RATE_GRACE + rate_time(body.len() as u64 + 1);
+                let chunk = match tokio::time::timeout_at(due, resp.chunk()).await {
+                    Ok(c) => c.map_err(|e| transport_attempt(&what, e))?,
+                    Err(_) => {
+                        return Err(Attempt::Transient(format!(
+                            "{what}: the body arrived slower than {} KiB/s",
+                            MIN_RATE_BYTES >> 10
+                        )));
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 >= limit {
                     body.truncate(limit as usize);
@@ -134,6 +153,36 @@ impl RestBackend {
         })
         .await
     }
+}
+
+/// A REST listing: v2 (`[{"name","size"}]`) when the server says so by its content type,
+/// else v1 (`["name"]`, sizes unknown). Sorted by name.
+pub fn parse_listing(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Entry>, String> {
+    let bad = |e: serde_json::Error| format!("not a REST listing: {e}");
+    let mut out: Vec<Entry> = if content_type.is_some_and(|c| c.starts_with(V2)) {
+        serde_json::from_slice::<Vec<V2Entry>>(body)
+            .map_err(bad)?
+            .into_iter()
+            .map(|e| Entry {
+                name: e.name,
+                size: Some(e.size),
+                is_file: true,
+            })
+            .collect()
+    } else {
+        // v1: names only. Reads are capped, so sizes are not fetched one HEAD at a time.
+        serde_json::from_slice::<Vec<String>>(body)
+            .map_err(bad)?
+            .into_iter()
+            .map(|name| Entry {
+                name,
+                size: None,
+                is_file: true,
+            })
+            .collect()
+    };
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -150,38 +199,19 @@ impl Backend for RestBackend {
 
     async fn list(&self, dir: Dir) -> Result<Vec<Entry>, BackendError> {
         let path = format!("{}/", dir.name());
-        let (ctype, body) = match self.get(&path, Some(V2), 64 << 20).await {
+        let (ctype, body) = match self.get(&path, Some(V2), LISTING_CAP + 1).await {
             Ok(r) => r,
             Err(BackendError::NotFound) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let bad = |e: serde_json::Error| {
-            BackendError::Failed(format!("listing {path}: not a REST listing: {e}"))
-        };
-        let mut out: Vec<Entry> = if ctype.as_deref().is_some_and(|c| c.starts_with(V2)) {
-            serde_json::from_slice::<Vec<V2Entry>>(&body)
-                .map_err(bad)?
-                .into_iter()
-                .map(|e| Entry {
-                    name: e.name,
-                    size: Some(e.size),
-                    is_file: true,
-                })
-                .collect()
-        } else {
-            // v1: names only. Reads are capped, so sizes are not fetched one HEAD at a time.
-            serde_json::from_slice::<Vec<String>>(&body)
-                .map_err(bad)?
-                .into_iter()
-                .map(|name| Entry {
-                    name,
-                    size: None,
-                    is_file: true,
-                })
-                .collect()
-        };
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        if body.len() as u64 > LISTING_CAP {
+            return Err(BackendError::Failed(format!(
+                "listing {path}: larger than the {} MiB cap",
+                LISTING_CAP >> 20
+            )));
+        }
+        parse_listing(ctype.as_deref(), &body)
+            .map_err(|e| BackendError::Failed(format!("listing {path}: {e}")))
     }
 
     async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError> {

@@ -6,28 +6,38 @@ use opendal::services::S3;
 use crate::config::RepoConfig;
 
 /// `s3:https://host[:port]/bucket[/prefix]`, `s3:http://…`, or `s3:host/bucket[/prefix]`
-/// (https). Returns (endpoint, bucket, prefix).
+/// (https). Returns (endpoint, bucket, prefix). As restic's `ParseConfig`: a URL's
+/// endpoint is its host and port only (user information never moves it elsewhere), and a
+/// plain location's endpoint runs to the first `/`.
 pub fn parse(spec: &str) -> Result<(String, String, String), String> {
-    let spec = spec.strip_prefix("//").unwrap_or(spec);
-    let (scheme, rest) = if let Some(r) = spec.strip_prefix("https://") {
-        ("https", r)
-    } else if let Some(r) = spec.strip_prefix("http://") {
-        ("http", r)
+    let (endpoint, path) = if spec.starts_with("http") {
+        let url = url::Url::parse(spec).map_err(|e| format!("not a URL: {e}"))?;
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let path = percent_encoding::percent_decode_str(url.path())
+            .decode_utf8_lossy()
+            .into_owned();
+        (format!("{}://{host}", url.scheme()), path)
     } else {
-        ("https", spec)
+        let plain = spec.strip_prefix("//").unwrap_or(spec);
+        let (host, path) = plain.split_once('/').unwrap_or((plain, ""));
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        (format!("https://{host}"), format!("/{path}"))
     };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let mut parts = rest.splitn(3, '/');
-    let host = parts.next().filter(|h| !h.is_empty()).ok_or("no host")?;
-    let bucket = parts
-        .next()
-        .filter(|b| !b.is_empty())
-        .ok_or("no bucket (s3:host/bucket[/prefix])")?;
-    let prefix = parts.next().unwrap_or("").trim_matches('/');
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return Err("no bucket (s3:host/bucket[/prefix])".into());
+    }
     Ok((
-        format!("{scheme}://{host}"),
+        endpoint,
         bucket.to_string(),
-        prefix.to_string(),
+        prefix.trim_matches('/').to_string(),
     ))
 }
 
@@ -97,5 +107,26 @@ mod tests {
         );
         assert!(parse("host").is_err());
         assert!(parse("").is_err());
+    }
+
+    /// The credentials split took the last `@` anywhere: signed requests went to B.
+    #[test]
+    fn at_sign_in_s3_path_never_moves_the_endpoint() {
+        for (spec, endpoint) in [
+            (
+                "http://127.0.0.1:9000/bucket/pre@evil.example/x",
+                "http://127.0.0.1:9000",
+            ),
+            (
+                "https://u:p@127.0.0.1/bucket/pre@evil.example/x",
+                "https://127.0.0.1",
+            ),
+            ("127.0.0.1/bucket/pre@evil.example/x", "https://127.0.0.1"),
+        ] {
+            let (e, bucket, prefix) = parse(spec).unwrap();
+            assert_eq!(e, endpoint, "{spec}");
+            assert_eq!(bucket, "bucket", "{spec}");
+            assert_eq!(prefix, "pre@evil.example/x", "{spec}");
+        }
     }
 }
