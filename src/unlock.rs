@@ -387,6 +387,16 @@ pub fn run(o: &UnlockOptions) -> i32 {
                 }
                 after = before.clone();
                 exit::OK
+            } else if before.is_err() && o.remove_all && !o.force {
+                // Removing every lock unseen could remove a live holder's: fail closed.
+                refused = true;
+                message = format!(
+                    "refused: the locks could not be read, so {} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway",
+                    restic_line(&restic_args)
+                );
+                run.log.line(&format!("REFUSED: {message}"));
+                after = before.clone();
+                exit::REFUSED_UNSAFE
             } else if !unsafe_now.is_empty() && !o.force {
                 refused = true;
                 message = format!(

@@ -171,10 +171,7 @@ impl Lock {
                     Some(inner) => gotime::parse(inner)
                         .map(|t| lock.time = t)
                         .map_err(LoadError::Time),
-                    None => Err(LoadError::Time(format!(
-                        "\"time\" is {} where restic wants an RFC 3339 string",
-                        kind(&value)
-                    ))),
+                    None => Err(wrong("an RFC 3339 string")),
                 },
                 "exclusive" => value
                     .as_bool()
@@ -280,7 +277,7 @@ mod tests {
         ] {
             assert!(Lock::from_go_json(bad.as_bytes()).is_err(), "{bad} loaded");
         }
-        for bad_time in [r#"{"time":"2026-11-24 15:35:40Z"}"#, r#"{"time":5}"#] {
+        for bad_time in [r#"{"time":"2026-11-24 15:35:40Z"}"#, r#"{"time":"24:00"}"#] {
             assert!(matches!(
                 Lock::from_go_json(bad_time.as_bytes()),
                 Err(LoadError::Time(_))

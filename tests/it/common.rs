@@ -349,3 +349,58 @@ pub fn dead_pid() -> i64 {
     c.wait().unwrap();
     pid
 }
+
+/// A test that cannot run here says so; under `scripts/test` (CI), where everything it
+/// needs is installed, a skip is a failure.
+pub fn skip(what: &str) {
+    eprintln!("SKIP: {what}");
+    assert!(
+        std::env::var_os("LOCKSMITH_NO_SKIP").is_none(),
+        "{what}: skipped, and LOCKSMITH_NO_SKIP is set"
+    );
+}
+
+/// The full path of a program on PATH.
+pub fn which(program: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|f| f.is_file())
+        })
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// Runs a command, killing it (and failing) if it has not finished within `secs`.
+pub fn run_within(cmd: &mut Command, secs: u64) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {secs} s (hangs): {}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Waits for a child and returns its status and peak resident memory (KiB), from wait4(2):
+/// this child's figure alone, not every child's of the test process.
+pub fn wait_with_rusage(child: std::process::Child) -> (std::process::ExitStatus, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid out-parameter; the pid is our own child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
+    std::mem::forget(child);
+    (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
+}

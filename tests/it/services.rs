@@ -338,6 +338,8 @@ pub const FAULT_STALL: u8 = 2;
 pub const FAULT_GONE: u8 = 3;
 /// Every request waits 100 ms before it is forwarded.
 pub const FAULT_SLOW: u8 = 4;
+/// Lock files are answered one byte a second; everything else as the server answers.
+pub const FAULT_TRICKLE: u8 = 5;
 
 /// A fault-injecting HTTP proxy in front of a real server: one request per connection.
 pub struct FaultProxy {
@@ -382,6 +384,16 @@ fn relay(mut client: TcpStream, upstream: u16, mode: u8, n: usize, stop: &Atomic
     }
     let mut answer = Vec::new();
     let _ = up.read_to_end(&mut answer);
+    let lock_file = req.path.contains("/locks/") && !req.path.ends_with('/');
+    if mode == FAULT_TRICKLE && lock_file {
+        for b in answer {
+            if stop.load(Ordering::Relaxed) || client.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        return;
+    }
     let _ = client.write_all(&answer);
 }
 

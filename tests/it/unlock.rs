@@ -677,6 +677,50 @@ fn unsafe_unlock_is_refused_unless_forced() {
     assert!(u.run_log().contains("--force: removing anyway"));
 }
 
+/// A PID of 2^32 + P was judged "gone — removes"; restic's probe SIGHUPs P. Refused, with
+/// the time from which restic removes it by age (no probe).
+#[test]
+fn pid_beyond_32_bits_is_refused_by_unlock() {
+    let u = Unlock::new(2);
+    let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
+    let pid = (1i64 << 32) + i64::from(bystander.id());
+    let id =
+        u.t.seal(&lock_at(minutes_ago(1), &this_host(), pid), Encoding::Zstd);
+    let out = u.run(&[]);
+    assert_eq!(out.status.code(), Some(20), "{}", text(&out));
+    assert_eq!(u.t.lock_names(), vec![id]);
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "restic was not called"
+    );
+    let log = u.run_log();
+    assert!(
+        log.contains("low 32 bits") && log.contains("without a probe after"),
+        "{log}"
+    );
+    assert!(u.summary()["locks"][0]["safe_after"].is_string());
+    let _ = bystander.kill();
+}
+
+/// With the locks unreadable, `--remove-all` removed everything unseen: it now refuses
+/// unless forced. Plain `unlock` still delegates to restic, with a warning.
+#[test]
+fn remove_all_with_unreadable_locks_is_refused_unless_forced() {
+    let mut u = Unlock::new(2);
+    u.t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Zstd);
+    // Locks that cannot be read: nothing answers there.
+    u.set(
+        "RESTIC_REPOSITORY",
+        "rest:http://127.0.0.1:9/nothing-listens/",
+    );
+    assert_eq!(u.run_code(&["--remove-all"]), 20, "{}", u.run_log());
+    assert!(u.run_log().contains("could not be read"), "{}", u.run_log());
+    assert_eq!(u.summary()["refused"], "ON");
+    // Plain unlock delegates to restic (which fails there too), with a warning.
+    assert_ne!(u.run_code(&[]), 20);
+    assert!(u.run_log().contains("WARNING: the locks could not be read"));
+}
+
 #[test]
 fn remove_all_is_refused_while_a_holder_is_alive() {
     let mut u = Unlock::new(2);
