@@ -44,13 +44,14 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
         cli::Command::Locks(args) => {
             let host = ThisHost::new();
             let report = runtime.block_on(locksmith::inspect(&cfg, &host))?;
-            let text = if args.json {
-                report.to_json() + "\n"
-            } else {
-                report.to_table()
-            };
             // A closed pipe (`| head`) is not an error worth a message.
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            if args.json {
+                let _ = report.write_json(std::io::stdout().lock());
+            } else {
+                let _ = std::io::stdout()
+                    .lock()
+                    .write_all(report.to_table().as_bytes());
+            }
             if let Some(why) = report.incomplete {
                 return Err(locksmith::error::Error::Incomplete {
                     repo: cfg.masked.clone(),

@@ -107,7 +107,7 @@ impl KeyFile {
     }
 
     /// `Ok(None)`: this key is not for this password.
-    fn unlock(&self, password: &Secret) -> Result<Option<Key>, String> {
+    pub fn unlock(&self, password: &Secret) -> Result<Option<Key>, String> {
         let (salt, data) = self.validate()?;
         let user = self
             .params()
@@ -226,25 +226,31 @@ impl Repository {
         master: Key,
         config: &[u8],
     ) -> Result<Repository, OpenError> {
-        let plain = master
-            .open(config)
-            .map_err(|e| OpenError::Corrupt(format!("config: {e}")))?;
-        let cfg: ConfigJson = serde_json::from_slice(&plain)
-            .map_err(|e| OpenError::Corrupt(format!("config JSON: {e}")))?;
-        if !matches!(cfg.version, 1 | 2) {
-            return Err(OpenError::Corrupt(format!(
-                "repository format version {} is not supported (1 and 2 are)",
-                cfg.version
-            )));
-        }
+        let (id, version) = decode_config(&master, config)?;
         Ok(Repository {
             backend,
-            id: cfg.id,
-            version: cfg.version,
+            id,
+            version,
             key_id,
             master,
         })
     }
+}
+
+/// The repository's ID and format version from its sealed `config`.
+pub fn decode_config(master: &Key, config: &[u8]) -> Result<(String, u32), OpenError> {
+    let plain = master
+        .open(config)
+        .map_err(|e| OpenError::Corrupt(format!("config: {e}")))?;
+    let cfg: ConfigJson = serde_json::from_slice(&plain)
+        .map_err(|e| OpenError::Corrupt(format!("config JSON: {e}")))?;
+    if !matches!(cfg.version, 1 | 2) {
+        return Err(OpenError::Corrupt(format!(
+            "repository format version {} is not supported (1 and 2 are)",
+            cfg.version
+        )));
+    }
+    Ok((cfg.id, cfg.version))
 }
 
 async fn read_key_files(

@@ -112,6 +112,16 @@ impl Report {
         serde_json::to_string_pretty(self).expect("a report serialises")
     }
 
+    /// The JSON document and a newline, streamed: a report of 100,000 locks is not built
+    /// as one string first.
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::new(w);
+        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
+
     /// The operator's view: a header with the counts, one row per lock, then what could
     /// not be read and what was set aside.
     pub fn to_table(&self) -> String {

@@ -25,7 +25,7 @@ pub use net::NetOptions;
 #[cfg(feature = "object-store")]
 pub use object::ObjectBackend;
 pub use rclone::RcloneBackend;
-pub use rest::RestBackend;
+pub use rest::{RestBackend, parse_listing};
 
 use async_trait::async_trait;
 use futures::StreamExt;

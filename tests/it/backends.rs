@@ -325,7 +325,7 @@ fn google_cloud_storage_on_the_emulator() {
 #[test]
 fn sftp_through_a_private_sshd() {
     if !is_root() {
-        eprintln!("skipped: the private sshd logs in as root");
+        skip("the private sshd logs in as root");
         return;
     }
     let t = busy_repo();

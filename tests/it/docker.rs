@@ -75,7 +75,9 @@ fn dockerfile_parses_and_builds_like_the_tests() {
 fn release_binary_answers_as_bin_unlock() {
     let bin = root().join("target/release/locksmith");
     if !bin.exists() {
-        eprintln!("skipped: {BUILD_COMMAND} has not run (scripts/test runs it)");
+        crate::common::skip(&format!(
+            "{BUILD_COMMAND} has not run (scripts/test runs it)"
+        ));
         return;
     }
     let dir = tempfile::tempdir().unwrap();

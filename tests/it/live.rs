@@ -149,7 +149,7 @@ fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
 #[test]
 fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
     if !is_root() {
-        eprintln!("skipped: needs root to create a throwaway user");
+        skip("needs root to create a throwaway user");
         return;
     }
     let (uid, gid) = ensure_user("locksmith-it");
