@@ -10,8 +10,8 @@ use locksmith::seal::{id_of, zstd_frame};
 static ALLOCATOR: locksmith::Allocator = locksmith::Allocator;
 
 fn sample_lock() -> Lock {
-    serde_json::from_str(
-        r#"{"time":"2026-11-24T15:35:40.37577364Z","exclusive":false,"hostname":"backup-node","username":"backup","pid":13202,"uid":1234,"gid":1234}"#,
+    Lock::from_go_json(
+        br#"{"time":"2026-11-24T15:35:40.37577364Z","exclusive":false,"hostname":"backup-node","username":"backup","pid":13202,"uid":1234,"gid":1234}"#,
     )
     .unwrap()
 }

@@ -103,7 +103,7 @@ async fn main() {
             write_new(&repo_dir.join("keys"), &id, &bytes);
         }
         ("seal-lock", [json]) => {
-            let lock: Lock = serde_json::from_str(json).expect("lock JSON");
+            let lock = Lock::from_go_json(json.as_bytes()).expect("lock JSON");
             let enc = if repo.version >= 2 {
                 Encoding::Zstd
             } else {
