@@ -104,15 +104,21 @@ impl UnlockArgs {
     pub fn to_options(&self, repo: &RepoArgs) -> locksmith::unlock::UnlockOptions {
         let mut raw = repo.to_options();
         raw.repository_file_wins = true;
-        locksmith::unlock::UnlockOptions::from_env(
-            &|k| std::env::var(k).ok(),
-            raw,
-            self.dry_run,
-            self.remove_all,
-            self.force,
-            self.log_dir.clone(),
-            self.hook_dir.clone(),
-        )
+        use locksmith::unlock::{Asked, Dirs, Scope, UnlockOptions};
+        let asked = Asked {
+            scope: if self.remove_all {
+                Scope::All
+            } else {
+                Scope::StaleOnly
+            },
+            dry_run: self.dry_run,
+            force: self.force,
+        };
+        let dirs = Dirs {
+            log: self.log_dir.clone(),
+            hooks: self.hook_dir.clone(),
+        };
+        UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw, asked, dirs)
     }
 }
 

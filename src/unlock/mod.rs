@@ -2,149 +2,25 @@
 //! `restic unlock`, and leave the artefacts operators' tools read. Nothing after the
 //! removal step changes the exit code.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod options;
+pub mod plan;
 
-use chrono::Local;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use chrono::{DateTime, Local, Utc};
+
+pub use options::{Asked, Dirs, Scope, UnlockOptions};
+use plan::{Danger, Plan, Refusal};
 
 use crate::audit::summary::{Summary, on_off};
 use crate::audit::{self, RunLog, hooks, mail, metrics, webhook};
-use crate::config::{RawRepoOptions, RepoConfig};
+use crate::config::RepoConfig;
 use crate::error::exit;
 use crate::location::Masked;
 use crate::process::ThisHost;
 use crate::report::Report;
-use crate::secret::{Redactor, Secret};
-use crate::verdict::Holder;
-
-/// What the unlock run needs, resolved from flags and the environment contract.
-#[derive(Debug, Clone)]
-pub struct UnlockOptions {
-    pub dry_run: bool,
-    pub remove_all: bool,
-    pub force: bool,
-    pub log_dir: PathBuf,
-    pub hook_dir: PathBuf,
-    pub repo: RawRepoOptions,
-    pub restic_bin: PathBuf,
-    pub release: String,
-    pub auto_unlock: String,
-    pub hostname: String,
-    pub log_verbose: bool,
-    pub hook_timeout: Option<Duration>,
-    pub metrics_dir: Option<PathBuf>,
-    pub mail_rcpt: Vec<String>,
-    pub mail_on_error: bool,
-    pub smtp_env: Result<Option<mail::SmtpSettings>, String>,
-    pub msmtprc: PathBuf,
-    pub webhook_url: Option<Secret>,
-    pub webhook_auth: Option<Secret>,
-    pub webhook_timeout: Duration,
-    pub webhook_on_error: bool,
-    pub cacerts: Vec<PathBuf>,
-    /// Problems with the settings themselves: logged, never fatal.
-    pub warnings: Vec<String>,
-    pub redactor: Redactor,
-}
-
-fn is_on(v: Option<String>) -> bool {
-    v.is_some_and(|v| v.eq_ignore_ascii_case("on"))
-}
-
-impl UnlockOptions {
-    /// Reads the environment contract through `get` (tests pass their own).
-    pub fn from_env(
-        get: &dyn Fn(&str) -> Option<String>,
-        repo: RawRepoOptions,
-        dry_run: bool,
-        remove_all: bool,
-        force: bool,
-        log_dir: PathBuf,
-        hook_dir: PathBuf,
-    ) -> UnlockOptions {
-        let set = |k: &str| get(k).filter(|v| !v.is_empty());
-        let mut warnings = Vec::new();
-        let hook_timeout = match set("HOOK_TIMEOUT") {
-            None => None,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(0) => None,
-                Ok(n) => Some(Duration::from_secs(n)),
-                Err(_) => {
-                    warnings.push(format!(
-                        "WARNING: HOOK_TIMEOUT={v:?} is not a non-negative integer: no time limit"
-                    ));
-                    None
-                }
-            },
-        };
-        let webhook_timeout = match set("WEBHOOK_TIMEOUT") {
-            None => Duration::from_secs(10),
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Duration::from_secs(n),
-                _ => {
-                    warnings.push(format!(
-                        "WARNING: WEBHOOK_TIMEOUT={v:?} is not a positive integer: using 10"
-                    ));
-                    Duration::from_secs(10)
-                }
-            },
-        };
-        let cacerts = set("RESTIC_CACERT")
-            .map(|v| crate::config::cacert_paths(&v))
-            .unwrap_or_default();
-        let mut redactor = Redactor::default();
-        for k in crate::secret::SECRET_VARS {
-            if let Some(v) = set(k) {
-                redactor.add(&v);
-            }
-        }
-        for given in [repo.repo.clone(), repo.resolve_repository().ok()]
-            .into_iter()
-            .flatten()
-        {
-            for pw in Masked::url_passwords(&given) {
-                redactor.add(&pw);
-            }
-        }
-        let msmtprc = set("MSMTP_CONFIG").unwrap_or_else(|| "/etc/msmtprc".into());
-        UnlockOptions {
-            dry_run,
-            remove_all,
-            force,
-            log_dir,
-            hook_dir,
-            repo,
-            restic_bin: set("RESTIC_BIN").unwrap_or_else(|| "restic".into()).into(),
-            release: set("RESTIC_BACKUP_HELPER_RELEASE").unwrap_or_else(|| "unknown".into()),
-            auto_unlock: set("RESTIC_AUTO_UNLOCK").unwrap_or_else(|| "OFF".into()),
-            hostname: set("HOSTNAME")
-                .or_else(|| Some(crate::process::local_hostname()).filter(|h| !h.is_empty()))
-                .unwrap_or_else(|| "unknown".into()),
-            log_verbose: get("LOG_VERBOSE").is_none_or(|v| !v.eq_ignore_ascii_case("off")),
-            hook_timeout,
-            metrics_dir: set("METRICS_DIR").map(PathBuf::from),
-            mail_rcpt: set("MAILX_RCPT")
-                .map(|r| {
-                    r.split([',', ' '])
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            mail_on_error: is_on(get("MAILX_ON_ERROR")),
-            smtp_env: mail::from_env(get),
-            msmtprc: msmtprc.into(),
-            webhook_url: set("WEBHOOK_URL").map(Secret::new),
-            webhook_auth: set("WEBHOOK_HEADER_AUTH").map(Secret::new),
-            webhook_timeout,
-            webhook_on_error: is_on(get("WEBHOOK_ON_ERROR")),
-            cacerts,
-            warnings,
-            redactor,
-        }
-    }
-}
 
 /// What the inspection found, or why it could not.
 type Inspection = Result<Report, String>;
@@ -219,20 +95,6 @@ impl Run<'_> {
         }
     }
 
-    /// The locks whose removal is not safe with this command.
-    fn unsafe_locks<'r>(&self, r: &'r Report) -> Vec<&'r crate::report::JudgedLock> {
-        r.locks
-            .iter()
-            .filter(|l| {
-                if self.o.remove_all {
-                    l.verdict.holder == Holder::Alive
-                } else {
-                    l.verdict.unsafe_
-                }
-            })
-            .collect()
-    }
-
     fn restic_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         for c in &self.o.cacerts {
@@ -242,7 +104,7 @@ impl Run<'_> {
             }
         }
         args.push("unlock".into());
-        if self.o.remove_all {
+        if self.o.asked.scope == Scope::All {
             args.push("--remove-all".into());
         }
         args
@@ -328,11 +190,14 @@ pub fn run(o: &UnlockOptions) -> i32 {
                 .join(",")
         }
     ));
+    run.log.line(&format!(
+        "remove-all: {}",
+        on_off(o.asked.scope == Scope::All)
+    ));
     run.log
-        .line(&format!("remove-all: {}", on_off(o.remove_all)));
-    run.log.line(&format!("dry-run: {}", on_off(o.dry_run)));
+        .line(&format!("dry-run: {}", on_off(o.asked.dry_run)));
     run.log.line(&format!("auto-unlock: {}", o.auto_unlock));
-    if o.force {
+    if o.asked.force {
         run.log.line("force: ON");
     }
     for w in &o.warnings {
@@ -360,66 +225,44 @@ pub fn run(o: &UnlockOptions) -> i32 {
                 let r = r.clone();
                 run.log_locks(&r);
             }
-            let unsafe_now: Vec<String> = match &before {
-                Ok(r) => run
-                    .unsafe_locks(r)
-                    .iter()
-                    .map(|l| {
-                        format!(
-                            "lock {} of {}@{} PID {}: {}",
-                            crate::restic::short_id(&l.id),
-                            l.username,
-                            l.hostname,
-                            l.pid,
-                            l.verdict.reason
-                        )
-                    })
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            if o.dry_run {
-                run.log.line(&format!(
-                    "dry run: would run {}; nothing removed",
-                    restic_line(&restic_args)
-                ));
-                for u in &unsafe_now {
-                    run.log.line(&format!("dry run: this would be UNSAFE: {u}"));
-                }
-                after = before.clone();
-                exit::OK
-            } else if before.is_err() && o.remove_all && !o.force {
-                // Removing every lock unseen could remove a live holder's: fail closed.
-                refused = true;
-                message = format!(
-                    "refused: the locks could not be read, so {} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway",
-                    restic_line(&restic_args)
-                );
-                run.log.line(&format!("REFUSED: {message}"));
-                after = before.clone();
-                exit::REFUSED_UNSAFE
-            } else if !unsafe_now.is_empty() && !o.force {
-                refused = true;
-                message = format!(
-                    "refused: {} would remove a lock whose holder is alive, or SIGHUP a live process that is not the holder ({}); nothing was removed; re-run with --force to do it anyway",
-                    restic_line(&restic_args),
-                    unsafe_now.join("; ")
-                );
-                run.log.line(&format!("REFUSED: {message}"));
-                after = before.clone();
-                exit::REFUSED_UNSAFE
-            } else {
-                if before.is_err() {
+            let line = restic_line(&restic_args);
+            match plan::plan(o.asked, before.as_ref().ok()) {
+                Plan::DryRun { dangers } => {
                     run.log
-                        .line("WARNING: the locks could not be read: no safety check was possible");
+                        .line(&format!("dry run: would run {line}; nothing removed"));
+                    for d in &dangers {
+                        run.log
+                            .line(&format!("dry run: this would be UNSAFE: {}", describe(d)));
+                    }
+                    after = before.clone();
+                    exit::OK
                 }
-                for u in &unsafe_now {
-                    run.log.line(&format!("--force: removing anyway: {u}"));
+                Plan::Refuse {
+                    why,
+                    dangers,
+                    safe_after,
+                } => {
+                    refused = true;
+                    message = refusal(why, &line, &dangers, safe_after);
+                    run.log.line(&format!("REFUSED: {message}"));
+                    after = before.clone();
+                    exit::REFUSED_UNSAFE
                 }
-                run.log
-                    .line(&format!("running: {}", restic_line(&restic_args)));
-                let code = run.run_restic(cfg, &restic_args);
-                after = run.inspect(cfg, "after");
-                code
+                Plan::Run { forced, unseen } => {
+                    if unseen {
+                        run.log.line(
+                            "WARNING: the locks could not be read: no safety check was possible",
+                        );
+                    }
+                    for d in &forced {
+                        run.log
+                            .line(&format!("--force: removing anyway: {}", describe(d)));
+                    }
+                    run.log.line(&format!("running: {line}"));
+                    let code = run.run_restic(cfg, &restic_args);
+                    after = run.inspect(cfg, "after");
+                    code
+                }
             }
         }
     };
@@ -447,12 +290,12 @@ pub fn run(o: &UnlockOptions) -> i32 {
         finished_epoch: finished.timestamp(),
         duration_seconds: duration,
         repository: repo_shown.clone(),
-        remove_all: o.remove_all,
-        dry_run: o.dry_run,
+        remove_all: o.asked.scope == Scope::All,
+        dry_run: o.asked.dry_run,
         locks_before: count(&before),
         locks_after: count(&after),
         exit_code,
-        force: o.force,
+        force: o.asked.force,
         refused,
         message: run.log.redactor().scrub(&message),
         locks_stale: detail.map(|r| r.counts.stale),
@@ -484,6 +327,46 @@ pub fn run(o: &UnlockOptions) -> i32 {
     send_mail(&mut run, exit_code, duration, &repo_shown);
     run.hook("post-unlock.sh", &[exit_code.to_string()]);
     exit_code
+}
+
+fn describe(d: &Danger) -> String {
+    format!(
+        "lock {} of {}: {}",
+        crate::restic::short_id(&d.id),
+        d.holder,
+        d.reason
+    )
+}
+
+/// The refusal in one message: what was not run, over which locks, and whether (and
+/// when) waiting makes it safe.
+fn refusal(
+    why: Refusal,
+    line: &str,
+    dangers: &[Danger],
+    safe_after: Option<DateTime<Utc>>,
+) -> String {
+    match why {
+        Refusal::Unseen => format!(
+            "refused: the locks could not be read, so {line} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway"
+        ),
+        Refusal::Unsafe => {
+            let named: Vec<String> = dangers.iter().map(describe).collect();
+            let wait = match safe_after {
+                Some(t) => format!(
+                    "; safe after {} (local time), when restic removes them by age without a probe, unless they are refreshed meanwhile",
+                    t.with_timezone(&Local).format("%H:%M:%S")
+                ),
+                None => {
+                    "; waiting will not make it safe: a live holder refreshes its lock".to_string()
+                }
+            };
+            format!(
+                "refused: {line} would remove a lock whose holder is alive, or SIGHUP a live process that is not the holder ({}){wait}; nothing was removed; re-run with --force to do it anyway",
+                named.join("; ")
+            )
+        }
+    }
 }
 
 fn deliver_webhook(run: &mut Run, json: &str, exit_code: i32) {
