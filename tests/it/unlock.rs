@@ -698,6 +698,10 @@ fn pid_beyond_32_bits_is_refused_by_unlock() {
         log.contains("low 32 bits") && log.contains("without a probe after"),
         "{log}"
     );
+    assert!(
+        log.contains("safe after ") && log.contains("(local time)"),
+        "{log}"
+    );
     assert!(u.summary()["locks"][0]["safe_after"].is_string());
     let _ = bystander.kill();
 }
@@ -738,6 +742,11 @@ fn remove_all_is_refused_while_a_holder_is_alive() {
     assert_eq!(u.t.lock_names().len(), 1);
     assert_eq!(u.run_code(&["--remove-all"]), 20);
     assert_eq!(u.t.lock_names().len(), 1);
+    assert!(
+        u.run_log().contains("waiting will not make it safe"),
+        "{}",
+        u.run_log()
+    );
     u.set("LOG_VERBOSE", "OFF");
     let out = u.run(&["--remove-all", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
