@@ -35,9 +35,67 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// One restic release the tests run.
+#[derive(Debug, Clone)]
+pub struct Restic {
+    pub path: PathBuf,
+    /// (major, minor, patch), from `restic version`.
+    pub version: (u32, u32, u32),
+}
+
+impl Restic {
+    pub fn at_least(&self, minor: u32) -> bool {
+        self.version >= (0, minor, 0)
+    }
+
+    fn of(path: PathBuf) -> Restic {
+        let out = Command::new(&path)
+            .arg("version")
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("{}: no version in {text:?}", path.display()));
+        let n: Vec<u32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+        Restic {
+            path,
+            version: (n[0], n[1], n.get(2).copied().unwrap_or(0)),
+        }
+    }
+}
+
+impl std::fmt::Display for Restic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, c) = self.version;
+        write!(f, "restic {a}.{b}.{c}")
+    }
+}
+
+/// Every restic the tests cover: the one on PATH (Debian bookworm's 0.14) and those in
+/// `LOCKSMITH_RESTICS` (colon-separated paths; `scripts/test` fetches 0.18 and 0.19).
+pub fn restics() -> &'static [Restic] {
+    static ALL: OnceLock<Vec<Restic>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = vec![Restic::of(which("restic"))];
+        match std::env::var("LOCKSMITH_RESTICS") {
+            Ok(v) if !v.is_empty() => {
+                all.extend(std::env::split_paths(&v).map(Restic::of));
+            }
+            _ => skip("newer restic releases: set LOCKSMITH_RESTICS (scripts/restic-versions)"),
+        }
+        all
+    })
+}
+
 /// A `restic` command with no RESTIC_* from the caller's environment and a private cache.
 pub fn restic_cmd(cache: &Path) -> Command {
-    let mut c = Command::new("restic");
+    restic_cmd_of(Path::new("restic"), cache)
+}
+
+pub fn restic_cmd_of(program: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(program);
     clear_restic_env(&mut c);
     c.env("RESTIC_CACHE_DIR", cache).stdin(Stdio::null());
     c
@@ -135,6 +193,8 @@ pub struct TestRepo {
     pub path: PathBuf,
     pub password: String,
     pub key_hint: Option<String>,
+    /// The restic this test runs (`restic` on PATH unless [`TestRepo::with`]).
+    pub restic_bin: PathBuf,
     repo: OnceLock<Repository>,
 }
 
@@ -148,6 +208,7 @@ impl TestRepo {
             path,
             password: PASSWORD.into(),
             key_hint: None,
+            restic_bin: PathBuf::from("restic"),
             repo: OnceLock::new(),
         }
     }
@@ -168,8 +229,15 @@ impl TestRepo {
             path,
             password: read("password.txt"),
             key_hint: Some(read(&format!("{name}.lowkey"))),
+            restic_bin: PathBuf::from("restic"),
             repo: OnceLock::new(),
         }
+    }
+
+    /// The same repository, driven by another restic.
+    pub fn with(mut self, restic: &Restic) -> TestRepo {
+        self.restic_bin = restic.path.clone();
+        self
     }
 
     pub fn repo(&self) -> &Repository {
@@ -210,7 +278,12 @@ impl TestRepo {
     }
 
     pub fn restic(&self) -> Command {
-        let mut c = restic_cmd(&self.dir.path().join("cache"));
+        self.restic_by(&self.restic_bin)
+    }
+
+    /// A restic command for this repository, run by the given binary.
+    pub fn restic_by(&self, program: &Path) -> Command {
+        let mut c = restic_cmd_of(program, &self.dir.path().join("cache"));
         c.env("RESTIC_REPOSITORY", &self.path)
             .env("RESTIC_PASSWORD", &self.password);
         if let Some(h) = &self.key_hint {
@@ -245,6 +318,17 @@ impl TestRepo {
             .output()
             .unwrap();
         assert!(out.status.success(), "restic cat lock {id}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The same, by another restic.
+    pub fn cat_lock_with(&self, r: &Restic, id: &str) -> Value {
+        let out = self
+            .restic_by(&r.path)
+            .args(["--no-lock", "cat", "lock", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{r} cat lock {id}: {}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 

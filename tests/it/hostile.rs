@@ -17,33 +17,43 @@ const P32: i64 = 1 << 32;
 /// low 32 bits, so restic's SIGHUP lands on P. locksmith called it "gone — removes".
 #[test]
 fn pid_beyond_32_bits_gets_restics_sighup_on_the_truncated_pid() {
-    let t = TestRepo::new(2);
-    let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
-    let p = i64::from(bystander.id());
-    let id = t.seal(
-        &lock_at(minutes_ago(1), &this_host(), P32 + p),
-        Encoding::Zstd,
-    );
-    let report = t.locks_json();
-    let l = &by_id(&report)[&id];
-    assert_eq!(l["holder"], "gone", "{l}");
-    assert_eq!(l["restic_unlock_removes"], false, "{l}");
-    assert_eq!(l["unsafe"], true, "{l}");
-    assert_eq!(l["holder_command"], "sleep", "{l}");
-    let reason = l["reason"].as_str().unwrap();
-    assert!(reason.contains(&format!("to PID {p}")), "{reason}");
-    assert!(l["safe_after"].is_string(), "{l}");
+    for r in restics() {
+        let t = TestRepo::new(2).with(r);
+        let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
+        let p = i64::from(bystander.id());
+        let id = t.seal(
+            &lock_at(minutes_ago(1), &this_host(), P32 + p),
+            Encoding::Zstd,
+        );
+        let report = t.locks_json();
+        let l = &by_id(&report)[&id];
+        assert_eq!(l["holder"], "gone", "{l}");
+        assert_eq!(l["restic_unlock_removes"], false, "{l}");
+        assert_eq!(l["unsafe"], true, "{l}");
+        assert_eq!(l["holder_command"], "sleep", "{l}");
+        let reason = l["reason"].as_str().unwrap();
+        assert!(reason.contains(&format!("to PID {p}")), "{reason}");
+        assert!(l["safe_after"].is_string(), "{l}");
 
-    t.restic_ok(&["unlock"]);
-    let status = bystander.wait().unwrap();
-    assert_eq!(status.signal(), Some(1), "restic's probe hit PID {p}");
-    assert_eq!(t.lock_names(), vec![id], "and restic kept the lock");
+        t.restic_ok(&["unlock"]);
+        let status = bystander.wait().unwrap();
+        assert_eq!(status.signal(), Some(1), "{r}'s probe hit PID {p}");
+        assert_eq!(t.lock_names(), vec![id], "and {r} kept the lock");
+    }
 }
 
 /// Runs `restic unlock` inside a throwaway PID namespace beside a `sleep` of the same
 /// process group, on a lock whose PID restic's probe turns into kill(0) or kill(−1): on
 /// the host, kill(−1, SIGHUP) as root would reach every process of the machine. Returns
 /// (restic's exit, how the sleep ended).
+fn restic_path(t: &TestRepo) -> std::path::PathBuf {
+    if t.restic_bin.is_absolute() {
+        t.restic_bin.clone()
+    } else {
+        which("restic")
+    }
+}
+
 fn restic_unlock_in_pid_namespace(t: &TestRepo) -> Option<(String, String)> {
     if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
         skip("restic's probe in a private PID namespace needs root and unshare (util-linux)");
@@ -65,7 +75,7 @@ wait $s; echo "restic=$r sleep=$?""#;
     // test harness itself died of it) without a group of its own.
     let out = c
         .process_group(0)
-        .env("RESTIC", which("restic"))
+        .env("RESTIC", restic_path(t))
         .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
         .stdin(Stdio::null())
         .output()
@@ -81,24 +91,26 @@ wait $s; echo "restic=$r sleep=$?""#;
 /// kill(0, SIGHUP): restic's own process group. restic keeps the lock either way.
 #[test]
 fn pid_two_to_the_32_signals_restics_group_and_minus_one_signals_everyone() {
-    for (pid, words) in [(P32 - 1, "EVERY process"), (P32, "own process group")] {
-        let t = TestRepo::new(2);
-        let id = t.seal(&lock_at(minutes_ago(1), &this_host(), pid), Encoding::Json);
-        let report = t.locks_json();
-        let l = &by_id(&report)[&id];
-        assert_eq!(l["unsafe"], true, "{l}");
-        assert_eq!(l["restic_unlock_removes"], false, "{l}");
-        assert!(l["reason"].as_str().unwrap().contains(words), "{l}");
-        let Some((restic, sleep)) = restic_unlock_in_pid_namespace(&t) else {
-            return;
-        };
-        // A shell reports a child killed by SIGHUP as 128 + 1.
-        assert_eq!(sleep, "sleep=129", "pid {pid}: {restic} {sleep}");
-        assert_eq!(
-            restic, "restic=0",
-            "pid {pid}: restic survives its own SIGHUP"
-        );
-        assert_eq!(t.lock_names(), vec![id], "pid {pid}: the lock is kept");
+    for r in restics() {
+        for (pid, words) in [(P32 - 1, "EVERY process"), (P32, "own process group")] {
+            let t = TestRepo::new(2).with(r);
+            let id = t.seal(&lock_at(minutes_ago(1), &this_host(), pid), Encoding::Json);
+            let report = t.locks_json();
+            let l = &by_id(&report)[&id];
+            assert_eq!(l["unsafe"], true, "{l}");
+            assert_eq!(l["restic_unlock_removes"], false, "{l}");
+            assert!(l["reason"].as_str().unwrap().contains(words), "{l}");
+            let Some((restic, sleep)) = restic_unlock_in_pid_namespace(&t) else {
+                return;
+            };
+            // A shell reports a child killed by SIGHUP as 128 + 1.
+            assert_eq!(sleep, "sleep=129", "{r}, pid {pid}: {restic} {sleep}");
+            assert_eq!(
+                restic, "restic=0",
+                "{r}, pid {pid}: restic survives its SIGHUP"
+            );
+            assert_eq!(t.lock_names(), vec![id], "{r}, pid {pid}: the lock is kept");
+        }
     }
 }
 
@@ -202,7 +214,13 @@ fn non_ascii_config_id_does_not_panic_the_table() {
 /// unlock skips it), while locksmith predicted "removes".
 #[test]
 fn lock_times_restic_cannot_load_are_unreadable_and_restic_agrees() {
-    let t = TestRepo::new(2);
+    for r in restics() {
+        lock_times_with(r);
+    }
+}
+
+fn lock_times_with(r: &Restic) {
+    let t = TestRepo::new(2).with(r);
     let host = this_host();
     let json = |time: &str| {
         format!(
@@ -243,7 +261,7 @@ fn lock_times_restic_cannot_load_are_unreadable_and_restic_agrees() {
             .args(["--no-lock", "cat", "lock", id])
             .output()
             .unwrap();
-        assert!(!cat.status.success(), "restic loaded {id}: {}", text(&cat));
+        assert!(!cat.status.success(), "{r} loaded {id}: {}", text(&cat));
     }
     let l = &by_id(&report)[&lenient];
     assert_eq!(l["restic_unlock_removes"], true, "{l}");
@@ -254,7 +272,7 @@ fn lock_times_restic_cannot_load_are_unreadable_and_restic_agrees() {
     assert_eq!(
         t.lock_names(),
         kept,
-        "restic removes the lenient one, skips the rest"
+        "{r} removes the lenient one, skips the rest"
     );
 }
 

@@ -39,8 +39,9 @@ fn sealed_edge_cases_read_by_restic(version: u32, enc: Encoding) {
     let ours = by_id(&report);
     assert_eq!(ours.len(), locks.len(), "{report}");
     for (id, lock) in ids.iter().zip(&locks) {
-        let restic = t.cat_lock(id);
-        assert_same_lock(&ours[id], &restic);
+        for r in restics() {
+            assert_same_lock(&ours[id], &t.cat_lock_with(r, id));
+        }
         assert_eq!(ours[id]["hostname"], lock.hostname);
         assert_eq!(ours[id]["uid"], lock.uid);
     }
@@ -82,7 +83,13 @@ fn sealed_v2_raw_json_locks_read_by_restic() {
 /// restic's own unlock removes exactly the sealed locks predicted `restic_unlock_removes`.
 #[test]
 fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
-    let t = TestRepo::new(2);
+    for r in restics() {
+        predicted_sealed_locks_with(r);
+    }
+}
+
+fn predicted_sealed_locks_with(r: &Restic) {
+    let t = TestRepo::new(2).with(r);
     let here = this_host();
     let dead_pid = dead_pid();
     // A live process that started before its lock was written, but is not restic.
@@ -111,7 +118,7 @@ fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
     assert_eq!(old["restic_unlock_removes"], true);
     assert_eq!(old["unsafe"], false);
     t.restic_ok(&["unlock"]);
-    assert_eq!(t.lock_names(), keep);
+    assert_eq!(t.lock_names(), keep, "{r}");
     let sleeper = by_id(&report)
         .into_values()
         .find(|l| l["pid"] == holder.id())
@@ -121,5 +128,5 @@ fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
     assert_eq!(sleeper["unsafe"], true, "{sleeper}");
     // restic's probe is a real SIGHUP, and it ended the process.
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(holder.wait().unwrap().signal(), Some(1));
+    assert_eq!(holder.wait().unwrap().signal(), Some(1), "{r}");
 }
