@@ -36,6 +36,8 @@ pub struct Summary {
     pub locks_unsafe: Option<usize>,
     pub locks_unreadable: Option<usize>,
     pub restic_command: String,
+    /// `restic version` of the restic run (or that would run), when it answered.
+    pub restic_version: Option<String>,
     pub locks: Vec<JudgedLock>,
 }
 
@@ -64,6 +66,10 @@ impl Summary {
             ("locks_unsafe", json!(count_str(self.locks_unsafe))),
             ("locks_unreadable", json!(count_str(self.locks_unreadable))),
             ("restic_command", json!(self.restic_command)),
+            (
+                "restic_version",
+                json!(self.restic_version.as_deref().unwrap_or("unknown")),
+            ),
         ];
         let mut out = String::from("{\n");
         for (k, v) in fields {
@@ -109,6 +115,7 @@ mod tests {
             locks_unsafe: Some(0),
             locks_unreadable: Some(0),
             restic_command: "restic unlock".into(),
+            restic_version: Some("0.18.1".into()),
             locks: vec![],
         }
     }

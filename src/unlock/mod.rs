@@ -95,6 +95,19 @@ impl Run<'_> {
         }
     }
 
+    /// `restic version` of the restic this run would call: (major, minor, patch).
+    fn restic_version(&mut self) -> Option<(u32, u32, u32)> {
+        let out = Command::new(&self.o.restic_bin)
+            .arg("version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text.split_whitespace().nth(1)?;
+        let mut n = v.split('.').map(|p| p.parse::<u32>().ok());
+        Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
+    }
+
     fn restic_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         for c in &self.o.cacerts {
@@ -204,6 +217,16 @@ pub fn run(o: &UnlockOptions) -> i32 {
         run.log.line(w);
     }
 
+    let version = run.restic_version();
+    let version_text = version.map(|(a, b, c)| format!("{a}.{b}.{c}"));
+    run.log.line(&format!(
+        "restic: {} ({})",
+        version_text
+            .as_deref()
+            .unwrap_or("unknown: `restic version` did not answer"),
+        o.restic_bin.display()
+    ));
+
     run.hook("pre-unlock.sh", &[]);
 
     let cfg = o.repo.resolve();
@@ -260,6 +283,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
                     }
                     run.log.line(&format!("running: {line}"));
                     let code = run.run_restic(cfg, &restic_args);
+                    run.log.line(&exit_meaning(code, version));
                     after = run.inspect(cfg, "after");
                     code
                 }
@@ -302,6 +326,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
         locks_unsafe: detail.map(|r| r.counts.unsafe_),
         locks_unreadable: detail.map(|r| r.counts.unreadable),
         restic_command: restic_line(&restic_args),
+        restic_version: version_text,
         locks: detail.map(|r| r.locks.clone()).unwrap_or_default(),
     };
     let json = run.log.redactor().scrub(&summary.render());
@@ -327,6 +352,25 @@ pub fn run(o: &UnlockOptions) -> i32 {
     send_mail(&mut run, exit_code, duration, &repo_shown);
     run.hook("post-unlock.sh", &[exit_code.to_string()]);
     exit_code
+}
+
+/// restic's exit code in words, as the release that ran documents it: 10, 11 (0.17.0),
+/// 12 (0.17.1) and 130 (0.19.0) are restic's own from those releases on; anything else
+/// is a failure, passed through as it is.
+fn exit_meaning(code: i32, version: Option<(u32, u32, u32)>) -> String {
+    let since = |v: (u32, u32, u32)| version.is_some_and(|have| have >= v);
+    let what = match code {
+        0 => "success",
+        1 => "error",
+        3 => "incomplete (some files could not be read)",
+        10 if since((0, 17, 0)) => "the repository does not exist",
+        11 if since((0, 17, 0)) => "the repository could not be locked",
+        12 if since((0, 17, 1)) => "wrong password or no key found",
+        130 if since((0, 19, 0)) => "interrupted",
+        c if c > 128 => "killed by a signal",
+        _ => "not a code this restic documents: a failure",
+    };
+    format!("restic exited {code}: {what}")
 }
 
 fn describe(d: &Danger) -> String {
@@ -501,5 +545,27 @@ fn send_mail(run: &mut Run, exit_code: i32, duration: u64, repo_shown: &str) {
     if let Err(e) = audit::write_atomic(path, text.as_bytes()) {
         run.log
             .line(&format!("cannot write {}: {e}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_meaning;
+
+    #[test]
+    fn restic_exit_codes_are_named_by_release() {
+        let v14 = Some((0, 14, 0));
+        let v19 = Some((0, 19, 1));
+        assert_eq!(
+            exit_meaning(12, v19),
+            "restic exited 12: wrong password or no key found"
+        );
+        assert!(exit_meaning(12, v14).contains("not a code this restic documents"));
+        assert!(exit_meaning(12, Some((0, 17, 0))).contains("not a code"));
+        assert!(exit_meaning(10, Some((0, 17, 0))).contains("does not exist"));
+        assert!(exit_meaning(130, Some((0, 18, 1))).contains("killed by a signal"));
+        assert!(exit_meaning(130, v19).contains("interrupted"));
+        assert!(exit_meaning(11, None).contains("not a code"));
+        assert!(exit_meaning(1, v14).ends_with("error"));
     }
 }

@@ -3,7 +3,13 @@
 use crate::common::*;
 
 fn matches_restic(name: &str) {
-    let t = TestRepo::fixture(name);
+    for r in restics() {
+        matches_restic_with(name, r);
+    }
+}
+
+fn matches_restic_with(name: &str, r: &Restic) {
+    let t = TestRepo::fixture(name).with(r);
     let report = t.locks_json();
     let ours = by_id(&report);
     let listed: Vec<String> = t
@@ -15,7 +21,7 @@ fn matches_restic(name: &str) {
     let mut listed_sorted = listed.clone();
     ids.sort();
     listed_sorted.sort();
-    assert_eq!(ids, listed_sorted, "same lock IDs as restic list locks");
+    assert_eq!(ids, listed_sorted, "same lock IDs as {r} list locks");
     assert_eq!(ours.len(), 2);
     for (id, lock) in &ours {
         assert_same_lock(lock, &t.cat_lock(id));
@@ -34,6 +40,12 @@ fn matches_restic(name: &str) {
 #[test]
 fn fixture_v1_locks_equal_restic_cat_lock() {
     matches_restic("repo-v1");
+}
+
+/// Made by restic 0.19 (format 2, compression on): read alike by locksmith and every restic.
+#[test]
+fn fixture_v2_made_by_restic_019_locks_equal_restic_cat_lock() {
+    matches_restic("repo-v2-r19");
 }
 
 #[test]

@@ -34,7 +34,13 @@ fn only_lock_of_pid(report: &Value, pid: u32) -> Value {
 
 #[test]
 fn live_backup_is_alive_then_gone_and_restic_unlock_agrees() {
-    let t = TestRepo::new(2);
+    for r in restics() {
+        live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r);
+    }
+}
+
+fn live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r: &Restic) {
+    let t = TestRepo::new(2).with(r);
     let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
     let pid = backup.id();
     t.seal(&lock_at(minutes_ago(3), "otherhost", 77), Encoding::Zstd);
@@ -65,7 +71,13 @@ fn live_backup_is_alive_then_gone_and_restic_unlock_agrees() {
 
 #[test]
 fn live_exclusive_lock_is_alive() {
-    let t = TestRepo::new(1);
+    for r in restics() {
+        live_exclusive_lock_is_alive_with(r);
+    }
+}
+
+fn live_exclusive_lock_is_alive_with(r: &Restic) {
+    let t = TestRepo::new(1).with(r);
     let mut passwd = hold(&t, &["key", "passwd"]);
     let report = t.locks_json();
     let l = only_lock_of_pid(&report, passwd.id());
@@ -81,7 +93,13 @@ fn live_exclusive_lock_is_alive() {
 /// process, `restic unlock` terminates that process. locksmith calls this unsafe.
 #[test]
 fn restic_sighup_probe_kills_process_on_reused_pid() {
-    let t = TestRepo::new(2);
+    for r in restics() {
+        restic_sighup_probe_kills_process_on_reused_pid_with(r);
+    }
+}
+
+fn restic_sighup_probe_kills_process_on_reused_pid_with(r: &Restic) {
+    let t = TestRepo::new(2).with(r);
     let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
     let pid = bystander.id() as i64;
     // The lock predates the process now holding the PID.
@@ -153,7 +171,13 @@ fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
         return;
     }
     let (uid, gid) = ensure_user("locksmith-it");
-    let t = TestRepo::new(2);
+    for r in restics() {
+        root_held_lock_with(r, uid, gid);
+    }
+}
+
+fn root_held_lock_with(r: &Restic, uid: u32, gid: u32) {
+    let t = TestRepo::new(2).with(r);
     let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
     Command::new("chmod")
         .args(["-R", "a+rwX"])
@@ -186,7 +210,7 @@ fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(t.lock_names().is_empty(), "restic removed root's live lock");
+    assert!(t.lock_names().is_empty(), "{r} removed root's live lock");
     assert!(
         backup.try_wait().unwrap().is_none(),
         "the holder still runs"

@@ -642,6 +642,35 @@ fn restic_failure_codes_pass_through() {
     assert!(!u.run_log().contains("wrong-password-here"));
 }
 
+/// restic's exit codes changed across releases (10 and 11 from 0.17.0, 12 from 0.17.1):
+/// `unlock` passes each through, names it as that release documents it, and records the
+/// release.
+#[test]
+fn restic_exit_codes_pass_through_and_are_named_by_release() {
+    for r in restics() {
+        let mut u = Unlock::new(2);
+        u.set("RESTIC_BIN", r.path.display().to_string());
+        u.set("RESTIC_PASSWORD", "not-the-password");
+        let (want, words) = if r.at_least(18) {
+            (12, "restic exited 12: wrong password or no key found")
+        } else {
+            (1, "restic exited 1: error")
+        };
+        assert_eq!(u.run_code(&[]), want, "{r}: {}", u.run_log());
+        assert!(u.run_log().contains(words), "{r}: {}", u.run_log());
+        let (a, b, c) = r.version;
+        assert_eq!(u.summary()["restic_version"], format!("{a}.{b}.{c}"), "{r}");
+
+        u.set("RESTIC_PASSWORD", PASSWORD);
+        u.set(
+            "RESTIC_REPOSITORY",
+            u.t.dir.path().join("nothing-here").display().to_string(),
+        );
+        let want = if r.at_least(18) { 10 } else { 1 };
+        assert_eq!(u.run_code(&[]), want, "{r}: {}", u.run_log());
+    }
+}
+
 #[test]
 fn unsafe_unlock_is_refused_unless_forced() {
     let u = Unlock::new(2);
