@@ -39,11 +39,38 @@ pub enum Problem {
     NotRead,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {
     pub id: String,
     pub kind: Problem,
     pub error: String,
+}
+
+/// What a lock file restic cannot load does to restic (checked with 0.14, 0.18, 0.19).
+pub const UNREADABLE_EFFECT: &str = "restic 0.14 skips it; restic 0.15 and later fail every command that takes a lock (backup, forget, prune, check …) with exit 1 until it is removed (restic unlock keeps it; restic unlock --remove-all removes it)";
+
+impl Problem {
+    /// What this entry does to restic, where it is known.
+    pub fn restic_effect(&self) -> &'static str {
+        match self {
+            Problem::ReadFailed | Problem::NotRead => {
+                "unknown: locksmith could not read it; if restic cannot either, restic 0.15 and later fail every command that takes a lock"
+            }
+            _ => UNREADABLE_EFFECT,
+        }
+    }
+}
+
+impl Serialize for Unreadable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Unreadable", 4)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("error", &self.error)?;
+        st.serialize_field("restic_effect", self.kind.restic_effect())?;
+        st.end()
+    }
 }
 
 /// Why an entry was not treated as a lock at all.

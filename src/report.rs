@@ -163,7 +163,10 @@ impl Report {
             }
         }
         if !self.unreadable.is_empty() {
-            out.push_str("\nunreadable (restic unlock keeps these; --remove-all removes them):\n");
+            out.push_str(&format!(
+                "\nunreadable — {}:\n",
+                crate::locks::UNREADABLE_EFFECT
+            ));
             for u in &self.unreadable {
                 out.push_str(&format!("  {}  {}\n", p(short(&u.id)), p(&u.error)));
             }

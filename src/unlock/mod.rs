@@ -88,9 +88,10 @@ impl Run<'_> {
         }
         for u in &r.unreadable {
             self.log.line(&format!(
-                "  unreadable {}: {}; restic unlock keeps it; restic unlock --remove-all REMOVES",
+                "  unreadable {}: {}; {}",
                 crate::restic::short_id(&u.id),
-                u.error
+                u.error,
+                u.kind.restic_effect()
             ));
         }
     }

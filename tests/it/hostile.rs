@@ -391,3 +391,35 @@ fn trickling_server_is_bounded_by_the_deadline() {
     );
     assert!(took < Duration::from_secs(40), "took {took:?}");
 }
+
+/// What an unreadable lock does depends on the restic: 0.14 skips it, 0.15 and later fail
+/// every command that takes a lock. The report says so, and each restic behaves so.
+#[test]
+fn unreadable_lock_blocks_restic_from_015_and_the_report_says_so() {
+    for r in restics() {
+        let t = TestRepo::new(2).with(r);
+        let junk = vec![0x42u8; 150];
+        t.write_lock_file(&locksmith::seal::id_of(&junk), &junk);
+        let report = t.locks_json();
+        let effect = report["unreadable"][0]["restic_effect"].as_str().unwrap();
+        assert!(
+            effect.contains("0.15 and later fail every command"),
+            "{effect}"
+        );
+        let mut backup = t
+            .restic()
+            .args(["backup", "--stdin", "--stdin-filename", "f"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        backup.stdin.take().unwrap().write_all(b"data\n").unwrap();
+        let out = backup.wait_with_output().unwrap();
+        let want = if r.at_least(15) { Some(1) } else { Some(0) };
+        assert_eq!(out.status.code(), want, "{r}: {}", text(&out));
+        t.restic_ok(&["unlock"]);
+        assert_eq!(t.lock_names().len(), 1, "{r}: restic unlock keeps it");
+    }
+}
