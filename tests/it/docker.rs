@@ -37,10 +37,12 @@ fn dockerfile_parses_and_builds_like_the_tests() {
     assert_eq!(runtime, "restic/restic:${RESTIC_VERSION}");
     let pinned = df.get_global_arg("RESTIC_VERSION").unwrap();
     let version = pinned.value.as_ref().unwrap().to_string();
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
     assert!(
-        version.split('.').all(|p| p.parse::<u32>().is_ok()),
-        "pinned: {version}"
+        parts.len() == 3 && (parts[0], parts[1], parts[2]) >= (0, 18, 1),
+        "the image carries restic 0.18.1 or newer, pinned: {version}"
     );
+    assert!(text.contains("ENV RESTIC_BIN=/usr/bin/restic"), "restic by its path");
 
     let runs: Vec<String> = df
         .instructions
