@@ -35,7 +35,7 @@ use crate::secret::Secret;
 
 pub use error::exit;
 
-pub use allocator::{Allocator, release_large_blocks};
+pub use allocator::{Allocator, limit_malloc_arenas, release_large_blocks};
 
 /// The async runtime for one run: a single thread. The work is I/O-bound and the cores
 /// belong to scrypt's lanes; a multi-threaded scheduler only added wake-ups between

@@ -355,7 +355,13 @@ pub async fn collect<E>(
         .filter_map(|e| classify(e, &mut sorter.inv))
         .collect();
     progress.set_listed(to_read.len());
-    let mut outstanding: HashSet<String> = to_read.iter().cloned().collect();
+    // Which entries are still to come, by their 32-byte IDs (names are IDs by now).
+    let key = |id: &str| -> [u8; 32] {
+        let mut k = [0u8; 32];
+        let _ = hex::decode_to_slice(id, &mut k);
+        k
+    };
+    let mut outstanding: HashSet<[u8; 32]> = to_read.iter().map(|n| key(n)).collect();
     let mut reads = backend.read_stream(
         Dir::Locks,
         to_read,
@@ -383,7 +389,7 @@ pub async fn collect<E>(
             }
             item = reads.next() => match item {
                 Some((id, got)) => {
-                    outstanding.remove(&id);
+                    outstanding.remove(&key(&id));
                     sorter.take(id, got);
                 }
                 None => break,
@@ -410,7 +416,7 @@ pub async fn collect<E>(
         ));
         for id in outstanding {
             sorter.inv.unreadable.push(Unreadable {
-                id,
+                id: hex::encode(id),
                 kind: Problem::NotRead,
                 error: "not read before the deadline".into(),
             });

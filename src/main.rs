@@ -1,7 +1,5 @@
 mod cli;
 
-use std::io::Write;
-
 use clap::Parser;
 
 use locksmith::process::ThisHost;
@@ -10,6 +8,7 @@ use locksmith::process::ThisHost;
 static ALLOCATOR: locksmith::Allocator = locksmith::Allocator;
 
 fn main() {
+    locksmith::limit_malloc_arenas();
     // Started as `unlock` (the image's /bin/unlock): behave as `locksmith unlock`.
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
@@ -48,9 +47,7 @@ fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
             if args.json {
                 let _ = report.write_json(std::io::stdout().lock());
             } else {
-                let _ = std::io::stdout()
-                    .lock()
-                    .write_all(report.to_table().as_bytes());
+                let _ = report.write_table(std::io::stdout().lock());
             }
             if let Some(why) = report.incomplete {
                 return Err(locksmith::error::Error::Incomplete {

@@ -283,8 +283,10 @@ async fn read_key_files(
     Ok(out)
 }
 
-/// Derives every candidate at once on rayon's pool (which also runs each key's scrypt lanes,
-/// so no more than one lane per core is in memory) and returns the first key that opens.
+/// Derives the candidates in listing order on rayon's pool (which also runs each key's
+/// scrypt lanes), starting the next key only while cores would otherwise idle: a key with
+/// p ≥ cores runs alone, so keys that will not open neither slow the one that does nor
+/// add their lanes to memory. Returns the first key that opens.
 async fn try_keys(
     files: Vec<(String, KeyFile)>,
     password: Secret,
@@ -293,28 +295,40 @@ async fn try_keys(
     if files.is_empty() {
         return None;
     }
-    let (tx, rx) = mpsc::channel();
-    let n = files.len();
-    for (id, kf) in files {
-        let tx = tx.clone();
-        let password = password.clone();
-        rayon::spawn(move || {
-            let got = kf.unlock(&password).map(|k| k.map(|k| (id.clone(), k)));
-            let _ = tx.send(got.map_err(|why| format!("{} ({why})", crate::restic::short_id(&id))));
-        });
-    }
-    drop(tx);
+    let cores = rayon::current_num_threads().max(1);
     let (found, errors) = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = mpsc::channel();
+        let mut queue = files.into_iter();
         let mut errors = Vec::new();
-        for _ in 0..n {
-            match rx.recv() {
-                Ok(Ok(Some(found))) => return (Some(found), errors),
-                Ok(Ok(None)) => continue,
-                Ok(Err(why)) => errors.push(why),
-                Err(_) => break,
+        let (mut in_flight, mut busy) = (0usize, 0usize);
+        loop {
+            while busy < cores {
+                let Some((id, kf)) = queue.next() else { break };
+                let lanes = (kf.p as usize).clamp(1, cores);
+                let (tx, password) = (tx.clone(), password.clone());
+                rayon::spawn(move || {
+                    let got = kf.unlock(&password).map(|k| k.map(|k| (id.clone(), k)));
+                    let got =
+                        got.map_err(|why| format!("{} ({why})", crate::restic::short_id(&id)));
+                    let _ = tx.send((lanes, got));
+                });
+                in_flight += 1;
+                busy += lanes;
+            }
+            if in_flight == 0 {
+                return (None, errors);
+            }
+            let Ok((lanes, got)) = rx.recv() else {
+                return (None, errors);
+            };
+            in_flight -= 1;
+            busy -= lanes;
+            match got {
+                Ok(Some(found)) => return (Some(found), errors),
+                Ok(None) => {}
+                Err(why) => errors.push(why),
             }
         }
-        (None, errors)
     })
     .await
     .unwrap_or((None, Vec::new()));

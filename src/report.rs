@@ -125,18 +125,30 @@ impl Report {
     /// The operator's view: a header with the counts, one row per lock, then what could
     /// not be read and what was set aside.
     pub fn to_table(&self) -> String {
+        let mut out = Vec::new();
+        self.write_table(&mut out).expect("writing to memory");
+        String::from_utf8(out).expect("the table is UTF-8")
+    }
+
+    /// The table, streamed: rows are formatted as they are written (twice: once for the
+    /// column widths), never all held at once.
+    pub fn write_table(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::new(w);
         let c = &self.counts;
-        let mut out = format!(
-            "repository {}  id {}  format {}  checked on {}\n",
+        writeln!(
+            w,
+            "repository {}  id {}  format {}  checked on {}",
             p(&self.repository),
             p(short(&self.repository_id)),
             self.repository_version,
             p(&self.checked_on)
-        );
+        )?;
         if c.total == 0 {
-            out.push_str("no locks");
+            write!(w, "no locks")?;
         } else {
-            out.push_str(&format!(
+            write!(
+                w,
                 "{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock, {} unsafe",
                 c.total,
                 if c.total == 1 { "" } else { "s" },
@@ -145,49 +157,44 @@ impl Report {
                 c.stale,
                 c.restic_unlock_removes,
                 c.unsafe_
-            ));
+            )?;
         }
-        out.push_str(&format!(
-            " · {} unreadable · {} ignored\n",
-            c.unreadable, c.ignored
-        ));
+        writeln!(w, " · {} unreadable · {} ignored", c.unreadable, c.ignored)?;
         if !self.locks.is_empty() {
-            out.push('\n');
-            out.push_str(&self.lock_rows());
+            writeln!(w)?;
+            self.write_lock_rows(&mut w)?;
         }
-        let warnings: Vec<_> = self.locks.iter().filter(|l| l.verdict.unsafe_).collect();
-        if !warnings.is_empty() {
-            out.push_str("\nunsafe to unlock with restic:\n");
+        let mut warnings = self.locks.iter().filter(|l| l.verdict.unsafe_).peekable();
+        if warnings.peek().is_some() {
+            writeln!(w, "\nunsafe to unlock with restic:")?;
             for l in warnings {
-                out.push_str(&format!("  {}  {}\n", short(&l.id), p(&l.verdict.reason)));
+                writeln!(w, "  {}  {}", short(&l.id), p(&l.verdict.reason))?;
             }
         }
         if !self.unreadable.is_empty() {
-            out.push_str(&format!(
-                "\nunreadable — {}:\n",
-                crate::locks::UNREADABLE_EFFECT
-            ));
+            writeln!(w, "\nunreadable — {}:", crate::locks::UNREADABLE_EFFECT)?;
             for u in &self.unreadable {
-                out.push_str(&format!("  {}  {}\n", p(short(&u.id)), p(&u.error)));
+                writeln!(w, "  {}  {}", p(short(&u.id)), p(&u.error))?;
             }
         }
         if !self.ignored.is_empty() {
-            out.push_str("\nignored:\n");
+            writeln!(w, "\nignored:")?;
             for i in &self.ignored {
-                out.push_str(&format!("  {}  {}\n", p(&i.name), i.reason.describe()));
+                writeln!(w, "  {}  {}", p(&i.name), i.reason.describe())?;
             }
         }
         if !self.vanished.is_empty() {
-            out.push_str(&format!(
-                "\n{} lock(s) vanished while reading (a refresh or an exit)\n",
+            writeln!(
+                w,
+                "\n{} lock(s) vanished while reading (a refresh or an exit)",
                 self.vanished.len()
-            ));
+            )?;
         }
-        out
+        w.flush()
     }
 
-    fn lock_rows(&self) -> String {
-        let header = [
+    fn write_lock_rows(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        const HEADER: [&str; 8] = [
             "ID",
             "TYPE",
             "HELD BY",
@@ -197,64 +204,54 @@ impl Report {
             "STALE",
             "RESTIC UNLOCK",
         ];
-        let rows: Vec<[String; 8]> = self
-            .locks
-            .iter()
-            .map(|l| {
-                let v = &l.verdict;
-                let age = if v.clock_skew {
-                    format!("{} (future)", human_age(v.age_seconds))
-                } else {
-                    human_age(v.age_seconds)
-                };
-                let holder = match v.holder {
-                    Holder::Alive => "alive",
-                    Holder::Gone => "gone",
-                    Holder::Reused => "reused",
-                    Holder::Unknown if v.abandoned => "unknown (abandoned?)",
-                    Holder::Unknown => "unknown",
-                };
-                let restic = match (v.restic_unlock_removes, v.unsafe_) {
-                    (true, true) => "removes  UNSAFE",
-                    (false, true) => "keeps, SIGHUPs a stranger  UNSAFE",
-                    (true, false) => "removes",
-                    (false, false) => "keeps",
-                };
-                [
-                    short(&l.id).to_string(),
-                    if l.exclusive { "exclusive" } else { "shared" }.to_string(),
-                    format!("{}@{} ({})", p(&l.username), p(&l.hostname), l.uid),
-                    l.pid.to_string(),
-                    age,
-                    holder.to_string(),
-                    if v.stale { "yes" } else { "no" }.to_string(),
-                    restic.to_string(),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(|h| h.chars().count());
-        for r in &rows {
-            for (w, cell) in widths.iter_mut().zip(r) {
+        let cells = |l: &JudgedLock| -> [String; 8] {
+            let v = &l.verdict;
+            let age = if v.clock_skew {
+                format!("{} (future)", human_age(v.age_seconds))
+            } else {
+                human_age(v.age_seconds)
+            };
+            let holder = match v.holder {
+                Holder::Unknown if v.abandoned => "unknown (abandoned?)",
+                h => h.as_str(),
+            };
+            let restic = match (v.restic_unlock_removes, v.unsafe_) {
+                (true, true) => "removes  UNSAFE",
+                (false, true) => "keeps, SIGHUPs a stranger  UNSAFE",
+                (true, false) => "removes",
+                (false, false) => "keeps",
+            };
+            [
+                short(&l.id).to_string(),
+                if l.exclusive { "exclusive" } else { "shared" }.to_string(),
+                format!("{}@{} ({})", p(&l.username), p(&l.hostname), l.uid),
+                l.pid.to_string(),
+                age,
+                holder.to_string(),
+                if v.stale { "yes" } else { "no" }.to_string(),
+                restic.to_string(),
+            ]
+        };
+        let mut widths = HEADER.map(|h| h.chars().count());
+        for l in &self.locks {
+            for (w, cell) in widths.iter_mut().zip(cells(l)) {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let line = |cells: &[String]| {
-            let mut s = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                if i + 1 == cells.len() {
-                    s.push_str(cell);
+        let mut line = |row: &[String]| -> std::io::Result<()> {
+            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                if i + 1 == row.len() {
+                    writeln!(w, "{cell}")?;
                 } else {
-                    s.push_str(cell);
-                    s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+                    write!(w, "{cell}{}", " ".repeat(width - cell.chars().count() + 2))?;
                 }
             }
-            s.push('\n');
-            s
+            Ok(())
         };
-        let mut out = line(&header.map(String::from));
-        for r in &rows {
-            out.push_str(&line(r));
+        line(&HEADER.map(String::from))?;
+        for l in &self.locks {
+            line(&cells(l))?;
         }
-        out
+        Ok(())
     }
 }

@@ -42,7 +42,10 @@ fn dockerfile_parses_and_builds_like_the_tests() {
         parts.len() == 3 && (parts[0], parts[1], parts[2]) >= (0, 18, 1),
         "the image carries restic 0.18.1 or newer, pinned: {version}"
     );
-    assert!(text.contains("ENV RESTIC_BIN=/usr/bin/restic"), "restic by its path");
+    assert!(
+        text.contains("ENV RESTIC_BIN=/usr/bin/restic"),
+        "restic by its path"
+    );
 
     let runs: Vec<String> = df
         .instructions

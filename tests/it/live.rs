@@ -49,7 +49,9 @@ fn live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r: &Restic) {
     let report = t.locks_json();
     let live = only_lock_of_pid(&report, pid);
     assert_eq!(live["holder"], "alive");
-    assert_eq!(live["holder_command"], "restic");
+    // The command is the binary's name: `restic`, or `restic-0.18.0` for the fetched ones.
+    let command = live["holder_command"].as_str().unwrap();
+    assert!(command.starts_with("restic"), "{r}: {command}");
     assert_eq!(live["exclusive"], false);
     assert_eq!(live["restic_unlock_removes"], false);
     assert_eq!(live["stale"], false);
@@ -201,10 +203,11 @@ fn root_held_lock_with(r: &Restic, uid: u32, gid: u32) {
     assert_eq!(l["unsafe"], true);
     assert_eq!(l["stale"], false);
 
-    // And restic, run as that user, does remove the live lock.
+    // And restic, run as that user, does remove the live lock (without root's cache,
+    // which restic 0.18 and later refuse to use: they cannot set its times).
     let out = as_user(uid, gid, {
         let mut c = t.restic();
-        c.arg("unlock");
+        c.args(["--no-cache", "unlock"]);
         c
     })
     .output()
