@@ -6,21 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use locksmith::config::RawRepoOptions;
+use locksmith::exit::{For, help_table};
 use locksmith::secret::Secret;
 
-const EXIT_CODES: &str = "\
+const PASSWORD_NOTE: &str = "\
 The password comes from --password-command, --password-file or RESTIC_PASSWORD, as
 restic takes them; without any, it is asked for on the terminal, or read as the first
-line of standard input when that is not a terminal.
+line of standard input when that is not a terminal.";
 
-Exit codes:
-  0   done
-  1   any other error (the repository could not be read, a backend not supported yet)
-  2   configuration error: no repository, no password source, conflicting sources
-  10  the repository does not exist (no config file)
-  12  wrong password or no key found";
-
-const UNLOCK_HELP: &str = "\
+const UNLOCK_NOTE: &str = "\
 Inspects the locks, then runs `restic unlock` (stale locks only) or
 `restic unlock --remove-all`, and writes the audit trail: unlock-last.log,
 unlock-error-last.log, unlock-mail-last.log and last-unlock.json in the log
@@ -32,22 +26,19 @@ RESTIC_CACERT, RESTIC_BIN, RESTIC_BACKUP_HELPER_RELEASE, RESTIC_AUTO_UNLOCK,
 HOSTNAME, TZ, LOG_VERBOSE, HOOK_TIMEOUT, METRICS_DIR, MAILX_RCPT,
 MAILX_ON_ERROR, SMTP_HOST, SMTP_PORT, SMTP_TLS, SMTP_USER, SMTP_PASSWORD,
 SMTP_FROM (else MSMTP_CONFIG, default /etc/msmtprc), WEBHOOK_URL,
-WEBHOOK_HEADER_AUTH, WEBHOOK_TIMEOUT, WEBHOOK_ON_ERROR.
+WEBHOOK_HEADER_AUTH, WEBHOOK_TIMEOUT, WEBHOOK_ON_ERROR.";
 
-Exit codes:
-  0   success, or the dry run finished
-  2   configuration error (no repository, no password source, unknown option)
-  20  refused: restic unlock would remove a lock whose holder is alive, or send
-      its SIGHUP probe to a live process that is not the holder (--force
-      overrides)
-  any other: restic's own exit code (1 error; 10, 11, 12 in newer restic)";
+/// `--help`'s closing text: the notes, then the exit codes generated from the one type.
+fn after_help(note: &str, cmd: For) -> String {
+    format!("{note}\n\n{}", help_table(cmd))
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "locksmith",
     version,
     about = "Reads a restic repository's locks and tells which are stale, who holds them and whether removing them is safe.",
-    after_help = EXIT_CODES
+    after_help = after_help(PASSWORD_NOTE, For::Locks)
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -59,10 +50,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List and classify every lock (read-only; takes no lock).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = after_help(PASSWORD_NOTE, For::Locks))]
     Locks(LocksArgs),
     /// The audited unlock: inspect, refuse what is unsafe, run `restic unlock`, log.
-    #[command(after_help = UNLOCK_HELP)]
+    #[command(after_help = after_help(UNLOCK_NOTE, For::Unlock))]
     Unlock(UnlockArgs),
 }
 
@@ -72,7 +63,7 @@ pub enum Command {
     name = "unlock",
     version,
     about = "The audited restic unlock: inspect the locks, refuse what is unsafe, run `restic unlock`, leave the audit trail.",
-    after_help = UNLOCK_HELP
+    after_help = after_help(UNLOCK_NOTE, For::Unlock)
 )]
 pub struct UnlockCli {
     #[command(flatten)]
@@ -93,10 +84,20 @@ pub struct UnlockArgs {
     #[arg(long)]
     pub force: bool,
     /// Where the log and JSON files go.
-    #[arg(long, env = "UNLOCK_LOG_DIR", default_value = "/var/log")]
+    #[arg(
+        long,
+        env = "UNLOCK_LOG_DIR",
+        default_value = "/var/log",
+        hide_env_values = true
+    )]
     pub log_dir: PathBuf,
     /// Where pre-unlock.sh and post-unlock.sh are looked for.
-    #[arg(long, env = "UNLOCK_HOOK_DIR", default_value = "/hooks")]
+    #[arg(
+        long,
+        env = "UNLOCK_HOOK_DIR",
+        default_value = "/hooks",
+        hide_env_values = true
+    )]
     pub hook_dir: PathBuf,
 }
 
@@ -142,10 +143,21 @@ pub struct RepoArgs {
     )]
     pub repo: Option<String>,
     /// File holding the repository location.
-    #[arg(long, env = "RESTIC_REPOSITORY_FILE", global = true)]
+    #[arg(
+        long,
+        env = "RESTIC_REPOSITORY_FILE",
+        global = true,
+        hide_env_values = true
+    )]
     pub repository_file: Option<PathBuf>,
     /// File holding the repository password.
-    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", global = true)]
+    #[arg(
+        short = 'p',
+        long,
+        env = "RESTIC_PASSWORD_FILE",
+        global = true,
+        hide_env_values = true
+    )]
     pub password_file: Option<PathBuf>,
     /// Command printing the repository password.
     #[arg(
@@ -156,7 +168,7 @@ pub struct RepoArgs {
     )]
     pub password_command: Option<String>,
     /// Key ID (prefix) to try first.
-    #[arg(long, env = "RESTIC_KEY_HINT", global = true)]
+    #[arg(long, env = "RESTIC_KEY_HINT", global = true, hide_env_values = true)]
     pub key_hint: Option<String>,
     /// Backend option, as restic takes it (key=value; repeatable).
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
@@ -169,7 +181,7 @@ pub struct RepoArgs {
     pub timeout: Option<u64>,
     /// Time limit of the whole reading (open, list, read every lock), in seconds; what is
     /// not read by then is reported as not read [default: 120].
-    #[arg(long, global = true, env = "LOCKSMITH_DEADLINE", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, env = "LOCKSMITH_DEADLINE", value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub deadline: Option<u64>,
 }
 

@@ -1,20 +1,9 @@
 //! The engine's error and the exit code each kind maps to.
 
 use crate::config::ConfigError;
+use crate::exit::Exit;
 use crate::location::Masked;
 use crate::repo::OpenError;
-
-/// Exit codes, as `--help` and the README document them. restic's own where they apply.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const OTHER: i32 = 1;
-    pub const CONFIG: i32 = 2;
-    pub const NO_REPOSITORY: i32 = 10;
-    pub const WRONG_PASSWORD: i32 = 12;
-    /// `unlock` refused: restic would remove a lock whose holder is alive, or SIGHUP a live
-    /// process that is not the holder. Not one of restic's codes (0 1 2 3 10 11 12 130).
-    pub const REFUSED_UNSAFE: i32 = 20;
-}
 
 #[derive(Debug)]
 pub enum Error {
@@ -39,18 +28,18 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit(&self) -> Exit {
         match self {
-            Error::Config(_) => exit::CONFIG,
+            Error::Config(_) => Exit::Config,
             Error::Open {
                 err: OpenError::NoRepository,
                 ..
-            } => exit::NO_REPOSITORY,
+            } => Exit::NoRepository,
             Error::Open {
                 err: OpenError::WrongPassword { .. },
                 ..
-            } => exit::WRONG_PASSWORD,
-            _ => exit::OTHER,
+            } => Exit::WrongPassword,
+            _ => Exit::Other,
         }
     }
 }

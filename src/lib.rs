@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod exit;
 pub mod location;
 pub mod locks;
 pub mod printable;
@@ -32,8 +33,6 @@ use crate::process::HostView;
 use crate::repo::Repository;
 use crate::report::Report;
 use crate::secret::Secret;
-
-pub use error::exit;
 
 pub use allocator::{Allocator, limit_malloc_arenas, release_large_blocks};
 

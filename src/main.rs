@@ -2,6 +2,7 @@ mod cli;
 
 use clap::Parser;
 
+use locksmith::exit::Exit;
 use locksmith::process::ThisHost;
 
 #[global_allocator]
@@ -11,52 +12,48 @@ fn main() {
     locksmith::limit_malloc_arenas();
     // Started as `unlock` (the image's /bin/unlock): behave as `locksmith unlock`.
     let argv0 = std::env::args_os().next().unwrap_or_default();
-    if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
+    let exit = if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
         let cli = cli::UnlockCli::parse();
-        std::process::exit(locksmith::unlock::run(&cli.args.to_options(&cli.repo)));
-    }
-    let cli = cli::Cli::parse();
-    if let cli::Command::Unlock(args) = &cli.command {
-        std::process::exit(locksmith::unlock::run(&args.to_options(&cli.repo)));
-    }
-    let code = match run(&cli) {
-        Ok(()) => locksmith::exit::OK,
-        Err(e) => {
-            // Errors quote servers and repositories: nothing they hold may act on a terminal.
-            eprintln!(
-                "locksmith: {}",
-                locksmith::printable::printable(&e.to_string())
-            );
-            e.exit_code()
+        locksmith::unlock::run(&cli.args.to_options(&cli.repo))
+    } else {
+        let cli = cli::Cli::parse();
+        match &cli.command {
+            cli::Command::Unlock(args) => locksmith::unlock::run(&args.to_options(&cli.repo)),
+            cli::Command::Locks(args) => match locks(&cli.repo, args) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    // Errors quote servers and repositories: nothing they hold may act on a
+                    // terminal.
+                    eprintln!(
+                        "locksmith: {}",
+                        locksmith::printable::printable(&e.to_string())
+                    );
+                    e.exit()
+                }
+            },
         }
     };
-    std::process::exit(code);
+    std::process::exit(exit.code());
 }
 
-fn run(cli: &cli::Cli) -> Result<(), locksmith::error::Error> {
-    let cfg = cli.repo.to_options_asking().resolve()?;
+fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<(), locksmith::error::Error> {
+    let cfg = repo.to_options_asking().resolve()?;
     for k in cfg.ignored_options() {
         eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
     }
-    let runtime = locksmith::runtime();
-    match &cli.command {
-        cli::Command::Locks(args) => {
-            let host = ThisHost::new();
-            let report = runtime.block_on(locksmith::inspect(&cfg, &host))?;
-            // A closed pipe (`| head`) is not an error worth a message.
-            if args.json {
-                let _ = report.write_json(std::io::stdout().lock());
-            } else {
-                let _ = report.write_table(std::io::stdout().lock());
-            }
-            if let Some(why) = report.incomplete {
-                return Err(locksmith::error::Error::Incomplete {
-                    repo: cfg.masked.clone(),
-                    why,
-                });
-            }
-        }
-        cli::Command::Unlock(_) => unreachable!("handled in main"),
+    let host = ThisHost::new();
+    let report = locksmith::runtime().block_on(locksmith::inspect(&cfg, &host))?;
+    // A closed pipe (`| head`) is not an error worth a message.
+    if args.json {
+        let _ = report.write_json(std::io::stdout().lock());
+    } else {
+        let _ = report.write_table(std::io::stdout().lock());
     }
-    Ok(())
+    match report.incomplete {
+        Some(why) => Err(locksmith::error::Error::Incomplete {
+            repo: cfg.masked.clone(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }

@@ -17,7 +17,7 @@ use plan::{Danger, Plan, Refusal};
 use crate::audit::summary::{Summary, on_off};
 use crate::audit::{self, RunLog, hooks, mail, metrics, webhook};
 use crate::config::RepoConfig;
-use crate::error::exit;
+use crate::exit::Exit;
 use crate::location::Masked;
 use crate::process::ThisHost;
 use crate::report::Report;
@@ -152,7 +152,7 @@ impl Run<'_> {
                     "ERROR: cannot run {}: {e}",
                     self.o.restic_bin.display()
                 ));
-                exit::OTHER
+                Exit::Other.code()
             }
         }
     }
@@ -165,8 +165,8 @@ impl Run<'_> {
     }
 }
 
-/// Runs the whole audited unlock and returns the exit code.
-pub fn run(o: &UnlockOptions) -> i32 {
+/// Runs the whole audited unlock and returns how it ends.
+pub fn run(o: &UnlockOptions) -> Exit {
     let started = Local::now();
     let clock = Instant::now();
     let mut run = Run {
@@ -236,11 +236,11 @@ pub fn run(o: &UnlockOptions) -> i32 {
     let mut refused = false;
     let mut message = String::new();
     let restic_args = run.restic_args();
-    let exit_code = match &cfg {
+    let exit = match &cfg {
         Err(e) => {
             message = format!("configuration error: {e}");
             run.log.line(&format!("ERROR: {message}"));
-            exit::CONFIG
+            Exit::Config
         }
         Ok(cfg) => {
             run.log.redactor_mut().add(cfg.password.expose());
@@ -259,7 +259,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
                             .line(&format!("dry run: this would be UNSAFE: {}", describe(d)));
                     }
                     after = before.clone();
-                    exit::OK
+                    Exit::Ok
                 }
                 Plan::Refuse {
                     why,
@@ -270,7 +270,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
                     message = refusal(why, &line, &dangers, safe_after);
                     run.log.line(&format!("REFUSED: {message}"));
                     after = before.clone();
-                    exit::REFUSED_UNSAFE
+                    Exit::Refused
                 }
                 Plan::Run { forced, unseen } => {
                     if unseen {
@@ -286,13 +286,14 @@ pub fn run(o: &UnlockOptions) -> i32 {
                     let code = run.run_restic(cfg, &restic_args);
                     run.log.line(&exit_meaning(code, version));
                     after = run.inspect(cfg, "after");
-                    code
+                    Exit::Restic(code)
                 }
             }
         }
     };
 
-    if exit_code == exit::OK {
+    let exit_code = exit.code();
+    if exit_code == Exit::Ok.code() {
         run.log.line("result: success");
     } else {
         run.log
@@ -352,7 +353,7 @@ pub fn run(o: &UnlockOptions) -> i32 {
     );
     send_mail(&mut run, exit_code, duration, &repo_shown);
     run.hook("post-unlock.sh", &[exit_code.to_string()]);
-    exit_code
+    exit
 }
 
 /// restic's exit code in words, as the release that ran documents it: 10, 11 (0.17.0),

@@ -170,15 +170,26 @@ fn repository_file_is_read_like_restic() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// `--help` shows the whole table of the one exit-code type, for each command, every code
+/// with its meaning (the help only looked for "10" and "12" before).
 #[test]
 fn help_documents_the_exit_codes() {
-    for args in [&["--help"][..], &["locks", "--help"]] {
+    use locksmith::exit::{For, help_table};
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (args, cmd) in [
+        (&["--help"][..], For::Locks),
+        (&["locks", "--help"], For::Locks),
+        (&["unlock", "--help"], For::Unlock),
+    ] {
         let out = run(None, args, &[]);
         assert!(out.status.success());
-        let s = String::from_utf8(out.stdout).unwrap();
-        for code in ["10", "12", "configuration error"] {
-            assert!(s.contains(code), "{s}");
-        }
+        let s = words(&String::from_utf8(out.stdout).unwrap());
+        let table = words(&help_table(cmd));
+        assert!(s.contains(&table), "{args:?}: {s}\nlacks\n{table}");
+        assert!(
+            !s.contains("=]"),
+            "no stray '=' after an unset variable: {s}"
+        );
     }
 }
 

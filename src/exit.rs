@@ -1,0 +1,113 @@
+//! The one exit-code type. Both commands and `main` end through it, and `--help`'s tables
+//! are generated from it, so the documented codes cannot drift from the real ones.
+//! restic's own codes are used where they apply (10, 12).
+
+/// How a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok,
+    /// Anything else: the repository could not be read, damaged files, a deadline passed.
+    Other,
+    /// The options or environment do not describe a usable repository and password.
+    Config,
+    /// No `config`: no repository there (restic ≥ 0.17 uses 10 too).
+    NoRepository,
+    /// No key opens with the password (restic ≥ 0.17.1 uses 12 too).
+    WrongPassword,
+    /// `unlock` refused: a removal, or restic's probe, would hit a live process.
+    Refused,
+    /// `unlock` passes restic's own exit code through.
+    Restic(i32),
+}
+
+/// Which command a help table is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum For {
+    Locks,
+    Unlock,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Other => 1,
+            Exit::Config => 2,
+            Exit::NoRepository => 10,
+            Exit::WrongPassword => 12,
+            Exit::Refused => 20,
+            Exit::Restic(c) => c,
+        }
+    }
+
+    fn meaning(self, cmd: For) -> &'static str {
+        match (self, cmd) {
+            (Exit::Ok, For::Locks) => "done",
+            (Exit::Ok, For::Unlock) => "success, or the dry run finished",
+            (Exit::Other, _) => {
+                "any other error: repository unreadable, deadline passed, backend unsupported"
+            }
+            (Exit::Config, _) => {
+                "configuration error: no repository or password, conflicting sources"
+            }
+            (Exit::NoRepository, _) => "the repository does not exist (no config file)",
+            (Exit::WrongPassword, _) => "wrong password or no key found",
+            (Exit::Refused, _) => {
+                "refused: a removal or restic's SIGHUP probe would hit a live process (--force)"
+            }
+            (Exit::Restic(_), _) => {
+                "any other: restic's own exit code, passed through and named in the log"
+            }
+        }
+    }
+
+    /// The codes a command can end with, in the order `--help` lists them.
+    fn of(cmd: For) -> &'static [Exit] {
+        match cmd {
+            For::Locks => &[
+                Exit::Ok,
+                Exit::Other,
+                Exit::Config,
+                Exit::NoRepository,
+                Exit::WrongPassword,
+            ],
+            For::Unlock => &[Exit::Ok, Exit::Config, Exit::Refused, Exit::Restic(1)],
+        }
+    }
+}
+
+/// The "Exit codes:" table of a command's `--help`.
+pub fn help_table(cmd: For) -> String {
+    let mut out = String::from("Exit codes:");
+    for e in Exit::of(cmd) {
+        let code = match e {
+            Exit::Restic(_) => "*".to_string(),
+            e => e.code().to_string(),
+        };
+        out.push_str(&format!("\n  {code:<3} {}", e.meaning(cmd)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_and_matches() {
+        let t = help_table(For::Locks);
+        for (code, words) in [
+            ("0", "done"),
+            ("1", "any other error"),
+            ("2", "configuration error"),
+            ("10", "the repository does not exist"),
+            ("12", "wrong password"),
+        ] {
+            assert!(t.contains(&format!("\n  {code:<3} {words}")), "{t}");
+        }
+        assert!(!t.contains("20 "));
+        let u = help_table(For::Unlock);
+        assert!(u.contains("\n  20  refused"), "{u}");
+        assert!(u.contains("\n  *   any other: restic's own"), "{u}");
+    }
+}
