@@ -4,8 +4,8 @@
 //! and a key has p lanes (often 6). glibc maps each block afresh, and faulting its pages
 //! in cost a fifth of the key derivation. mimalloc reuses a freed block and backs it with
 //! huge pages, but spends far more memory than glibc on many small blocks (70 MiB against
-//! 26 MiB for 10,000 locks). So blocks of a mebibyte or more go to mimalloc and the rest to
-//! the system allocator. The size in the layout decides, and Rust passes the same layout
+//! 26 MiB for 10,000 locks). So blocks of 16 MiB or more (`LARGE`: only scrypt's lanes) go to
+//! mimalloc and the rest to the system allocator. The size in the layout decides, and Rust passes the same layout
 //! to `dealloc` as to `alloc`, so every block returns to the allocator it came from.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -117,9 +117,16 @@ mod tests {
             for i in 0..1000 {
                 *p.add(i) = i as u8;
             }
-            let big = a.realloc(p, small, 3 << 20);
+            // Past LARGE: the block moves from the system allocator to mimalloc…
+            assert!(!is_large(1000) && is_large(20 << 20));
+            let owned_by_mimalloc = |q: *mut u8| libmimalloc_sys::mi_is_in_heap_region(q.cast());
+            assert!(!owned_by_mimalloc(p), "a small block is the system's");
+            let big = a.realloc(p, small, 20 << 20);
+            assert!(owned_by_mimalloc(big), "a large block is mimalloc's");
             assert!((0..1000).all(|i| *big.add(i) == i as u8));
-            let back = a.realloc(big, Layout::from_size_align(3 << 20, 8).unwrap(), 500);
+            // …and back, contents kept both ways.
+            let back = a.realloc(big, Layout::from_size_align(20 << 20, 8).unwrap(), 500);
+            assert!(!owned_by_mimalloc(back), "and back to the system's");
             assert!((0..500).all(|i| *back.add(i) == i as u8));
             a.dealloc(back, Layout::from_size_align(500, 8).unwrap());
             let z = a.alloc_zeroed(Layout::from_size_align(LARGE, 64).unwrap());

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod crypto;
+pub mod duration;
 pub mod error;
 pub mod exit;
 pub mod location;

@@ -27,12 +27,12 @@ pub fn timestamp(t: DateTime<Local>) -> String {
 }
 
 /// `<60 s: Ns`, `<1 h: NmNs`, else `NhNm`.
+/// The contract's run time (`NmNs`).
 pub fn human_duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
+    crate::duration::human(
+        secs.try_into().unwrap_or(i64::MAX),
+        crate::duration::Style::Contract,
+    )
 }
 
 /// Writes through a temporary file in the same directory and a rename, so readers never
@@ -146,16 +146,6 @@ impl RunLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human_duration(0), "0s");
-        assert_eq!(human_duration(59), "59s");
-        assert_eq!(human_duration(60), "1m0s");
-        assert_eq!(human_duration(3599), "59m59s");
-        assert_eq!(human_duration(3600), "1h0m");
-        assert_eq!(human_duration(7384), "2h3m");
-    }
 
     #[test]
     fn atomic_write_replaces_whole() {

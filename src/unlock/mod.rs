@@ -81,7 +81,7 @@ impl Run<'_> {
                 l.hostname,
                 l.pid,
                 crate::verdict::human_age(v.age_seconds),
-                serde_json::to_value(v.holder).ok().and_then(|h| h.as_str().map(str::to_string)).unwrap_or_default(),
+                v.holder.as_str(),
                 if v.unsafe_ { "; UNSAFE" } else { "" }
             ));
             self.log.line(&format!("    {}", v.reason));

@@ -87,17 +87,9 @@ fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok,
     }
 }
 
-/// Short human duration: `45s`, `12m05s`, `3h07m`, `2d04h`.
+/// A lock's age in the table's and the log's words (`12m05s`).
 pub fn human_age(secs: i64) -> String {
-    let sign = if secs < 0 { "-" } else { "" };
-    let s = secs.unsigned_abs();
-    let body = match s {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    };
-    format!("{sign}{body}")
+    crate::duration::human(secs, crate::duration::Style::Age)
 }
 
 /// What this host knows about a lock, and what follows from it, before any wording.

@@ -155,13 +155,3 @@ fn the_stranger_that_would_get_the_sighup_is_named() {
     let v = judge(&lock("here", 1, P32 + 14), now(), &host());
     assert_eq!(v.holder_command.as_deref(), Some("nginx"));
 }
-
-#[test]
-fn human_ages() {
-    assert_eq!(human_age(5), "5s");
-    assert_eq!(human_age(125), "2m05s");
-    assert_eq!(human_age(3 * 3600 + 7 * 60), "3h07m");
-    assert_eq!(human_age(2 * 86400 + 4 * 3600), "2d04h");
-    assert_eq!(human_age(-90), "-1m30s");
-    assert_eq!(human_age(i64::MIN), "-106751991167300d15h");
-}

@@ -1,0 +1,52 @@
+//! Human durations, the one formatter: lock ages in the table and the log (`2m05s`,
+//! `3h07m`, `2d04h`, negative under clock skew), and the unlock contract's run time
+//! (`<60 s: Ns`, `<1 h: NmNs`, else `NhNm`: unpadded, no days).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Padded minutes and seconds, days past 24 hours.
+    Age,
+    /// The unlock contract's finish line and mail subject.
+    Contract,
+}
+
+pub fn human(secs: i64, style: Style) -> String {
+    let sign = if secs < 0 { "-" } else { "" };
+    let s = secs.unsigned_abs();
+    let body = match (style, s) {
+        (_, s) if s < 60 => format!("{s}s"),
+        (Style::Age, s) if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        (Style::Age, s) if s < 86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        (Style::Age, s) => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+        (Style::Contract, s) if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        (Style::Contract, s) => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    };
+    format!("{sign}{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        let age = |s| human(s, Style::Age);
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(125), "2m05s");
+        assert_eq!(age(3 * 3600 + 7 * 60), "3h07m");
+        assert_eq!(age(2 * 86400 + 4 * 3600), "2d04h");
+        assert_eq!(age(-90), "-1m30s");
+        assert_eq!(age(i64::MIN), "-106751991167300d15h");
+    }
+
+    #[test]
+    fn contract_run_times() {
+        let run = |s| human(s, Style::Contract);
+        assert_eq!(run(0), "0s");
+        assert_eq!(run(59), "59s");
+        assert_eq!(run(60), "1m0s");
+        assert_eq!(run(3599), "59m59s");
+        assert_eq!(run(3600), "1h0m");
+        assert_eq!(run(7384), "2h3m");
+    }
+}
