@@ -75,18 +75,45 @@ fn calibrated_key_opens_fixture() {
 fn key_hint_picks_the_named_key() {
     let mut t = TestRepo::fixture("repo-v1");
     let low = t.key_hint.clone().unwrap();
-    let other = std::fs::read_dir(t.path.join("keys"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| *n != low)
-        .unwrap();
     // With the low-N key hinted (by a unique prefix), it is the one used.
     t.key_hint = Some(low[..6].to_string());
     assert_eq!(t.repo().key_id, low);
-    // A hint that opens nothing falls back to the other keys.
+    // A hint naming a key this password does not open falls back to the others, and one
+    // that opens is used (it used to be enough that something opened).
+    let pw = |f: &str| {
+        locksmith::secret::Secret::new(
+            std::fs::read_to_string(fixture_dir().join(f))
+                .unwrap()
+                .trim(),
+        )
+    };
+    let key_file = |id: &str| -> locksmith::repo::KeyFile {
+        serde_json::from_slice(&std::fs::read(t.path.join("keys").join(id)).unwrap()).unwrap()
+    };
+    let second = std::fs::read_dir(t.path.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| {
+            *n != low
+                && key_file(n)
+                    .unlock(&pw("second-password.txt"))
+                    .unwrap()
+                    .is_some()
+        })
+        .expect("the key of second-password.txt");
     let mut t2 = TestRepo::fixture("repo-v1");
-    t2.key_hint = Some(other);
-    let _ = t2.repo();
+    t2.key_hint = Some(second.clone());
+    let opened = t2.repo().key_id.clone();
+    assert_ne!(
+        opened, second,
+        "the hinted key does not open with password.txt"
+    );
+    assert!(
+        key_file(&opened)
+            .unlock(&pw("password.txt"))
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// The README's first command runs on a fixture: the table names both locks.
