@@ -1,8 +1,9 @@
 //! Per-lock cost (envelope open, decompress, parse) and key derivation.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use locksmith::crypto::{KdfParams, Key};
 use locksmith::locks::{Lock, LockDecoder};
+use locksmith::restic::envelope::Key;
+use locksmith::restic::kdf::KdfParams;
 use locksmith::seal::{id_of, zstd_frame};
 
 /// As the binary does, so that key derivation is timed as locksmith runs it.

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use locksmith::backend::LocalBackend;
-use locksmith::crypto::KdfParams;
 use locksmith::locks::Lock;
 use locksmith::repo::Repository;
+use locksmith::restic::kdf::KdfParams;
 use locksmith::seal::Encoding;
 use locksmith::secret::Secret;
 

@@ -5,7 +5,6 @@ mod allocator;
 pub mod audit;
 pub mod backend;
 pub mod config;
-pub mod crypto;
 pub mod duration;
 pub mod error;
 pub mod exit;

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendError, Dir};
-use crate::crypto::{CryptoError, Key, OVERHEAD};
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::restic::envelope::{CryptoError, Key, OVERHEAD};
 use crate::restic::lock::LoadError;
 pub use crate::restic::lock::Lock;
 

@@ -3,12 +3,9 @@
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
-
 use crate::backend::{Backend, BackendError, Dir};
-use crate::crypto::{CryptoError, KdfParams, Key};
+use crate::restic::envelope::Key;
+pub use crate::restic::key::KeyFile;
 use crate::secret::Secret;
 
 /// restic tries at most this many keys.
@@ -46,107 +43,6 @@ impl std::fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
-
-/// `keys/<id>` as restic writes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeyFile {
-    #[serde(default)]
-    pub created: String,
-    #[serde(default)]
-    pub username: String,
-    #[serde(default)]
-    pub hostname: String,
-    pub kdf: String,
-    #[serde(rename = "N")]
-    pub n: u64,
-    pub r: u32,
-    pub p: u32,
-    pub salt: String,
-    pub data: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct MasterKeyJson {
-    pub mac: MacJson,
-    pub encrypt: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct MacJson {
-    pub k: String,
-    pub r: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ConfigJson {
-    pub version: u32,
-    pub id: String,
-    #[serde(default)]
-    pub chunker_polynomial: String,
-}
-
-impl KeyFile {
-    pub fn params(&self) -> KdfParams {
-        KdfParams {
-            n: self.n,
-            r: self.r,
-            p: self.p,
-        }
-    }
-
-    fn validate(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
-        if self.kdf != "scrypt" {
-            return Err(format!("unknown kdf {:?}", self.kdf));
-        }
-        let salt = B64.decode(&self.salt).map_err(|e| format!("salt: {e}"))?;
-        if salt.len() != 64 {
-            return Err(format!("salt is {} bytes, not 64", salt.len()));
-        }
-        let data = B64.decode(&self.data).map_err(|e| format!("data: {e}"))?;
-        Ok((salt, data))
-    }
-
-    /// `Ok(None)`: this key is not for this password.
-    pub fn unlock(&self, password: &Secret) -> Result<Option<Key>, String> {
-        let (salt, data) = self.validate()?;
-        let user = self
-            .params()
-            .derive(password.expose().as_bytes(), &salt)
-            .map_err(|e| e.to_string())?;
-        let plain = match user.open(&data) {
-            Ok(p) => p,
-            Err(CryptoError::MacMismatch) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mk: MasterKeyJson =
-            serde_json::from_slice(&plain).map_err(|e| format!("master key JSON: {e}"))?;
-        master_from_json(&mk).map(Some)
-    }
-}
-
-fn decode_exact<const N: usize>(what: &str, s: &str) -> Result<[u8; N], String> {
-    let v = B64.decode(s).map_err(|e| format!("{what}: {e}"))?;
-    v.try_into()
-        .map_err(|v: Vec<u8>| format!("{what} is {} bytes, not {N}", v.len()))
-}
-
-fn master_from_json(mk: &MasterKeyJson) -> Result<Key, String> {
-    Ok(Key {
-        encrypt: decode_exact("master encrypt key", &mk.encrypt)?,
-        mac_k: decode_exact("master mac.k", &mk.mac.k)?,
-        mac_r: decode_exact("master mac.r", &mk.mac.r)?,
-    })
-}
-
-pub(crate) fn master_to_json(k: &Key) -> MasterKeyJson {
-    MasterKeyJson {
-        mac: MacJson {
-            k: B64.encode(k.mac_k),
-            r: B64.encode(k.mac_r),
-        },
-        encrypt: B64.encode(k.encrypt),
-    }
-}
 
 /// A repository opened with a password: its identity and the key that opens its files.
 #[derive(Clone)]
@@ -226,7 +122,8 @@ impl Repository {
         master: Key,
         config: &[u8],
     ) -> Result<Repository, OpenError> {
-        let (id, version) = decode_config(&master, config)?;
+        let (id, version) =
+            crate::restic::config::decode(&master, config).map_err(OpenError::Corrupt)?;
         Ok(Repository {
             backend,
             id,
@@ -235,22 +132,6 @@ impl Repository {
             master,
         })
     }
-}
-
-/// The repository's ID and format version from its sealed `config`.
-pub fn decode_config(master: &Key, config: &[u8]) -> Result<(String, u32), OpenError> {
-    let plain = master
-        .open(config)
-        .map_err(|e| OpenError::Corrupt(format!("config: {e}")))?;
-    let cfg: ConfigJson = serde_json::from_slice(&plain)
-        .map_err(|e| OpenError::Corrupt(format!("config JSON: {e}")))?;
-    if !matches!(cfg.version, 1 | 2) {
-        return Err(OpenError::Corrupt(format!(
-            "repository format version {} is not supported (1 and 2 are)",
-            cfg.version
-        )));
-    }
-    Ok((cfg.id, cfg.version))
 }
 
 async fn read_key_files(

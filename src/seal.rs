@@ -9,9 +9,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{CryptoError, KdfParams, Key};
 use crate::locks::Lock;
-use crate::repo::{KeyFile, Repository, master_to_json};
+use crate::repo::Repository;
+use crate::restic::envelope::{CryptoError, Key};
+use crate::restic::kdf::KdfParams;
+use crate::restic::key::{KeyFile, master_to_json};
 
 /// The storage name restic gives these bytes.
 pub fn id_of(bytes: &[u8]) -> String {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use locksmith::crypto::Key;
+use locksmith::restic::envelope::Key;
 use locksmith::process::{HostView, PidState};
 
 /// The restic envelope test vector's key.

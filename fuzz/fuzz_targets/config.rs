@@ -6,9 +6,9 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     let key = common::key();
-    let _ = locksmith::repo::decode_config(&key, data);
+    let _ = locksmith::restic::config::decode(&key, data);
     let sealed = key.seal_with_iv([9; 16], data);
-    if let Ok((id, _)) = locksmith::repo::decode_config(&key, &sealed) {
+    if let Ok((id, _)) = locksmith::restic::config::decode(&key, &sealed) {
         let _ = locksmith::restic::short_id(&id);
     }
 });

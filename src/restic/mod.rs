@@ -1,7 +1,11 @@
 //! The restic repository format, and only the format: what its files mean, decoded the way
 //! restic decodes them. No storage, no verdicts.
 
+pub mod config;
+pub mod envelope;
 pub mod gotime;
+pub mod kdf;
+pub mod key;
 pub mod lock;
 
 /// A storage name restic gives a file: 64 lower-case hex digits.

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use locksmith::backend::LocalBackend;
-use locksmith::crypto::KdfParams;
 use locksmith::locks::Lock;
 use locksmith::repo::Repository;
+use locksmith::restic::kdf::KdfParams;
 use locksmith::seal::Encoding;
 use locksmith::secret::Secret;
 use serde_json::Value;
