@@ -90,44 +90,35 @@ impl RepoConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no repository given: pass -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE"
+    )]
     NoRepository,
+    #[error(
+        "both a repository (-r/RESTIC_REPOSITORY) and a repository file (--repository-file/RESTIC_REPOSITORY_FILE) are given: keep one"
+    )]
     ConflictingRepository,
+    #[error("repository file: {0}")]
     RepositoryFile(String),
+    #[error("repository location: {0}")]
     BadLocation(String),
+    #[error(
+        "no password given: set RESTIC_PASSWORD, pass -p/--password-file or --password-command (or their RESTIC_ variables), or type it when asked on a terminal"
+    )]
     NoPassword,
+    #[error(
+        "both a password file and a password command are given: restic accepts only one, keep one"
+    )]
     ConflictingPassword,
+    #[error("password file: {0}")]
     PasswordFile(String),
+    #[error("password command: {0}")]
     PasswordCommand(String),
+    #[error("option: {0}")]
     BadOption(String),
 }
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConfigError::NoRepository => f.write_str(
-                "no repository given: pass -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE",
-            ),
-            ConfigError::ConflictingRepository => f.write_str(
-                "both a repository (-r/RESTIC_REPOSITORY) and a repository file (--repository-file/RESTIC_REPOSITORY_FILE) are given: keep one",
-            ),
-            ConfigError::RepositoryFile(why) => write!(f, "repository file: {why}"),
-            ConfigError::BadLocation(why) => write!(f, "repository location: {why}"),
-            ConfigError::NoPassword => f.write_str(
-                "no password given: set RESTIC_PASSWORD, pass -p/--password-file or --password-command (or their RESTIC_ variables), or type it when asked on a terminal",
-            ),
-            ConfigError::ConflictingPassword => f.write_str(
-                "both a password file and a password command are given: restic accepts only one, keep one",
-            ),
-            ConfigError::PasswordFile(why) => write!(f, "password file: {why}"),
-            ConfigError::PasswordCommand(why) => write!(f, "password command: {why}"),
-            ConfigError::BadOption(why) => write!(f, "option: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The first line that is neither blank nor a `#` comment, trimmed.
 fn first_meaningful_line(text: &str) -> Option<&str> {

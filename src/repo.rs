@@ -13,36 +13,32 @@ pub const MAX_KEYS: usize = 20;
 /// A key file is a few hundred bytes; anything far larger is not one.
 const KEY_FILE_CAP: u64 = 64 << 10;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// No `config`: nothing was ever initialised here.
+    #[error("there is no repository here (no config file)")]
     NoRepository,
     /// No key file opens with this password (or there is none).
+    #[error(
+        "wrong password or no key found ({tried} key(s) tried{})",
+        unusable(skipped)
+    )]
     WrongPassword { tried: usize, skipped: Vec<String> },
     /// The storage could not be read.
+    #[error("cannot read the repository: {0}")]
     Backend(String),
     /// The repository's own files are damaged or of a format locksmith does not know.
+    #[error("damaged or unsupported repository: {0}")]
     Corrupt(String),
 }
 
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::NoRepository => f.write_str("there is no repository here (no config file)"),
-            OpenError::WrongPassword { tried, skipped } => {
-                write!(f, "wrong password or no key found ({tried} key(s) tried")?;
-                if !skipped.is_empty() {
-                    write!(f, "; unusable key files: {}", skipped.join(", "))?;
-                }
-                f.write_str(")")
-            }
-            OpenError::Backend(why) => write!(f, "cannot read the repository: {why}"),
-            OpenError::Corrupt(why) => write!(f, "damaged or unsupported repository: {why}"),
-        }
+fn unusable(skipped: &[String]) -> String {
+    if skipped.is_empty() {
+        String::new()
+    } else {
+        format!("; unusable key files: {}", skipped.join(", "))
     }
 }
-
-impl std::error::Error for OpenError {}
 
 /// A repository opened with a password: its identity and the key that opens its files.
 #[derive(Clone)]

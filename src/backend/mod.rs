@@ -58,27 +58,18 @@ pub struct Entry {
     pub is_file: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The object is not there (for a lock: it vanished between listing and reading).
+    #[error("not found")]
     NotFound,
     /// Something other than a regular file (a FIFO, a device) stands where a file should.
+    #[error("not a regular file")]
     NotAFile,
     /// Anything else, with what was being done.
+    #[error("{0}")]
     Failed(String),
 }
-
-impl std::fmt::Display for BackendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BackendError::NotFound => f.write_str("not found"),
-            BackendError::NotAFile => f.write_str("not a regular file"),
-            BackendError::Failed(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for BackendError {}
 
 #[async_trait]
 pub trait Backend: Send + Sync {

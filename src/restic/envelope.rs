@@ -13,32 +13,21 @@ pub const MAC_LEN: usize = 16;
 /// The smallest envelope: an IV and a MAC around an empty ciphertext.
 pub const OVERHEAD: usize = IV_LEN + MAC_LEN;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
     /// Shorter than an IV plus a MAC.
+    #[error("{0} bytes is shorter than the 32-byte minimum")]
     TooShort(usize),
     /// The MAC does not match: damaged, or sealed under another key.
+    #[error("MAC mismatch (damaged, or sealed under another key)")]
     MacMismatch,
     /// restic never writes an all-zero IV.
+    #[error("all-zero IV")]
     ZeroIv,
     /// scrypt parameters that restic could not have written, or that would exhaust memory.
+    #[error("unusable scrypt parameters: {0}")]
     BadKdfParams(String),
 }
-
-impl std::fmt::Display for CryptoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CryptoError::TooShort(n) => write!(f, "{n} bytes is shorter than the 32-byte minimum"),
-            CryptoError::MacMismatch => {
-                write!(f, "MAC mismatch (damaged, or sealed under another key)")
-            }
-            CryptoError::ZeroIv => write!(f, "all-zero IV"),
-            CryptoError::BadKdfParams(why) => write!(f, "unusable scrypt parameters: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for CryptoError {}
 
 /// An encryption key plus the two halves of a Poly1305-AES key. Used both for the user key
 /// (from scrypt) and the repository's master key.
