@@ -12,5 +12,6 @@ mod hostile;
 mod live;
 mod password;
 mod sealed;
+mod snapshots;
 mod unlock;
 mod unreadable;

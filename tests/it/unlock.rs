@@ -671,6 +671,16 @@ fn restic_exit_codes_pass_through_and_are_named_by_release() {
     }
 }
 
+/// `last-unlock.json` as status readers see it, after a dry run over a staged repository.
+#[test]
+fn last_unlock_json_snapshot() {
+    let u = Unlock::new(2);
+    crate::snapshots::stage(&u.t);
+    assert_eq!(u.run_code(&["--dry-run"]), 0, "{}", u.run_log());
+    let json = u.file("last-unlock.json");
+    crate::snapshots::settings(&u.t, false).bind(|| insta::assert_snapshot!("last-unlock", json));
+}
+
 #[test]
 fn unsafe_unlock_is_refused_unless_forced() {
     let u = Unlock::new(2);
