@@ -81,6 +81,13 @@ impl RepoConfig {
             .collect()
     }
 
+    /// `RESTIC_CACERT`'s certificate files.
+    pub fn cacerts(&self) -> Vec<PathBuf> {
+        self.var("RESTIC_CACERT")
+            .map(cacert_paths)
+            .unwrap_or_default()
+    }
+
     /// A variable of the captured environment, when set and not empty.
     pub fn var(&self, k: &str) -> Option<&str> {
         self.env

@@ -60,10 +60,7 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
         repo: cfg.masked.clone(),
         why: cfg.redactor.scrub(&why),
     };
-    let cacerts = cfg
-        .var("RESTIC_CACERT")
-        .map(config::cacert_paths)
-        .unwrap_or_default();
+    let cacerts = cfg.cacerts();
     #[cfg(feature = "object-store")]
     let object = |op: Result<opendal::Operator, String>, prefix: &str| {
         op.and_then(|op| backend::ObjectBackend::with_prefix(op, prefix, &cfg.net, &cacerts))

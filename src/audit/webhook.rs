@@ -21,11 +21,12 @@ pub fn shown_url(url: &str) -> String {
 impl Webhook {
     /// Delivers `body`; `Ok` carries the status line, `Err` a reason without secrets.
     pub async fn post(&self, body: String) -> Result<String, String> {
-        crate::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        // The contract's webhook: one POST within WEBHOOK_TIMEOUT, no retry.
+        let client = crate::backend::http::client(&crate::backend::http::ClientSpec {
+            timeout: Some(self.timeout),
+            connect_timeout: self.timeout,
+            ..Default::default()
+        })?;
         let mut req = client
             .post(self.url.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -55,12 +55,12 @@ pub async fn bucket_id(
     key: &Secret,
     bucket: &str,
 ) -> Result<String, String> {
-    let auth = client
-        .get(format!("{api_url}/b2api/v2/b2_authorize_account"))
-        .basic_auth(key_id, Some(key.expose()))
-        .send()
-        .await
-        .map_err(|e| format!("B2 authorization: {}", e.without_url()))?;
+    let auth = super::net::send("B2 authorization", || {
+        client
+            .get(format!("{api_url}/b2api/v2/b2_authorize_account"))
+            .basic_auth(key_id, Some(key.expose()))
+    })
+    .await?;
     if !auth.status().is_success() {
         return Err(format!(
             "B2 authorization failed ({}): check B2_ACCOUNT_ID and B2_ACCOUNT_KEY",
@@ -77,13 +77,13 @@ pub async fn bucket_id(
     {
         return Ok(id);
     }
-    let list = client
-        .post(format!("{}/b2api/v2/b2_list_buckets", auth.api_url))
-        .header(reqwest::header::AUTHORIZATION, &auth.authorization_token)
-        .json(&json!({"accountId": auth.account_id, "bucketName": bucket}))
-        .send()
-        .await
-        .map_err(|e| format!("B2 bucket lookup: {}", e.without_url()))?;
+    let list = super::net::send("B2 bucket lookup", || {
+        client
+            .post(format!("{}/b2api/v2/b2_list_buckets", auth.api_url))
+            .header(reqwest::header::AUTHORIZATION, &auth.authorization_token)
+            .json(&json!({"accountId": auth.account_id, "bucketName": bucket}))
+    })
+    .await?;
     if !list.status().is_success() {
         return Err(format!("B2 bucket lookup failed ({})", list.status()));
     }
@@ -105,11 +105,7 @@ pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> 
         cfg.var("B2_ACCOUNT_KEY")
             .ok_or("B2_ACCOUNT_KEY is not set")?,
     );
-    crate::install_tls_provider();
-    let client = reqwest::Client::builder()
-        .timeout(cfg.net.timeout)
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let client = super::http::client(&super::http::backend_spec(&cfg.net, &cfg.cacerts()))?;
     let api = cfg
         .options
         .get("b2.api-url")

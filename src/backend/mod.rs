@@ -7,6 +7,7 @@ pub mod azure;
 pub mod b2;
 #[cfg(feature = "gcs")]
 pub mod gcs;
+pub mod http;
 mod local;
 pub mod net;
 #[cfg(feature = "object-store")]

@@ -36,32 +36,65 @@ pub enum Attempt {
     Final(BackendError),
 }
 
-/// Runs `op` until it succeeds, fails finally, or has been retried `retries` times,
-/// waiting 100 ms, 200 ms, 400 ms … (at most 2 s) between attempts.
+/// The one retry policy (backon's exponential backoff): 100 ms, 200 ms, 400 ms … at most
+/// 2 s between attempts, `retries` further attempts. OpenDAL's retry layer is set alike.
+pub fn policy(retries: u32) -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .with_max_times(retries as usize)
+}
+
+/// Runs `op` until it succeeds, fails finally, or has been retried `net.retries` times.
 pub async fn with_retries<T, F, Fut>(net: &NetOptions, mut op: F) -> Result<T, BackendError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt>>,
 {
-    let mut wait = Duration::from_millis(100);
-    let mut attempt = 0;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(Attempt::Final(e)) => return Err(e),
-            Err(Attempt::Transient(why)) if attempt >= net.retries => {
-                return Err(BackendError::Failed(format!(
-                    "{why} (after {} attempts)",
-                    attempt + 1
-                )));
-            }
-            Err(Attempt::Transient(_)) => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-                attempt += 1;
-            }
-        }
+    use backon::Retryable;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let attempts = AtomicU32::new(0);
+    let counted = || {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        op()
+    };
+    match counted
+        .retry(policy(net.retries))
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(e, Attempt::Transient(_)))
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(Attempt::Final(e)) => Err(e),
+        Err(Attempt::Transient(why)) => Err(BackendError::Failed(format!(
+            "{why} (after {} attempts)",
+            attempts.load(Ordering::Relaxed)
+        ))),
     }
+}
+
+/// Sends the request `make` builds, again after a transient failure (no connection, a
+/// time-out, 5xx, 429) under the one policy; any other answer is the caller's to judge.
+/// For the logins of B2 and Keystone, which precede the backend proper.
+pub async fn send(
+    what: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, String> {
+    use reqwest::StatusCode as S;
+    with_retries(&NetOptions::default(), || async {
+        let resp = make()
+            .send()
+            .await
+            .map_err(|e| transport_attempt(what, e))?;
+        let s = resp.status();
+        if s.is_server_error() || s == S::TOO_MANY_REQUESTS {
+            return Err(Attempt::Transient(format!("{what}: server answered {s}")));
+        }
+        Ok(resp)
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Classifies an HTTP status: `None` for success.

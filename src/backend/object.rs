@@ -36,12 +36,11 @@ impl ObjectBackend {
             "" => String::new(),
             p => format!("{p}/"),
         };
-        crate::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(net.timeout.min(std::time::Duration::from_secs(10)))
-            .tls_certs_merge(super::rest::load_cacerts(cacerts)?)
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        // OpenDAL's layers below set the request limits.
+        let client = super::http::client(&super::http::ClientSpec {
+            timeout: None,
+            ..super::http::backend_spec(net, cacerts)
+        })?;
         let transport = HttpTransporter::new(ReqwestTransport::new(client));
         let op = op
             .with_context(OperationContext::new().with_http_transport(transport))
@@ -50,11 +49,13 @@ impl ObjectBackend {
                     .with_timeout(net.timeout)
                     .with_io_timeout(net.timeout),
             )
+            // OpenDAL retries with backon too; the same policy as `net::policy`.
             .layer(
                 RetryLayer::new()
                     .with_max_times(net.retries as usize)
                     .with_min_delay(std::time::Duration::from_millis(100))
                     .with_max_delay(std::time::Duration::from_secs(2))
+                    .with_factor(2.0)
                     .with_jitter(),
             )
             .layer(ConcurrentLimitLayer::new(net.connections.max(1)));

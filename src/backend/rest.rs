@@ -34,19 +34,6 @@ struct V2Entry {
     size: u64,
 }
 
-/// Extra trust anchors from `RESTIC_CACERT`-style comma-separated PEM files.
-pub fn load_cacerts(paths: &[std::path::PathBuf]) -> Result<Vec<reqwest::Certificate>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        let pem = std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display()))?;
-        out.extend(
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("CA certificate {}: {e}", p.display()))?,
-        );
-    }
-    Ok(out)
-}
-
 impl RestBackend {
     /// `url` is what follows `rest:`. Credentials come from the URL's user info, else from
     /// `RESTIC_REST_USERNAME`/`RESTIC_REST_PASSWORD` (`user`, `password`).
@@ -69,14 +56,7 @@ impl RestBackend {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        crate::install_tls_provider();
-        let client = Client::builder()
-            .timeout(net.timeout)
-            .connect_timeout(net.timeout.min(std::time::Duration::from_secs(10)))
-            .pool_max_idle_per_host(net.connections)
-            .tls_certs_merge(load_cacerts(cacerts)?)
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let client = super::http::client(&super::http::backend_spec(&net, cacerts))?;
         Ok(RestBackend {
             base,
             client,

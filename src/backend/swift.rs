@@ -72,13 +72,13 @@ pub async fn session(
         });
     }
     if let (Some(auth), Some(user), Some(key)) = (var("ST_AUTH"), var("ST_USER"), var("ST_KEY")) {
-        let resp = client
-            .get(auth)
-            .header("X-Auth-User", user)
-            .header("X-Auth-Key", key)
-            .send()
-            .await
-            .map_err(|e| format!("Swift v1 authentication: {}", e.without_url()))?;
+        let resp = super::net::send("Swift v1 authentication", || {
+            client
+                .get(auth)
+                .header("X-Auth-User", user)
+                .header("X-Auth-Key", key)
+        })
+        .await?;
         if !resp.status().is_success() {
             return Err(format!(
                 "Swift v1 authentication failed ({})",
@@ -127,12 +127,8 @@ pub async fn session(
         auth["auth"]["scope"] = json!({"project": {"id": id}});
     }
     let url = format!("{}/auth/tokens", auth_url.trim_end_matches('/'));
-    let resp = client
-        .post(url)
-        .json(&auth)
-        .send()
-        .await
-        .map_err(|e| format!("Keystone authentication: {}", e.without_url()))?;
+    let resp =
+        super::net::send("Keystone authentication", || client.post(&url).json(&auth)).await?;
     if !resp.status().is_success() {
         return Err(format!(
             "Keystone authentication failed ({})",
@@ -168,11 +164,7 @@ pub async fn session(
 
 pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
     let (container, prefix) = parse(spec)?;
-    crate::install_tls_provider();
-    let client = reqwest::Client::builder()
-        .timeout(cfg.net.timeout)
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let client = super::http::client(&super::http::backend_spec(&cfg.net, &cfg.cacerts()))?;
     let s = session(&client, &cfg.env).await?;
     let b = Swift::default()
         .endpoint(&s.storage_url)

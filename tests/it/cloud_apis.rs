@@ -187,3 +187,39 @@ fn swift_storage_url_and_token_are_used_as_given() {
         .unwrap_err();
     assert!(e.contains("OS_AUTH_URL"), "{e}");
 }
+
+/// B2's and Keystone's logins built their own HTTP clients and ignored `RESTIC_CACERT`:
+/// now every client comes from one builder, so a CA file that cannot be read is reported
+/// before any login is tried.
+#[test]
+fn b2_and_keystone_logins_trust_restic_cacert() {
+    for (repo, env) in [
+        (
+            "b2:bucket:prefix",
+            vec![("B2_ACCOUNT_ID", "id"), ("B2_ACCOUNT_KEY", "B2-Key-Secret")],
+        ),
+        (
+            "swift:container:/prefix",
+            vec![
+                ("OS_AUTH_URL", "http://127.0.0.1:9/v3"),
+                ("OS_USERNAME", "u"),
+                ("OS_PASSWORD", "Os-Password-Secret"),
+            ],
+        ),
+    ] {
+        let out = crate::common::locksmith_cmd()
+            .args(["-r", repo, "-o", "b2.api-url=http://127.0.0.1:9", "locks"])
+            .env("RESTIC_PASSWORD", "pw")
+            .env("RESTIC_CACERT", "/nonexistent/private-ca.pem")
+            .envs(env)
+            .output()
+            .unwrap();
+        let text = crate::common::text(&out);
+        assert_eq!(out.status.code(), Some(1), "{repo}: {text}");
+        assert!(
+            text.contains("CA certificate /nonexistent/private-ca.pem"),
+            "{repo}: {text}"
+        );
+        assert!(!text.contains("Secret"), "{repo}: {text}");
+    }
+}

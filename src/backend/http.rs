@@ -1,0 +1,59 @@
+//! The one HTTP client builder. Every client locksmith makes — restic's REST protocol, the
+//! object stores, B2's and Keystone's logins, the webhook — is built here: one TLS stack
+//! (rustls), the CA certificates of `RESTIC_CACERT` where a backend is reached, time
+//! limits, and a user agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a client is built with.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSpec {
+    /// Limit of one whole request; `None` where another layer (OpenDAL's) sets it.
+    pub timeout: Option<Duration>,
+    /// Limit of establishing a connection.
+    pub connect_timeout: Duration,
+    /// Extra trust anchors: PEM files, as `RESTIC_CACERT` names them.
+    pub cacerts: Vec<PathBuf>,
+    /// Idle connections kept per host (the requests that may run at once).
+    pub idle_per_host: Option<usize>,
+}
+
+/// Extra trust anchors from `RESTIC_CACERT`-style comma-separated PEM files.
+pub fn load_cacerts(paths: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        let pem = std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display()))?;
+        out.extend(
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("CA certificate {}: {e}", p.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
+    crate::install_tls_provider();
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("locksmith/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(spec.connect_timeout)
+        .tls_certs_merge(load_cacerts(&spec.cacerts)?);
+    if let Some(t) = spec.timeout {
+        b = b.timeout(t);
+    }
+    if let Some(n) = spec.idle_per_host {
+        b = b.pool_max_idle_per_host(n);
+    }
+    b.build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
+
+/// The spec of a backend's client: `RESTIC_CACERT`, the run's time limits.
+pub fn backend_spec(net: &super::NetOptions, cacerts: &[PathBuf]) -> ClientSpec {
+    ClientSpec {
+        timeout: Some(net.timeout),
+        connect_timeout: net.timeout.min(Duration::from_secs(10)),
+        cacerts: cacerts.to_vec(),
+        idle_per_host: Some(net.connections),
+    }
+}
