@@ -25,14 +25,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::backend::{Backend, LocalBackend, RcloneBackend, RestBackend};
+use crate::backend::Backend;
 use crate::config::RepoConfig;
 use crate::error::Error;
-use crate::location::Location;
 use crate::process::HostView;
 use crate::repo::Repository;
 use crate::report::Report;
-use crate::secret::Secret;
 
 pub use allocator::{Allocator, limit_malloc_arenas, release_large_blocks};
 
@@ -54,61 +52,19 @@ pub fn install_tls_provider() {
     });
 }
 
-/// The storage a location names, configured from restic's options and variables.
+/// The storage a location names, its errors worded for the operator (location masked,
+/// secrets scrubbed).
 pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
-    let failed = |why: String| Error::Backend {
-        repo: cfg.masked.clone(),
-        why: cfg.redactor.scrub(&why),
-    };
-    let cacerts = cfg.cacerts();
-    #[cfg(feature = "object-store")]
-    let object = |op: Result<opendal::Operator, String>, prefix: &str| {
-        op.and_then(|op| backend::ObjectBackend::with_prefix(op, prefix, &cfg.net, &cacerts))
-            .map(|b| Arc::new(b) as Arc<dyn Backend>)
-            .map_err(failed)
-    };
-    match &cfg.location {
-        Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
-        Location::Rest(url) => RestBackend::new(
-            url,
-            cfg.var("RESTIC_REST_USERNAME").map(str::to_string),
-            cfg.var("RESTIC_REST_PASSWORD").map(Secret::new),
-            &cacerts,
-            cfg.net.clone(),
-        )
-        .map(|b| Arc::new(b) as Arc<dyn Backend>)
-        .map_err(failed),
-        Location::Rclone(remote) => {
-            let program = cfg
-                .options
-                .get("rclone.program")
-                .map_or("rclone", String::as_str);
-            RcloneBackend::start(remote, program, cfg.net.clone())
-                .map(|b| Arc::new(b) as Arc<dyn Backend>)
-                .map_err(failed)
-        }
-        #[cfg(feature = "s3")]
-        Location::S3(spec) => object(backend::s3::operator(spec, cfg), ""),
-        #[cfg(feature = "azure")]
-        Location::Azure(spec) => object(backend::azure::operator(spec, cfg), ""),
-        #[cfg(feature = "gcs")]
-        Location::Gs(spec) => object(backend::gcs::operator(spec, cfg), ""),
-        #[cfg(feature = "b2")]
-        Location::B2(spec) => object(backend::b2::operator(spec, cfg).await, ""),
-        #[cfg(feature = "swift")]
-        Location::Swift(spec) => object(backend::swift::operator(spec, cfg).await, ""),
-        #[cfg(feature = "sftp")]
-        Location::Sftp(spec) => match backend::sftp::operator(spec, cfg) {
-            Ok((op, path)) => object(Ok(op), &path),
-            Err(why) => Err(failed(why)),
-        },
-        // Reached when a backend's Cargo feature is off.
-        #[allow(unreachable_patterns)]
-        other => Err(Error::Unsupported {
+    backend::open(cfg).await.map_err(|e| match e {
+        backend::SetupError::Unsupported(scheme) => Error::Unsupported {
             repo: cfg.masked.clone(),
-            scheme: other.scheme(),
-        }),
-    }
+            scheme,
+        },
+        backend::SetupError::Failed(why) => Error::Backend {
+            repo: cfg.masked.clone(),
+            why: cfg.redactor.scrub(&why),
+        },
+    })
 }
 
 async fn open_with(cfg: &RepoConfig, backend: Arc<dyn Backend>) -> Result<Repository, Error> {

@@ -21,18 +21,85 @@ pub mod sftp;
 #[cfg(feature = "swift")]
 pub mod swift;
 
+pub use crate::config::NetOptions;
 pub use local::LocalBackend;
-pub use net::NetOptions;
 #[cfg(feature = "object-store")]
 pub use object::ObjectBackend;
 pub use rclone::RcloneBackend;
 pub use rest::{RestBackend, parse_listing};
 
 use async_trait::async_trait;
+
+use crate::config::RepoConfig;
+use crate::location::Location;
+use crate::secret::Secret;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Why a backend could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A location whose backend this build leaves out (its Cargo feature is off).
+    #[error("the {0} backend is not in this build")]
+    Unsupported(&'static str),
+    /// A bad location, an unreadable CA certificate, a login that failed, rclone.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The one door to storage: a location and its settings (options, variables, limits) in,
+/// a backend out. Each location's backend is one match arm, its code one file.
+pub async fn open(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, SetupError> {
+    let failed = SetupError::Failed;
+    let cacerts = cfg.cacerts();
+    #[cfg(feature = "object-store")]
+    let object = |op: Result<opendal::Operator, String>, prefix: &str| {
+        op.and_then(|op| ObjectBackend::with_prefix(op, prefix, &cfg.net, &cacerts))
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(failed)
+    };
+    match &cfg.location {
+        Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
+        Location::Rest(url) => RestBackend::new(
+            url,
+            cfg.var("RESTIC_REST_USERNAME").map(str::to_string),
+            cfg.var("RESTIC_REST_PASSWORD").map(Secret::new),
+            &cacerts,
+            cfg.net.clone(),
+        )
+        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .map_err(failed),
+        Location::Rclone(remote) => {
+            let program = cfg
+                .options
+                .get("rclone.program")
+                .map_or("rclone", String::as_str);
+            RcloneBackend::start(remote, program, cfg.net.clone())
+                .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                .map_err(failed)
+        }
+        #[cfg(feature = "s3")]
+        Location::S3(spec) => object(s3::operator(spec, cfg), ""),
+        #[cfg(feature = "azure")]
+        Location::Azure(spec) => object(azure::operator(spec, cfg), ""),
+        #[cfg(feature = "gcs")]
+        Location::Gs(spec) => object(gcs::operator(spec, cfg), ""),
+        #[cfg(feature = "b2")]
+        Location::B2(spec) => object(b2::operator(spec, cfg).await, ""),
+        #[cfg(feature = "swift")]
+        Location::Swift(spec) => object(swift::operator(spec, cfg).await, ""),
+        #[cfg(feature = "sftp")]
+        Location::Sftp(spec) => match sftp::operator(spec, cfg) {
+            Ok((op, path)) => object(Ok(op), &path),
+            Err(why) => Err(failed(why)),
+        },
+        // Reached when a backend's Cargo feature is off.
+        #[allow(unreachable_patterns)]
+        other => Err(SetupError::Unsupported(other.scheme())),
+    }
+}
 
 /// The parts of a repository locksmith reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
-use super::net::NetOptions;
 use super::{Backend, BackendError, Dir, Entry};
+use crate::config::NetOptions;
 
 pub struct ObjectBackend {
     op: Operator,

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::net::NetOptions;
 use super::rest::RestBackend;
 use super::{Backend, BackendError, Dir, Entry};
+use crate::config::NetOptions;
 
 pub struct RcloneBackend {
     rest: RestBackend,

@@ -5,8 +5,9 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
 use reqwest::{Client, Url};
 use serde::Deserialize;
 
-use super::net::{Attempt, NetOptions, status_attempt, transport_attempt, with_retries};
+use super::net::{Attempt, status_attempt, transport_attempt, with_retries};
 use super::{Backend, BackendError, Dir, Entry};
+use crate::config::NetOptions;
 use crate::secret::Secret;
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
