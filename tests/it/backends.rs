@@ -68,6 +68,7 @@ fn same_as_local(t: &TestRepo, repo: &str, env: &[(&str, &str)]) -> Value {
 
 #[test]
 fn rest_server_plain_and_restic_agree() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
     let url = srv.url("", "repo/");
@@ -98,6 +99,7 @@ fn rest_server_plain_and_restic_agree() {
 
 #[test]
 fn rest_server_with_basic_auth() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), Some(("backup", "Rest-Pass-8812")), None);
     same_as_local(&t, &srv.url("backup:Rest-Pass-8812@", "repo/"), &[]);
@@ -146,6 +148,7 @@ fn write_tls(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::
 
 #[test]
 fn rest_server_over_https_with_restic_cacert() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let (ca, cert, key) = write_tls(t.dir.path());
     let srv = RestServer::start(t.dir.path(), None, Some((&cert, &key)));
@@ -159,6 +162,7 @@ fn rest_server_over_https_with_restic_cacert() {
 
 #[test]
 fn rclone_remote_is_served_for_the_run_and_stopped() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let spec = format!("rclone:{}", t.path.display());
     same_as_local(&t, &spec, &[]);
@@ -178,6 +182,7 @@ fn rclone_remote_is_served_for_the_run_and_stopped() {
 
 #[test]
 fn transient_server_errors_are_retried() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
     let proxy = FaultProxy::start(srv.port);
@@ -192,6 +197,7 @@ fn transient_server_errors_are_retried() {
 
 #[test]
 fn a_server_that_goes_away_fails_clearly() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
     let proxy = FaultProxy::start(srv.port);
@@ -214,6 +220,7 @@ fn a_server_that_goes_away_fails_clearly() {
 
 #[test]
 fn a_stalled_server_hits_the_time_limit() {
+    crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
     let proxy = FaultProxy::start(srv.port);
@@ -237,6 +244,7 @@ fn a_stalled_server_hits_the_time_limit() {
 
 #[test]
 fn s3_with_a_prefix() {
+    crate::needs!("restic", "moto_server");
     let t = busy_repo();
     let s3 = MotoS3::start();
     s3.upload(&t.path, "backups/host-a/repo");
@@ -265,6 +273,7 @@ fn s3_with_a_prefix() {
 
 #[test]
 fn azure_blob_on_azurite() {
+    crate::needs!("restic", "azurite-blob");
     let t = busy_repo();
     let az = Daemon::azurite();
     let endpoint = format!("{}/devstoreaccount1", az.url());
@@ -299,6 +308,7 @@ fn azure_blob_on_azurite() {
 
 #[test]
 fn google_cloud_storage_on_the_emulator() {
+    crate::needs!("restic", "rclone", "gcp-storage-emulator");
     let t = busy_repo();
     let gcs = Daemon::gcs("backups");
     rclone_copy(
@@ -324,6 +334,7 @@ fn google_cloud_storage_on_the_emulator() {
 
 #[test]
 fn sftp_through_a_private_sshd() {
+    crate::needs!("restic", "sshd");
     if !is_root() {
         skip("the private sshd logs in as root");
         return;
@@ -373,6 +384,7 @@ fn sftp_through_a_private_sshd() {
 /// A slow run shows its progress on a terminal's stderr, and only there.
 #[test]
 fn progress_shows_on_a_terminal_only() {
+    crate::needs!("restic", "rclone", "script");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
     let proxy = FaultProxy::start(srv.port);

@@ -488,3 +488,37 @@ pub fn wait_with_rusage(child: std::process::Child) -> (std::process::ExitStatus
     std::mem::forget(child);
     (std::process::ExitStatus::from_raw(status), usage.ru_maxrss)
 }
+
+/// Whether every program named is on PATH (or a Python module, as `python3:MODULE`); a
+/// missing one is said, and under `scripts/test` is a failure (see [`skip`]).
+pub fn have(needs: &[&str]) -> bool {
+    let found = |n: &str| match n.strip_prefix("python3:") {
+        Some(module) => Command::new("/usr/bin/python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        None => std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| d.join(n).is_file())
+                || Path::new("/usr/sbin").join(n).is_file()
+        }),
+    };
+    let missing: Vec<&str> = needs.iter().copied().filter(|n| !found(n)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    skip(&format!(
+        "needs {} (scripts/test installs everything)",
+        missing.join(", ")
+    ));
+    false
+}
+
+/// Returns from the calling test, after saying why, when a program it needs is missing.
+#[macro_export]
+macro_rules! needs {
+    ($($tool:expr),+ $(,)?) => {
+        if !$crate::common::have(&[$($tool),+]) {
+            return;
+        }
+    };
+}

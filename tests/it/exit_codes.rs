@@ -24,6 +24,7 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn exit_2_for_configuration_errors() {
+    crate::needs!("restic");
     let pw = ("RESTIC_PASSWORD", PASSWORD);
     let out = run(None, &["locks"], &[pw]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -84,6 +85,7 @@ fn exit_2_for_configuration_errors() {
 
 #[test]
 fn exit_10_when_there_is_no_repository() {
+    crate::needs!("restic");
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing-here");
     let out = run(
@@ -102,6 +104,7 @@ fn exit_10_when_there_is_no_repository() {
 
 #[test]
 fn exit_12_for_a_wrong_password() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let out = run(
         Some(&t),
@@ -131,6 +134,7 @@ fn exit_12_for_a_wrong_password() {
 
 #[test]
 fn exit_1_when_the_backend_cannot_be_reached_with_the_url_masked() {
+    crate::needs!("restic");
     for repo in [
         "rest:https://user:Url-Pass-77@127.0.0.1:1/repo",
         "s3:http://key:Url-Pass-77@127.0.0.1:1/bucket",
@@ -155,6 +159,7 @@ fn exit_1_when_the_backend_cannot_be_reached_with_the_url_masked() {
 
 #[test]
 fn repository_file_is_read_like_restic() {
+    crate::needs!("restic");
     let t = TestRepo::new(1);
     let f = t.dir.path().join("repofile");
     std::fs::write(
@@ -174,6 +179,7 @@ fn repository_file_is_read_like_restic() {
 /// with its meaning (the help only looked for "10" and "12" before).
 #[test]
 fn help_documents_the_exit_codes() {
+    crate::needs!("restic");
     use locksmith::exit::{For, help_table};
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     for (args, cmd) in [
@@ -195,6 +201,7 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn backend_options_are_checked_and_unused_ones_reported() {
+    crate::needs!("restic");
     let t = TestRepo::new(1);
     let out = t
         .locksmith()

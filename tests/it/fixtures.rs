@@ -39,23 +39,27 @@ fn matches_restic_with(name: &str, r: &Restic) {
 
 #[test]
 fn fixture_v1_locks_equal_restic_cat_lock() {
+    crate::needs!("restic");
     matches_restic("repo-v1");
 }
 
 /// Made by restic 0.19 (format 2, compression on): read alike by locksmith and every restic.
 #[test]
 fn fixture_v2_made_by_restic_019_locks_equal_restic_cat_lock() {
+    crate::needs!("restic");
     matches_restic("repo-v2-r19");
 }
 
 #[test]
 fn fixture_v2_locks_equal_restic_cat_lock() {
+    crate::needs!("restic");
     matches_restic("repo-v2");
 }
 
 /// The second password only opens a key restic calibrated: the real ~0.5 s path.
 #[test]
 fn calibrated_key_opens_fixture() {
+    crate::needs!("restic");
     let mut t = TestRepo::fixture("repo-v2");
     t.password = std::fs::read_to_string(fixture_dir().join("second-password.txt"))
         .unwrap()
@@ -73,6 +77,7 @@ fn calibrated_key_opens_fixture() {
 /// A hint naming the calibrated key is tried first, as restic does.
 #[test]
 fn key_hint_picks_the_named_key() {
+    crate::needs!("restic");
     let mut t = TestRepo::fixture("repo-v1");
     let low = t.key_hint.clone().unwrap();
     // With the low-N key hinted (by a unique prefix), it is the one used.
@@ -119,6 +124,7 @@ fn key_hint_picks_the_named_key() {
 /// The README's first command runs on a fixture: the table names both locks.
 #[test]
 fn table_output_on_fixture() {
+    crate::needs!("restic");
     let t = TestRepo::fixture("repo-v2");
     let out = t.locksmith().arg("locks").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -17,6 +17,7 @@ const P32: i64 = 1 << 32;
 /// low 32 bits, so restic's SIGHUP lands on P. locksmith called it "gone — removes".
 #[test]
 fn pid_beyond_32_bits_gets_restics_sighup_on_the_truncated_pid() {
+    crate::needs!("restic");
     for r in restics() {
         let t = TestRepo::new(2).with(r);
         let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
@@ -91,6 +92,7 @@ wait $s; echo "restic=$r sleep=$?""#;
 /// kill(0, SIGHUP): restic's own process group. restic keeps the lock either way.
 #[test]
 fn pid_two_to_the_32_signals_restics_group_and_minus_one_signals_everyone() {
+    crate::needs!("restic");
     for r in restics() {
         for (pid, words) in [(P32 - 1, "EVERY process"), (P32, "own process group")] {
             let t = TestRepo::new(2).with(r);
@@ -117,6 +119,7 @@ fn pid_two_to_the_32_signals_restics_group_and_minus_one_signals_everyone() {
 /// A FIFO as `config` hung the local backend for ever (open(2) waits for a writer).
 #[test]
 fn fifo_as_config_or_lock_never_hangs() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let fifo = |path: &std::path::Path| {
         let st = Command::new("mkfifo").arg(path).status().unwrap();
@@ -140,6 +143,7 @@ fn fifo_as_config_or_lock_never_hangs() {
 /// blocking and finds no regular file.
 #[test]
 fn lock_swapped_for_a_fifo_after_listing_is_not_read() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let dir = t.dir.path().join("fifo");
     std::fs::create_dir_all(&dir).unwrap();
@@ -166,6 +170,7 @@ fn lock_swapped_for_a_fifo_after_listing_is_not_read() {
 /// "unsafe to unlock" section.
 #[test]
 fn control_characters_from_the_repository_never_reach_the_terminal() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let forged = "evil\u{1b}]0;pwned\u{7}\nunsafe to unlock with restic:\n  deadbeef  forged";
     let id = t.seal(&lock_at(minutes_ago(50), forged, 7), Encoding::Zstd);
@@ -191,6 +196,7 @@ fn control_characters_from_the_repository_never_reach_the_terminal() {
 /// config) panicked the table.
 #[test]
 fn non_ascii_config_id_does_not_panic_the_table() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let config = serde_json::json!({"version": 2, "id": "ééééééééé", "chunker_polynomial": "3da3358b4dc173"});
     let (_, sealed) = t.repo().seal_plaintext(config.to_string().as_bytes());
@@ -214,6 +220,7 @@ fn non_ascii_config_id_does_not_panic_the_table() {
 /// unlock skips it), while locksmith predicted "removes".
 #[test]
 fn lock_times_restic_cannot_load_are_unreadable_and_restic_agrees() {
+    crate::needs!("restic");
     for r in restics() {
         lock_times_with(r);
     }
@@ -279,6 +286,7 @@ fn lock_times_with(r: &Restic) {
 /// A key file with a huge p took gigabytes and minutes before the MAC said "not this key".
 #[test]
 fn key_file_with_huge_scrypt_p_is_refused_before_allocating() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let keys = t.path.join("keys");
     let real = std::fs::read_dir(&keys)
@@ -325,6 +333,7 @@ fn key_file_with_huge_scrypt_p_is_refused_before_allocating() {
 /// Every body up to 64 KiB was kept until decoding: memory grew with the entries.
 #[test]
 fn memory_does_not_grow_with_large_unreadable_entries() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     std::fs::create_dir_all(t.locks_dir()).unwrap();
     let junk = vec![0x5au8; 64 << 10];
@@ -354,6 +363,7 @@ fn memory_does_not_grow_with_large_unreadable_entries() {
 /// not read; the minimum rate gives up on trickles.
 #[test]
 fn trickling_server_is_bounded_by_the_deadline() {
+    crate::needs!("restic", "rclone");
     let t = TestRepo::new(2);
     for i in 0..100 {
         t.seal(
@@ -396,6 +406,7 @@ fn trickling_server_is_bounded_by_the_deadline() {
 /// every command that takes a lock. The report says so, and each restic behaves so.
 #[test]
 fn unreadable_lock_blocks_restic_from_015_and_the_report_says_so() {
+    crate::needs!("restic");
     for r in restics() {
         let t = TestRepo::new(2).with(r);
         let junk = vec![0x42u8; 150];

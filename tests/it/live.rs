@@ -34,6 +34,7 @@ fn only_lock_of_pid(report: &Value, pid: u32) -> Value {
 
 #[test]
 fn live_backup_is_alive_then_gone_and_restic_unlock_agrees() {
+    crate::needs!("restic");
     for r in restics() {
         live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r);
     }
@@ -73,6 +74,7 @@ fn live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r: &Restic) {
 
 #[test]
 fn live_exclusive_lock_is_alive() {
+    crate::needs!("restic");
     for r in restics() {
         live_exclusive_lock_is_alive_with(r);
     }
@@ -95,6 +97,7 @@ fn live_exclusive_lock_is_alive_with(r: &Restic) {
 /// process, `restic unlock` terminates that process. locksmith calls this unsafe.
 #[test]
 fn restic_sighup_probe_kills_process_on_reused_pid() {
+    crate::needs!("restic");
     for r in restics() {
         restic_sighup_probe_kills_process_on_reused_pid_with(r);
     }
@@ -168,6 +171,7 @@ fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
 /// "gone" and removes a live lock; locksmith says alive and unsafe.
 #[test]
 fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
+    crate::needs!("restic");
     if !is_root() {
         skip("needs root to create a throwaway user");
         return;

@@ -9,6 +9,7 @@ use crate::common::*;
 
 #[test]
 fn password_is_read_from_a_piped_stdin() {
+    crate::needs!("restic");
     let t = TestRepo::new(1);
     let mut child = t
         .locksmith()
@@ -31,6 +32,7 @@ fn password_is_read_from_a_piped_stdin() {
 /// echoed.
 #[test]
 fn password_is_asked_for_on_a_terminal_without_echo() {
+    crate::needs!("restic", "script");
     let t = TestRepo::new(1);
     let mut like = t.locksmith();
     like.env_remove("RESTIC_PASSWORD");

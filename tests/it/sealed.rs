@@ -67,22 +67,26 @@ fn sealed_edge_cases_read_by_restic(version: u32, enc: Encoding) {
 
 #[test]
 fn sealed_v1_json_locks_read_by_restic() {
+    crate::needs!("restic");
     sealed_edge_cases_read_by_restic(1, Encoding::Json);
 }
 
 #[test]
 fn sealed_v2_zstd_locks_read_by_restic() {
+    crate::needs!("restic");
     sealed_edge_cases_read_by_restic(2, Encoding::Zstd);
 }
 
 #[test]
 fn sealed_v2_raw_json_locks_read_by_restic() {
+    crate::needs!("restic");
     sealed_edge_cases_read_by_restic(2, Encoding::Json);
 }
 
 /// restic's own unlock removes exactly the sealed locks predicted `restic_unlock_removes`.
 #[test]
 fn restic_unlock_removes_exactly_the_predicted_sealed_locks() {
+    crate::needs!("restic");
     for r in restics() {
         predicted_sealed_locks_with(r);
     }

@@ -61,6 +61,7 @@ pub fn settings(t: &TestRepo, table: bool) -> insta::Settings {
 
 #[test]
 fn table_snapshot() {
+    crate::needs!("restic");
     let t = staged_repo();
     let out = t.locksmith().arg("locks").output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -70,6 +71,7 @@ fn table_snapshot() {
 
 #[test]
 fn json_snapshot() {
+    crate::needs!("restic");
     let t = staged_repo();
     let out = t.locksmith().args(["locks", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));

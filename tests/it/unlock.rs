@@ -122,6 +122,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn dry_run_changes_nothing_then_unlock_removes_what_it_predicted() {
+    crate::needs!("restic");
     let u = Unlock::new(2);
     let here = this_host();
     u.t.seal(&lock_at(minutes_ago(3), &here, dead_pid()), Encoding::Zstd);
@@ -189,6 +190,7 @@ fn dry_run_changes_nothing_then_unlock_removes_what_it_predicted() {
 
 #[test]
 fn summary_is_read_line_by_line_like_the_status_reader() {
+    crate::needs!("restic");
     let mut u = Unlock::new(1);
     u.t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Json);
     u.t.seal(&lock_at(minutes_ago(2), "otherhost", 6), Encoding::Json);
@@ -248,6 +250,7 @@ fn summary_is_read_line_by_line_like_the_status_reader() {
 
 #[test]
 fn metrics_pass_promtool() {
+    crate::needs!("restic", "promtool");
     let mut u = Unlock::new(2);
     let metrics = u.t.dir.path().join("metrics");
     std::fs::create_dir(&metrics).unwrap();
@@ -304,6 +307,7 @@ fn text_of(o: &Output) -> String {
 
 #[test]
 fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
+    crate::needs!("restic");
     let recv = HttpReceiver::start();
     let mut u = Unlock::new(2);
     u.set("WEBHOOK_URL", recv.url("/hooks/Secret-Path?token=Tok-991"));
@@ -376,6 +380,7 @@ fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
 
 #[test]
 fn mail_logs_in_where_the_server_asks_and_never_shows_the_password() {
+    crate::needs!("restic", "python3:aiosmtpd");
     let sink = SmtpSink::start_with_login("mailer", "Smtp-Login-7713");
     let mut u = Unlock::new(2);
     u.set("SMTP_HOST", "127.0.0.1")
@@ -414,6 +419,7 @@ fn mail_logs_in_where_the_server_asks_and_never_shows_the_password() {
 
 #[test]
 fn mail_carries_the_run_log_under_the_contract_subject() {
+    crate::needs!("restic", "python3:aiosmtpd");
     let sink = SmtpSink::start();
     let mut u = Unlock::new(2);
     u.set("SMTP_HOST", "127.0.0.1");
@@ -487,6 +493,7 @@ fn mail_carries_the_run_log_under_the_contract_subject() {
 
 #[test]
 fn hooks_get_their_arguments_and_their_failures_are_ignored() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     let trace = u.t.dir.path().join("trace");
     write_script(
@@ -568,6 +575,7 @@ fn hooks_get_their_arguments_and_their_failures_are_ignored() {
 
 #[test]
 fn configuration_errors_exit_2_and_still_leave_the_artefacts() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     let metrics = u.t.dir.path().join("metrics");
     std::fs::create_dir(&metrics).unwrap();
@@ -619,6 +627,7 @@ fn configuration_errors_exit_2_and_still_leave_the_artefacts() {
 
 #[test]
 fn restic_failure_codes_pass_through() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     let fake = u.t.dir.path().join("fake-restic");
     write_script(&fake, "echo \"fake restic: $*\"; echo boom >&2; exit 3");
@@ -647,6 +656,7 @@ fn restic_failure_codes_pass_through() {
 /// release.
 #[test]
 fn restic_exit_codes_pass_through_and_are_named_by_release() {
+    crate::needs!("restic");
     for r in restics() {
         let mut u = Unlock::new(2);
         u.set("RESTIC_BIN", r.path.display().to_string());
@@ -674,6 +684,7 @@ fn restic_exit_codes_pass_through_and_are_named_by_release() {
 /// `last-unlock.json` as status readers see it, after a dry run over a staged repository.
 #[test]
 fn last_unlock_json_snapshot() {
+    crate::needs!("restic");
     let u = Unlock::new(2);
     crate::snapshots::stage(&u.t);
     assert_eq!(u.run_code(&["--dry-run"]), 0, "{}", u.run_log());
@@ -683,6 +694,7 @@ fn last_unlock_json_snapshot() {
 
 #[test]
 fn unsafe_unlock_is_refused_unless_forced() {
+    crate::needs!("restic");
     let u = Unlock::new(2);
     // A live process on this host that is not restic, named by a lock: restic's probe
     // would SIGHUP it.
@@ -720,6 +732,7 @@ fn unsafe_unlock_is_refused_unless_forced() {
 /// the time from which restic removes it by age (no probe).
 #[test]
 fn pid_beyond_32_bits_is_refused_by_unlock() {
+    crate::needs!("restic");
     let u = Unlock::new(2);
     let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
     let pid = (1i64 << 32) + i64::from(bystander.id());
@@ -749,6 +762,7 @@ fn pid_beyond_32_bits_is_refused_by_unlock() {
 /// unless forced. Plain `unlock` still delegates to restic, with a warning.
 #[test]
 fn remove_all_with_unreadable_locks_is_refused_unless_forced() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     u.t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Zstd);
     // Locks that cannot be read: nothing answers there.
@@ -766,6 +780,7 @@ fn remove_all_with_unreadable_locks_is_refused_unless_forced() {
 
 #[test]
 fn remove_all_is_refused_while_a_holder_is_alive() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     let mut backup =
         u.t.restic()
@@ -797,6 +812,7 @@ fn remove_all_is_refused_while_a_holder_is_alive() {
 
 #[test]
 fn no_secret_reaches_any_output_or_artefact() {
+    crate::needs!("restic", "python3:aiosmtpd");
     let sink = SmtpSink::start();
     let recv = HttpReceiver::start();
     let mut u = Unlock::new(2);
@@ -871,6 +887,7 @@ fn no_secret_reaches_any_output_or_artefact() {
 
 #[test]
 fn locksmith_unlock_is_the_same_command() {
+    crate::needs!("restic");
     let u = Unlock::new(1);
     let out = Command::new(env!("CARGO_BIN_EXE_locksmith"))
         .args(["unlock", "--dry-run"])
@@ -886,6 +903,7 @@ fn locksmith_unlock_is_the_same_command() {
 
 #[test]
 fn repository_file_wins_over_the_variable() {
+    crate::needs!("restic");
     let mut u = Unlock::new(2);
     u.t.seal(&lock_at(minutes_ago(45), "otherhost", 5), Encoding::Zstd);
     let f = u.t.dir.path().join("repository");

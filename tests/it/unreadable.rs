@@ -27,6 +27,7 @@ fn kinds(report: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn every_damaged_kind_is_reported_with_its_reason() {
+    crate::needs!("restic");
     let t = TestRepo::new(2);
     let good = lock_at(minutes_ago(1), "otherhost", 5);
     let json = serde_json::to_vec(&good).unwrap();
@@ -143,6 +144,7 @@ impl Backend for Phantom {
 
 #[test]
 fn vanished_lock_is_not_an_error() {
+    crate::needs!("restic");
     let t = TestRepo::new(1);
     t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Json);
     let inv = rt().block_on(async {
