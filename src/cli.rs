@@ -128,6 +128,40 @@ pub struct LocksArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Exit 3 (after the usual output) when one of these holds, for cron and scripts.
+    #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_enum)]
+    pub fail_on: Vec<FailOn>,
+}
+
+/// `--fail-on`'s conditions, as the command line spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A removal restic would make, or its SIGHUP probe, would hit a live process.
+    Unsafe,
+    /// A lock is stale by locksmith's rule.
+    Stale,
+    /// `restic unlock` would remove a lock.
+    ResticRemoves,
+    /// A lock file restic cannot load.
+    Unreadable,
+    /// An exclusive lock is held.
+    Exclusive,
+    /// Any lock at all.
+    Any,
+}
+
+impl FailOn {
+    pub fn condition(self) -> locksmith::report::Condition {
+        use locksmith::report::Condition as C;
+        match self {
+            FailOn::Unsafe => C::Unsafe,
+            FailOn::Stale => C::Stale,
+            FailOn::ResticRemoves => C::ResticRemoves,
+            FailOn::Unreadable => C::Unreadable,
+            FailOn::Exclusive => C::Exclusive,
+            FailOn::Any => C::Any,
+        }
+    }
 }
 
 /// The repository options, named as restic names them.

@@ -14,6 +14,8 @@ pub enum Exit {
     NoRepository,
     /// No key opens with the password (restic ≥ 0.17.1 uses 12 too).
     WrongPassword,
+    /// `locks --fail-on`: one of the named conditions holds (the report is printed).
+    Condition,
     /// `unlock` refused: a removal, or restic's probe, would hit a live process.
     Refused,
     /// `unlock` passes restic's own exit code through.
@@ -33,6 +35,7 @@ impl Exit {
             Exit::Ok => 0,
             Exit::Other => 1,
             Exit::Config => 2,
+            Exit::Condition => 3,
             Exit::NoRepository => 10,
             Exit::WrongPassword => 12,
             Exit::Refused => 20,
@@ -50,6 +53,7 @@ impl Exit {
             (Exit::Config, _) => {
                 "configuration error: no repository or password, conflicting sources"
             }
+            (Exit::Condition, _) => "a --fail-on condition holds (after the usual output)",
             (Exit::NoRepository, _) => "the repository does not exist (no config file)",
             (Exit::WrongPassword, _) => "wrong password or no key found",
             (Exit::Refused, _) => {
@@ -68,6 +72,7 @@ impl Exit {
                 Exit::Ok,
                 Exit::Other,
                 Exit::Config,
+                Exit::Condition,
                 Exit::NoRepository,
                 Exit::WrongPassword,
             ],
@@ -100,6 +105,7 @@ mod tests {
             ("0", "done"),
             ("1", "any other error"),
             ("2", "configuration error"),
+            ("3", "a --fail-on condition holds"),
             ("10", "the repository does not exist"),
             ("12", "wrong password"),
         ] {

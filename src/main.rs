@@ -20,7 +20,7 @@ fn main() {
         match &cli.command {
             cli::Command::Unlock(args) => locksmith::unlock::run(&args.to_options(&cli.repo)),
             cli::Command::Locks(args) => match locks(&cli.repo, args) {
-                Ok(()) => Exit::Ok,
+                Ok(exit) => exit,
                 Err(e) => {
                     // Errors quote servers and repositories: nothing they hold may act on a
                     // terminal.
@@ -36,7 +36,7 @@ fn main() {
     std::process::exit(exit.code());
 }
 
-fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<(), locksmith::error::Error> {
+fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<Exit, locksmith::error::Error> {
     let cfg = repo.to_options_asking().resolve()?;
     for k in cfg.ignored_options() {
         eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
@@ -49,11 +49,12 @@ fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<(), locksmith::e
     } else {
         let _ = report.write_table(std::io::stdout().lock());
     }
-    match report.incomplete {
-        Some(why) => Err(locksmith::error::Error::Incomplete {
+    if let Some(why) = report.incomplete.clone() {
+        return Err(locksmith::error::Error::Incomplete {
             repo: cfg.masked.clone(),
             why,
-        }),
-        None => Ok(()),
+        });
     }
+    let held = args.fail_on.iter().any(|c| report.holds(c.condition()));
+    Ok(if held { Exit::Condition } else { Exit::Ok })
 }

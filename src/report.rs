@@ -54,7 +54,37 @@ pub struct Report {
     pub incomplete: Option<String>,
 }
 
+/// What a cron job or a script may ask of a report (`locks --fail-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// A removal restic would make, or its probe, would hit a live process.
+    Unsafe,
+    /// A lock is stale by locksmith's rule.
+    Stale,
+    /// `restic unlock` would remove a lock.
+    ResticRemoves,
+    /// A lock file restic cannot load (from 0.15 it blocks every locking command).
+    Unreadable,
+    /// An exclusive lock is held (prune, forget, check … are running or died).
+    Exclusive,
+    /// Any lock at all, readable or not.
+    Any,
+}
+
 impl Report {
+    /// Whether `c` holds.
+    pub fn holds(&self, c: Condition) -> bool {
+        let n = &self.counts;
+        match c {
+            Condition::Unsafe => n.unsafe_ > 0,
+            Condition::Stale => n.stale > 0,
+            Condition::ResticRemoves => n.restic_unlock_removes > 0,
+            Condition::Unreadable => n.unreadable > 0,
+            Condition::Exclusive => n.exclusive > 0,
+            Condition::Any => n.total + n.unreadable > 0,
+        }
+    }
+
     pub fn new(
         repository: &str,
         repository_id: &str,

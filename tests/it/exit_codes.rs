@@ -232,3 +232,67 @@ fn backend_options_are_checked_and_unused_ones_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// `locks --fail-on`: exit 3 after the usual output when a named condition holds, 0 when
+/// none does; each condition on sealed repositories.
+#[test]
+fn fail_on_each_condition() {
+    crate::needs!("restic");
+    let staged = TestRepo::new(2);
+    crate::snapshots::stage(&staged);
+    let code = |t: &TestRepo, conditions: &str| {
+        let out = t
+            .locksmith()
+            .args(["locks", "--json", "--fail-on", conditions])
+            .output()
+            .unwrap();
+        let _: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("the usual output first: {e}: {}", text(&out)));
+        out.status.code().unwrap()
+    };
+    // Staged: an exclusive lock, a stale one restic removes, an unreadable file; nothing
+    // unsafe.
+    for c in ["exclusive", "stale", "restic-removes", "unreadable", "any"] {
+        assert_eq!(code(&staged, c), 3, "{c}");
+    }
+    assert_eq!(code(&staged, "unsafe"), 0);
+    assert_eq!(
+        code(&staged, "unsafe,exclusive"),
+        3,
+        "a list: any one holding"
+    );
+
+    let empty = TestRepo::new(2);
+    assert_eq!(
+        code(
+            &empty,
+            "any,unsafe,stale,restic-removes,unreadable,exclusive"
+        ),
+        0
+    );
+
+    // A live process that is not restic, on this host: restic's probe would SIGHUP it.
+    let unsafe_repo = TestRepo::new(2);
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    unsafe_repo.seal(
+        &lock_at(minutes_ago(0), &this_host(), bystander.id() as i64),
+        locksmith::seal::Encoding::Zstd,
+    );
+    assert_eq!(code(&unsafe_repo, "unsafe"), 3);
+    let _ = bystander.kill();
+
+    let bad = staged
+        .locksmith()
+        .args(["locks", "--fail-on", "sometimes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown condition: {}",
+        text(&bad)
+    );
+}
