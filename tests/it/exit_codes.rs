@@ -283,6 +283,7 @@ fn fail_on_each_condition() {
     );
     assert_eq!(code(&unsafe_repo, "unsafe"), 3);
     let _ = bystander.kill();
+    let _ = bystander.wait();
 
     let bad = staged
         .locksmith()
