@@ -185,8 +185,8 @@ fn transient_server_errors_are_retried() {
     crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
-    let proxy = FaultProxy::start(srv.port);
-    proxy.set(FAULT_500);
+    let proxy = TestServer::proxy(srv.port);
+    proxy.set_fault(Fault::Every3rd500);
     same_as_local(
         &t,
         &format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
@@ -200,8 +200,8 @@ fn a_server_that_goes_away_fails_clearly() {
     crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
-    let proxy = FaultProxy::start(srv.port);
-    proxy.set(FAULT_GONE);
+    let proxy = TestServer::proxy(srv.port);
+    proxy.set_fault(Fault::Gone);
     let start = Instant::now();
     let out = report_via(
         &t,
@@ -223,8 +223,8 @@ fn a_stalled_server_hits_the_time_limit() {
     crate::needs!("restic", "rclone");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
-    let proxy = FaultProxy::start(srv.port);
-    proxy.set(FAULT_STALL);
+    let proxy = TestServer::proxy(srv.port);
+    proxy.set_fault(Fault::Stall);
     let start = Instant::now();
     let mut c = t.locksmith();
     c.env(
@@ -387,8 +387,8 @@ fn progress_shows_on_a_terminal_only() {
     crate::needs!("restic", "rclone", "script");
     let t = busy_repo();
     let srv = RestServer::start(t.dir.path(), None, None);
-    let proxy = FaultProxy::start(srv.port);
-    proxy.set(FAULT_SLOW);
+    let proxy = TestServer::proxy(srv.port);
+    proxy.set_fault(Fault::Slow);
     let repo = format!("rest:http://127.0.0.1:{}/repo/", proxy.port);
     let cmd = format!(
         "{} locks --connections 2 >/dev/null",

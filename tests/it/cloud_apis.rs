@@ -23,10 +23,10 @@ fn authorized(allowed: Value) -> String {
     .to_string()
 }
 
-fn lookup(srv: &CannedServer, bucket: &str) -> Result<String, String> {
+fn lookup(srv: &TestServer, bucket: &str) -> Result<String, String> {
     rt().block_on(b2::bucket_id(
         &client(),
-        &srv.url(),
+        &srv.url(""),
         "key-id",
         &Secret::new("B2-Key-Secret"),
         bucket,
@@ -35,7 +35,7 @@ fn lookup(srv: &CannedServer, bucket: &str) -> Result<String, String> {
 
 #[test]
 fn b2_bucket_id_is_looked_up_by_name() {
-    let srv = CannedServer::start(vec![
+    let srv = TestServer::canned(vec![
         route(
             "GET",
             "/b2api/v2/b2_authorize_account",
@@ -65,7 +65,7 @@ fn b2_bucket_id_is_looked_up_by_name() {
 
 #[test]
 fn b2_key_restricted_to_the_bucket_needs_no_listing() {
-    let srv = CannedServer::start(vec![route(
+    let srv = TestServer::canned(vec![route(
         "GET",
         "/b2api/v2/b2_authorize_account",
         200,
@@ -78,7 +78,7 @@ fn b2_key_restricted_to_the_bucket_needs_no_listing() {
 
 #[test]
 fn b2_bad_key_is_a_clear_error_without_the_key() {
-    let srv = CannedServer::start(vec![route(
+    let srv = TestServer::canned(vec![route(
         "GET",
         "/b2api/v2/b2_authorize_account",
         401,
@@ -101,7 +101,7 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn swift_v1_auth_gives_storage_url_and_token() {
-    let srv = CannedServer::start(vec![route(
+    let srv = TestServer::canned(vec![route(
         "GET",
         "/auth/v1.0",
         200,
@@ -115,13 +115,13 @@ fn swift_v1_auth_gives_storage_url_and_token() {
         .block_on(swift::session(
             &client(),
             &env(&[
-                ("ST_AUTH", &format!("{}/auth/v1.0", srv.url())),
+                ("ST_AUTH", &format!("{}/auth/v1.0", srv.url(""))),
                 ("ST_USER", "test:tester"),
                 ("ST_KEY", "St-Key-Secret"),
             ]),
         ))
         .unwrap();
-    assert_eq!(s.storage_url, format!("{}/v1/AUTH_test", srv.url()));
+    assert_eq!(s.storage_url, format!("{}/v1/AUTH_test", srv.url("")));
     assert_eq!(s.token.expose(), "Tok-Swift-1");
     let r = &srv.taken()[0];
     assert_eq!(r.headers["x-auth-user"], "test:tester");
@@ -136,7 +136,7 @@ fn swift_keystone_v3_picks_the_regions_public_endpoint() {
             {"interface": "internal", "region": "RegionTwo", "url": "http://internal-two"},
             {"interface": "public", "region": "RegionOne", "url": "http://public-one"},
             {"interface": "public", "region": "RegionTwo", "url": "http://public-two"}]}]}});
-    let srv = CannedServer::start(vec![route(
+    let srv = TestServer::canned(vec![route(
         "POST",
         "/v3/auth/tokens",
         201,
@@ -147,7 +147,7 @@ fn swift_keystone_v3_picks_the_regions_public_endpoint() {
         .block_on(swift::session(
             &client(),
             &env(&[
-                ("OS_AUTH_URL", &format!("{}/v3", srv.url())),
+                ("OS_AUTH_URL", &format!("{}/v3", srv.url(""))),
                 ("OS_USERNAME", "backup"),
                 ("OS_PASSWORD", "Os-Pass-Secret"),
                 ("OS_PROJECT_NAME", "backups"),

@@ -372,8 +372,8 @@ fn trickling_server_is_bounded_by_the_deadline() {
         );
     }
     let srv = RestServer::start(t.dir.path(), None, None);
-    let proxy = FaultProxy::start(srv.port);
-    proxy.set(FAULT_TRICKLE);
+    let proxy = TestServer::proxy(srv.port);
+    proxy.set_fault(Fault::Trickle);
     let start = Instant::now();
     let out = t
         .locksmith()

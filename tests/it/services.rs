@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,18 +172,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-pub const ANSWER_OK: u8 = 0;
-pub const ANSWER_500: u8 = 1;
-pub const ANSWER_HANG: u8 = 2;
-
-/// An HTTP receiver: records each request, answers 200, 500, or never.
-pub struct HttpReceiver {
-    pub port: u16,
-    pub requests: Arc<Mutex<Vec<Request>>>,
-    pub mode: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-}
-
+/// One HTTP/1.1 request, read whole (headers, then `Content-Length` bytes of body).
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut r = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
@@ -214,77 +203,6 @@ fn read_request(stream: &mut TcpStream) -> Option<Request> {
         headers,
         body,
     })
-}
-
-impl HttpReceiver {
-    pub fn start() -> HttpReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let mode = Arc::new(AtomicU8::new(ANSWER_OK));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (reqs, m, s) = (requests.clone(), mode.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        let (reqs, m, s) = (reqs.clone(), m.clone(), s.clone());
-                        std::thread::spawn(move || {
-                            let Some(req) = read_request(&mut stream) else {
-                                return;
-                            };
-                            reqs.lock().unwrap().push(req);
-                            let answer = match m.load(Ordering::Relaxed) {
-                                ANSWER_500 => {
-                                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                                }
-                                ANSWER_HANG => {
-                                    let start = Instant::now();
-                                    while !s.load(Ordering::Relaxed)
-                                        && start.elapsed() < Duration::from_secs(60)
-                                    {
-                                        std::thread::sleep(Duration::from_millis(50));
-                                    }
-                                    return;
-                                }
-                                _ => {
-                                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                                }
-                            };
-                            let _ = stream.write_all(answer.as_bytes());
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        HttpReceiver {
-            port,
-            requests,
-            mode,
-            stop,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::Relaxed);
-    }
-
-    pub fn taken(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for HttpReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// `rclone serve restic` over a directory holding repositories.
@@ -326,115 +244,6 @@ impl RestServer {
     pub fn url(&self, userinfo: &str, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("rest:{scheme}://{userinfo}127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-pub const FAULT_NONE: u8 = 0;
-/// Every third request answers 500.
-pub const FAULT_500: u8 = 1;
-/// Connections are accepted and never answered.
-pub const FAULT_STALL: u8 = 2;
-/// Connections are closed at once, unanswered: the server went away.
-pub const FAULT_GONE: u8 = 3;
-/// Every request waits 100 ms before it is forwarded.
-pub const FAULT_SLOW: u8 = 4;
-/// Lock files are answered one byte a second; everything else as the server answers.
-pub const FAULT_TRICKLE: u8 = 5;
-
-/// A fault-injecting HTTP proxy in front of a real server: one request per connection.
-pub struct FaultProxy {
-    pub port: u16,
-    pub mode: Arc<AtomicU8>,
-    pub served: Arc<std::sync::atomic::AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-fn relay(mut client: TcpStream, upstream: u16, mode: u8, n: usize, stop: &AtomicBool) {
-    let Some(req) = read_request(&mut client) else {
-        return;
-    };
-    match mode {
-        FAULT_GONE => return,
-        FAULT_STALL => {
-            let start = Instant::now();
-            while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            return;
-        }
-        FAULT_SLOW => std::thread::sleep(Duration::from_millis(100)),
-        FAULT_500 if n.is_multiple_of(3) => {
-            let _ = client.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            return;
-        }
-        _ => {}
-    }
-    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-        return;
-    };
-    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
-    for (k, v) in &req.headers {
-        if k != "connection" {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("connection: close\r\n\r\n");
-    if up.write_all(head.as_bytes()).is_err() || up.write_all(&req.body).is_err() {
-        return;
-    }
-    let mut answer = Vec::new();
-    let _ = up.read_to_end(&mut answer);
-    let lock_file = req.path.contains("/locks/") && !req.path.ends_with('/');
-    if mode == FAULT_TRICKLE && lock_file {
-        for b in answer {
-            if stop.load(Ordering::Relaxed) || client.write_all(&[b]).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        return;
-    }
-    let _ = client.write_all(&answer);
-}
-
-impl FaultProxy {
-    pub fn start(upstream: u16) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mode = Arc::new(AtomicU8::new(FAULT_NONE));
-        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, s, st) = (mode.clone(), served.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        let n = s.fetch_add(1, Ordering::Relaxed) + 1;
-                        let (mode, st) = (m.load(Ordering::Relaxed), st.clone());
-                        std::thread::spawn(move || relay(c, upstream, mode, n, &st));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        FaultProxy {
-            port,
-            mode,
-            served,
-            stop,
-        }
-    }
-
-    pub fn set(&self, mode: u8) {
-        self.mode.store(mode, Ordering::Relaxed);
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -657,79 +466,6 @@ pub struct Route {
     pub body: String,
 }
 
-/// A server of the test's own that answers from recorded responses and records requests.
-/// `{SELF}` in a canned header or body stands for the server's own URL.
-pub struct CannedServer {
-    pub port: u16,
-    pub requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl CannedServer {
-    pub fn start(routes: Vec<Route>) -> CannedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (reqs, st, routes) = (requests.clone(), stop.clone(), Arc::new(routes));
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let Ok((mut c, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                c.set_nonblocking(false).unwrap();
-                let Some(req) = read_request(&mut c) else {
-                    continue;
-                };
-                let route = routes
-                    .iter()
-                    .find(|r| r.method == req.method && req.path.starts_with(r.path));
-                let me = format!("http://127.0.0.1:{port}");
-                let answer = match route {
-                    Some(r) => {
-                        let mut head = format!("HTTP/1.1 {} X\r\n", r.status);
-                        for (k, v) in &r.headers {
-                            head.push_str(&format!("{k}: {}\r\n", v.replace("{SELF}", &me)));
-                        }
-                        let body = r.body.replace("{SELF}", &me);
-                        format!(
-                            "{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
-                    None => {
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .into()
-                    }
-                };
-                reqs.lock().unwrap().push(req);
-                let _ = c.write_all(answer.as_bytes());
-            }
-        });
-        CannedServer {
-            port,
-            requests,
-            stop,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn taken(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for CannedServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 pub fn route(
     method: &'static str,
     path: &'static str,
@@ -746,5 +482,217 @@ pub fn route(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         body: body.to_string(),
+    }
+}
+
+/// What the test server does with each request (one per connection; every request is
+/// recorded first).
+#[derive(Clone)]
+pub enum Mode {
+    /// 200, empty body (a webhook receiver).
+    Ok,
+    /// 500 to every request.
+    Fail,
+    /// Never answers (until the test ends, or a minute).
+    Hang,
+    /// Recorded responses by method and path prefix, 404 otherwise; `{SELF}` in a header
+    /// or body stands for the server's own URL.
+    Canned(Arc<Vec<Route>>),
+    /// Forwards to a real server on `upstream`, with a fault.
+    Proxy { upstream: u16, fault: Fault },
+}
+
+/// A proxy's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Every third request answers 500.
+    Every3rd500,
+    /// Connections are accepted and never answered.
+    Stall,
+    /// Connections are closed at once, unanswered: the server went away.
+    Gone,
+    /// Every request waits 100 ms before it is forwarded.
+    Slow,
+    /// Lock files are answered one byte a second; everything else as the server answers.
+    Trickle,
+}
+
+/// The tests' one HTTP server: a webhook receiver, a canned API, or a fault-injecting
+/// proxy, by its mode, which a test may change while it runs.
+pub struct TestServer {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    pub served: Arc<std::sync::atomic::AtomicUsize>,
+    mode: Arc<Mutex<Mode>>,
+    stop: Arc<AtomicBool>,
+}
+
+const EMPTY_200: &str = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const EMPTY_500: &str =
+    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+fn wait_for_stop(stop: &AtomicBool) {
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn canned(routes: &[Route], req: &Request, me: &str) -> String {
+    match routes
+        .iter()
+        .find(|r| r.method == req.method && req.path.starts_with(r.path))
+    {
+        Some(r) => {
+            let mut head = format!("HTTP/1.1 {} X\r\n", r.status);
+            for (k, v) in &r.headers {
+                head.push_str(&format!("{k}: {}\r\n", v.replace("{SELF}", me)));
+            }
+            let body = r.body.replace("{SELF}", me);
+            format!(
+                "{head}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    }
+}
+
+/// Forwards one request to `upstream` and relays the answer, with `fault`.
+fn forward(
+    client: &mut TcpStream,
+    req: &Request,
+    upstream: u16,
+    fault: Fault,
+    n: usize,
+    stop: &AtomicBool,
+) {
+    match fault {
+        Fault::Gone => return,
+        Fault::Stall => return wait_for_stop(stop),
+        Fault::Slow => std::thread::sleep(Duration::from_millis(100)),
+        Fault::Every3rd500 if n.is_multiple_of(3) => {
+            let _ = client.write_all(EMPTY_500.as_bytes());
+            return;
+        }
+        _ => {}
+    }
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if k != "connection" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("connection: close\r\n\r\n");
+    if up.write_all(head.as_bytes()).is_err() || up.write_all(&req.body).is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    let lock_file = req.path.contains("/locks/") && !req.path.ends_with('/');
+    if fault == Fault::Trickle && lock_file {
+        for b in answer {
+            if stop.load(Ordering::Relaxed) || client.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        return;
+    }
+    let _ = client.write_all(&answer);
+}
+
+impl TestServer {
+    pub fn start(mode: Mode) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = TestServer {
+            port,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            served: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            mode: Arc::new(Mutex::new(mode)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (reqs, served, mode, stop) = (
+            server.requests.clone(),
+            server.served.clone(),
+            server.mode.clone(),
+            server.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                c.set_nonblocking(false).unwrap();
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                let mode = mode.lock().unwrap().clone();
+                let (reqs, stop) = (reqs.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let Some(req) = read_request(&mut c) else {
+                        return;
+                    };
+                    reqs.lock().unwrap().push(req.clone());
+                    let me = format!("http://127.0.0.1:{port}");
+                    match mode {
+                        Mode::Ok => drop(c.write_all(EMPTY_200.as_bytes())),
+                        Mode::Fail => drop(c.write_all(EMPTY_500.as_bytes())),
+                        Mode::Hang => wait_for_stop(&stop),
+                        Mode::Canned(routes) => {
+                            drop(c.write_all(canned(&routes, &req, &me).as_bytes()))
+                        }
+                        Mode::Proxy { upstream, fault } => {
+                            forward(&mut c, &req, upstream, fault, n, &stop)
+                        }
+                    }
+                });
+            }
+        });
+        server
+    }
+
+    /// A canned API.
+    pub fn canned(routes: Vec<Route>) -> TestServer {
+        TestServer::start(Mode::Canned(Arc::new(routes)))
+    }
+
+    /// A proxy in front of `upstream`, faultless until told otherwise.
+    pub fn proxy(upstream: u16) -> TestServer {
+        TestServer::start(Mode::Proxy {
+            upstream,
+            fault: Fault::None,
+        })
+    }
+
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// A proxy's new fault.
+    pub fn set_fault(&self, fault: Fault) {
+        let mut m = self.mode.lock().unwrap();
+        if let Mode::Proxy { upstream, .. } = *m {
+            *m = Mode::Proxy { upstream, fault };
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn taken(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -308,7 +308,7 @@ fn text_of(o: &Output) -> String {
 #[test]
 fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
     crate::needs!("restic");
-    let recv = HttpReceiver::start();
+    let recv = TestServer::start(Mode::Ok);
     let mut u = Unlock::new(2);
     u.set("WEBHOOK_URL", recv.url("/hooks/Secret-Path?token=Tok-991"));
     u.set("WEBHOOK_HEADER_AUTH", "Bearer Hook-Auth-7731");
@@ -337,7 +337,7 @@ fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
         );
     }
 
-    recv.set(ANSWER_500);
+    recv.set(Mode::Fail);
     assert_eq!(u.run_code(&["--dry-run"]), 0);
     assert!(
         u.run_log().contains("not delivered: answered 500"),
@@ -345,7 +345,7 @@ fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
         u.run_log()
     );
 
-    recv.set(ANSWER_HANG);
+    recv.set(Mode::Hang);
     u.set("WEBHOOK_TIMEOUT", "1");
     let start = Instant::now();
     assert_eq!(u.run_code(&["--dry-run"]), 0);
@@ -356,7 +356,7 @@ fn webhook_posts_the_summary_and_never_changes_the_exit_code() {
         u.run_log()
     );
 
-    recv.set(ANSWER_OK);
+    recv.set(Mode::Ok);
     u.set("WEBHOOK_TIMEOUT", "soon");
     u.set("WEBHOOK_ON_ERROR", "ON");
     let n = recv.taken().len();
@@ -814,7 +814,7 @@ fn remove_all_is_refused_while_a_holder_is_alive() {
 fn no_secret_reaches_any_output_or_artefact() {
     crate::needs!("restic", "python3:aiosmtpd");
     let sink = SmtpSink::start();
-    let recv = HttpReceiver::start();
+    let recv = TestServer::start(Mode::Ok);
     let mut u = Unlock::new(2);
     let metrics = u.t.dir.path().join("metrics");
     std::fs::create_dir(&metrics).unwrap();
