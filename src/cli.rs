@@ -43,8 +43,68 @@ fn after_help(note: &str, cmd: For) -> String {
 pub struct Cli {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Print the man page or a shell's completions, made from these very options, and exit.
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub generate: Option<Generate>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// The man page (roff), with the exit codes and the environment.
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+    CompletePowershell,
+}
+
+/// Writes what `kind` asks for, generated from the clap definition itself.
+pub fn generate(kind: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match kind {
+        Generate::Man => return man_page(cmd, out),
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+        Generate::CompletePowershell => Shell::PowerShell,
+    };
+    clap_complete::generate(shell, &mut cmd, "locksmith", out);
+    Ok(())
+}
+
+/// clap_mangen's page, then the exit codes of each command and the environment.
+fn man_page(cmd: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let env: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let var = a.get_env()?.to_string_lossy().into_owned();
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            Some(format!(".TP\n\\fB{var}\\fR\n{help}\n"))
+        })
+        .collect();
+    clap_mangen::Man::new(cmd).render(out)?;
+    let table = |c: For| {
+        help_table(c)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (code, what) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+                format!(".TP\n\\fB{code}\\fR\n{}\n", what.trim().replace('-', "\\-"))
+            })
+            .collect::<String>()
+    };
+    write!(
+        out,
+        ".SH \"EXIT STATUS\"\n.SS locks\n{}.SS unlock\n{}.SH ENVIRONMENT\n{}.TP\n\\fBRESTIC_PASSWORD\\fR\nThe repository password, as restic takes it.\n.TP\n\\fBRESTIC_CACERT\\fR\nExtra CA certificates (PEM files, comma\\-separated) for every backend.\n.PP\nunlock reads the audit contract's variables too: see \\fBlocksmith unlock \\-\\-help\\fR.\n",
+        table(For::Locks),
+        table(For::Unlock),
+        env.concat()
+    )
 }
 
 #[derive(Debug, Subcommand)]

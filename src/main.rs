@@ -17,9 +17,23 @@ fn main() {
         locksmith::unlock::run(&cli.args.to_options(&cli.repo))
     } else {
         let cli = cli::Cli::parse();
-        match &cli.command {
-            cli::Command::Unlock(args) => locksmith::unlock::run(&args.to_options(&cli.repo)),
-            cli::Command::Locks(args) => match locks(&cli.repo, args) {
+        match (&cli.generate, &cli.command) {
+            (Some(kind), _) => match cli::generate(*kind, &mut std::io::stdout().lock()) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("locksmith: --generate: {e}");
+                    Exit::Other
+                }
+            },
+            (None, None) => {
+                use clap::CommandFactory;
+                eprint!("{}", cli::Cli::command().render_help());
+                Exit::Config
+            }
+            (None, Some(cli::Command::Unlock(args))) => {
+                locksmith::unlock::run(&args.to_options(&cli.repo))
+            }
+            (None, Some(cli::Command::Locks(args))) => match locks(&cli.repo, args) {
                 Ok(exit) => exit,
                 Err(e) => {
                     // Errors quote servers and repositories: nothing they hold may act on a

@@ -1,6 +1,6 @@
 //! Each documented exit code, with one clear sentence on stderr and no secret anywhere.
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use crate::common::*;
 
@@ -296,4 +296,74 @@ fn fail_on_each_condition() {
         "an unknown condition: {}",
         text(&bad)
     );
+}
+
+/// `--generate`: the man page and each shell's completions, made from the clap definition,
+/// each loaded by its own program.
+#[test]
+fn generated_man_page_and_completions_load() {
+    crate::needs!("bash", "zsh", "fish", "man");
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |kind: &str| {
+        let out = locksmith_cmd().args(["--generate", kind]).output().unwrap();
+        assert!(out.status.success(), "{kind}: {}", text(&out));
+        assert!(
+            out.stdout.len() > 1000,
+            "{kind}: {} bytes",
+            out.stdout.len()
+        );
+        let path = dir.path().join(kind);
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    };
+    let sh = |program: &str, script: String| {
+        let out = Command::new(program)
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{program}: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = generate("complete-bash");
+    assert!(
+        sh(
+            "bash",
+            format!("source {}; complete -p locksmith", bash.display())
+        )
+        .contains("_locksmith")
+    );
+    let zsh = generate("complete-zsh");
+    let got = sh(
+        "zsh",
+        format!(
+            "autoload -U compinit; compinit -u; source {}; print ${{_comps[locksmith]}}",
+            zsh.display()
+        ),
+    );
+    assert!(got.contains("_locksmith"), "{got}");
+    let fish = generate("complete-fish");
+    let got = sh(
+        "fish",
+        format!("source {}; complete -C 'locksmith --gen'", fish.display()),
+    );
+    assert!(got.contains("--generate"), "{got}");
+    assert!(generate("complete-powershell").exists());
+    let man = generate("man");
+    let page = Command::new("man")
+        .arg("-l")
+        .arg(&man)
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    for words in [
+        "EXIT STATUS",
+        "12",
+        "wrong password",
+        "ENVIRONMENT",
+        "RESTIC_REPOSITORY",
+        "LOCKSMITH_DEADLINE",
+    ] {
+        assert!(page.contains(words), "man page lacks {words:?}:\n{page}");
+    }
 }
