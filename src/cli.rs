@@ -43,11 +43,32 @@ fn after_help(note: &str, cmd: For) -> String {
 pub struct Cli {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// When to colour the table: `auto` on a terminal unless NO_COLOR is set
+    /// (CLICOLOR_FORCE forces it).
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
     /// Print the man page or a shell's completions, made from these very options, and exit.
     #[arg(long, value_name = "KIND", value_enum)]
     pub generate: Option<Generate>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    pub fn choice(self) -> anstream::ColorChoice {
+        match self {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        }
+    }
 }
 
 /// What `--generate` prints.

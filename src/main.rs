@@ -33,7 +33,7 @@ fn main() {
             (None, Some(cli::Command::Unlock(args))) => {
                 locksmith::unlock::run(&args.to_options(&cli.repo))
             }
-            (None, Some(cli::Command::Locks(args))) => match locks(&cli.repo, args) {
+            (None, Some(cli::Command::Locks(args))) => match locks(&cli.repo, args, cli.color) {
                 Ok(exit) => exit,
                 Err(e) => {
                     // Errors quote servers and repositories: nothing they hold may act on a
@@ -50,7 +50,11 @@ fn main() {
     std::process::exit(exit.code());
 }
 
-fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<Exit, locksmith::error::Error> {
+fn locks(
+    repo: &cli::RepoArgs,
+    args: &cli::LocksArgs,
+    color: cli::ColorWhen,
+) -> Result<Exit, locksmith::error::Error> {
     let cfg = repo.to_options_asking().resolve()?;
     for k in cfg.ignored_options() {
         eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
@@ -61,7 +65,8 @@ fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs) -> Result<Exit, locksmith:
     if args.json {
         let _ = report.write_json(std::io::stdout().lock());
     } else {
-        let _ = report.write_table(std::io::stdout().lock());
+        let out = anstream::AutoStream::new(std::io::stdout().lock(), color.choice());
+        let _ = report.write_table(out);
     }
     if let Some(why) = report.incomplete.clone() {
         return Err(locksmith::error::Error::Incomplete {

@@ -1,5 +1,6 @@
 //! What `locksmith locks` shows: one judged inventory, as a table or as one JSON document.
 
+use anstyle::Style;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -70,6 +71,27 @@ pub enum Condition {
     /// Any lock at all, readable or not.
     Any,
 }
+
+/// The colours of the table, whole rows at a time (so column widths stay those of the
+/// text): unsafe red, stale or removable yellow, a live holder green. The caller's stream
+/// (`anstream`) drops them when colour is off; the unlock log never has them.
+fn row_style(v: &Verdict) -> Style {
+    use anstyle::AnsiColor;
+    if v.unsafe_ {
+        Style::new().fg_color(Some(AnsiColor::Red.into())).bold()
+    } else if v.stale || v.restic_unlock_removes {
+        Style::new().fg_color(Some(AnsiColor::Yellow.into()))
+    } else if v.holder == Holder::Alive {
+        Style::new().fg_color(Some(AnsiColor::Green.into()))
+    } else {
+        Style::new()
+    }
+}
+
+const UNSAFE: Style = Style::new()
+    .fg_color(Some(anstyle::Color::Ansi(anstyle::AnsiColor::Red)))
+    .bold();
+const DIM: Style = Style::new().dimmed();
 
 impl Report {
     /// Whether `c` holds.
@@ -154,10 +176,11 @@ impl Report {
 
     /// The operator's view: a header with the counts, one row per lock, then what could
     /// not be read and what was set aside.
+    /// The table as plain text (no colour).
     pub fn to_table(&self) -> String {
-        let mut out = Vec::new();
+        let mut out = anstream::StripStream::new(Vec::new());
         self.write_table(&mut out).expect("writing to memory");
-        String::from_utf8(out).expect("the table is UTF-8")
+        String::from_utf8(out.into_inner()).expect("the table is UTF-8")
     }
 
     /// The table, streamed: rows are formatted as they are written (twice: once for the
@@ -196,15 +219,20 @@ impl Report {
         }
         let mut warnings = self.locks.iter().filter(|l| l.verdict.unsafe_).peekable();
         if warnings.peek().is_some() {
-            writeln!(w, "\nunsafe to unlock with restic:")?;
+            writeln!(w, "\n{UNSAFE}unsafe to unlock with restic:{UNSAFE:#}")?;
             for l in warnings {
-                writeln!(w, "  {}  {}", short(&l.id), p(&l.verdict.reason))?;
+                writeln!(
+                    w,
+                    "  {}  {UNSAFE}{}{UNSAFE:#}",
+                    short(&l.id),
+                    p(&l.verdict.reason)
+                )?;
             }
         }
         if !self.unreadable.is_empty() {
             writeln!(w, "\nunreadable — {}:", crate::locks::UNREADABLE_EFFECT)?;
             for u in &self.unreadable {
-                writeln!(w, "  {}  {}", p(short(&u.id)), p(&u.error))?;
+                writeln!(w, "{DIM}  {}  {}{DIM:#}", p(short(&u.id)), p(&u.error))?;
             }
         }
         if !self.ignored.is_empty() {
@@ -268,19 +296,20 @@ impl Report {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let mut line = |row: &[String]| -> std::io::Result<()> {
+        let mut line = |row: &[String], style: Style| -> std::io::Result<()> {
+            write!(w, "{style}")?;
             for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
                 if i + 1 == row.len() {
-                    writeln!(w, "{cell}")?;
+                    write!(w, "{cell}")?;
                 } else {
                     write!(w, "{cell}{}", " ".repeat(width - cell.chars().count() + 2))?;
                 }
             }
-            Ok(())
+            writeln!(w, "{style:#}")
         };
-        line(&HEADER.map(String::from))?;
+        line(&HEADER.map(String::from), Style::new().bold())?;
         for l in &self.locks {
-            line(&cells(l))?;
+            line(&cells(l), row_style(&l.verdict))?;
         }
         Ok(())
     }

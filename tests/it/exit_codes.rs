@@ -367,3 +367,53 @@ fn generated_man_page_and_completions_load() {
         assert!(page.contains(words), "man page lacks {words:?}:\n{page}");
     }
 }
+
+/// Colour as ripgrep and fd do it: on a terminal unless NO_COLOR; never through a pipe
+/// unless asked (`--color always`, CLICOLOR_FORCE); `--color never` wins everywhere.
+#[test]
+fn colour_on_a_terminal_only() {
+    crate::needs!("restic", "script");
+    let t = TestRepo::new(2);
+    t.seal(
+        &lock_at(minutes_ago(50), "db-2", 77),
+        locksmith::seal::Encoding::Zstd,
+    );
+    let bin = env!("CARGO_BIN_EXE_locksmith");
+    let on_tty = |args: &str, env: &[(&str, &str)]| {
+        let like = t.locksmith();
+        let mut c = on_terminal(&format!("{bin} locks {args}"), &like);
+        c.env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .envs(env.iter().copied());
+        let out = c.stdin(std::process::Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let piped = |args: &[&str], env: &[(&str, &str)]| {
+        let out = t
+            .locksmith()
+            .arg("locks")
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    const ESC: char = '\u{1b}';
+    let coloured = on_tty("", &[]);
+    assert!(
+        coloured.contains("\u{1b}[33m"),
+        "the stale row in yellow: {coloured:?}"
+    );
+    assert!(!on_tty("", &[("NO_COLOR", "1")]).contains(ESC), "NO_COLOR");
+    assert!(!on_tty("--color never", &[]).contains(ESC));
+    assert!(!piped(&[], &[]).contains(ESC), "a pipe");
+    assert!(piped(&["--color", "always"], &[]).contains(ESC));
+    assert!(piped(&[], &[("CLICOLOR_FORCE", "1")]).contains(ESC));
+    assert!(
+        !piped(&["--json", "--color", "always"], &[]).contains(ESC),
+        "JSON never"
+    );
+}
