@@ -28,9 +28,22 @@ MAILX_ON_ERROR, SMTP_HOST, SMTP_PORT, SMTP_TLS, SMTP_USER, SMTP_PASSWORD,
 SMTP_FROM (else MSMTP_CONFIG, default /etc/msmtprc), WEBHOOK_URL,
 WEBHOOK_HEADER_AUTH, WEBHOOK_TIMEOUT, WEBHOOK_ON_ERROR.";
 
-/// `--help`'s closing text: the notes, then the exit codes generated from the one type.
-fn after_help(note: &str, cmd: For) -> String {
-    format!("{note}\n\n{}", help_table(cmd))
+const LOCKS_EXAMPLES: &str = "\
+Examples:
+  locksmith -r /srv/restic-repo -p /etc/restic/pw locks
+  RESTIC_REPOSITORY=s3:https://s3.example.com/backups locksmith locks --json
+  locksmith -r rest:https://backup-host:8000/repo/ locks --fail-on unsafe,unreadable";
+
+const UNLOCK_EXAMPLES: &str = "\
+Examples:
+  unlock --dry-run                      # who holds what, and what restic unlock would do
+  unlock                                # refused if a live holder would lose its lock
+  locksmith unlock --remove-all --log-dir /tmp/unlock-logs";
+
+/// `--help`'s closing text: the notes, examples, then the exit codes generated from the
+/// one type.
+fn after_help(note: &str, examples: &str, cmd: For) -> String {
+    format!("{note}\n\n{examples}\n\n{}", help_table(cmd))
 }
 
 #[derive(Debug, Parser)]
@@ -38,7 +51,7 @@ fn after_help(note: &str, cmd: For) -> String {
     name = "locksmith",
     version,
     about = "Reads a restic repository's locks and tells which are stale, who holds them and whether removing them is safe.",
-    after_help = after_help(PASSWORD_NOTE, For::Locks)
+    after_help = after_help(PASSWORD_NOTE, LOCKS_EXAMPLES, For::Locks)
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -131,10 +144,10 @@ fn man_page(cmd: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List and classify every lock (read-only; takes no lock).
-    #[command(after_help = after_help(PASSWORD_NOTE, For::Locks))]
+    #[command(after_help = after_help(PASSWORD_NOTE, LOCKS_EXAMPLES, For::Locks))]
     Locks(LocksArgs),
     /// The audited unlock: inspect, refuse what is unsafe, run `restic unlock`, log.
-    #[command(after_help = after_help(UNLOCK_NOTE, For::Unlock))]
+    #[command(after_help = after_help(UNLOCK_NOTE, UNLOCK_EXAMPLES, For::Unlock))]
     Unlock(UnlockArgs),
 }
 
@@ -144,7 +157,7 @@ pub enum Command {
     name = "unlock",
     version,
     about = "The audited restic unlock: inspect the locks, refuse what is unsafe, run `restic unlock`, leave the audit trail.",
-    after_help = after_help(UNLOCK_NOTE, For::Unlock)
+    after_help = after_help(UNLOCK_NOTE, UNLOCK_EXAMPLES, For::Unlock)
 )]
 pub struct UnlockCli {
     #[command(flatten)]

@@ -196,6 +196,15 @@ fn help_documents_the_exit_codes() {
             !s.contains("=]"),
             "no stray '=' after an unset variable: {s}"
         );
+        let examples = s.split("Examples:").nth(1).unwrap_or_default();
+        let program = match cmd {
+            For::Locks => "locksmith ",
+            For::Unlock => "unlock ",
+        };
+        assert!(
+            examples.matches(program).count() >= 2,
+            "{args:?}: two or three real examples: {s}"
+        );
     }
 }
 
