@@ -296,6 +296,13 @@ impl Sorter {
         }
     }
 
+    /// The repository opened (or did not): decode what is held, from now on as it comes.
+    fn opened<E>(&mut self, r: Result<Repository, E>) -> Result<Repository, CollectError<E>> {
+        let repo = r.map_err(CollectError::Open)?;
+        self.key_known(&repo);
+        Ok(repo)
+    }
+
     fn key_known(&mut self, repo: &Repository) {
         let mut d = LockDecoder::new(&repo.master, repo.version);
         for (id, bytes) in std::mem::take(&mut self.held) {
@@ -373,20 +380,12 @@ pub async fn collect<E>(
     loop {
         if repo.is_none() && sorter.held_bytes > HELD_BYTES {
             tokio::select! {
-                r = &mut open => {
-                    let r = r.map_err(CollectError::Open)?;
-                    sorter.key_known(&r);
-                    repo = Some(r);
-                }
+                r = &mut open => repo = Some(sorter.opened(r)?),
                 _ = &mut passed => { timed_out = true; break; }
             }
         }
         tokio::select! {
-            r = &mut open, if repo.is_none() => {
-                let r = r.map_err(CollectError::Open)?;
-                sorter.key_known(&r);
-                repo = Some(r);
-            }
+            r = &mut open, if repo.is_none() => repo = Some(sorter.opened(r)?),
             item = reads.next() => match item {
                 Some((id, got)) => {
                     outstanding.remove(&key(&id));
@@ -401,11 +400,7 @@ pub async fn collect<E>(
     let repo = match repo {
         Some(r) => r,
         None => tokio::select! {
-            r = &mut open => {
-                let r = r.map_err(CollectError::Open)?;
-                sorter.key_known(&r);
-                r
-            }
+            r = &mut open => sorter.opened(r)?,
             _ = &mut passed => return Err(CollectError::Deadline("opening the repository")),
         },
     };
