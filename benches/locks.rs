@@ -50,5 +50,68 @@ fn kdf(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, per_lock, kdf);
+/// `serve`'s refresh of a repository whose 1,000 locks have all been read before: one
+/// listing of `locks/`, no reads, every lock judged again (PID probes included).
+fn unchanged_refresh(c: &mut Criterion) {
+    use locksmith::config::RawRepoOptions;
+    use locksmith::secret::Secret;
+    use locksmith::watch::Watch;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    copy_dir(&root.join("repo-v2"), &repo);
+    let read = |f: &str| {
+        std::fs::read_to_string(root.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let options = RawRepoOptions {
+        repo: Some(repo.to_str().unwrap().into()),
+        password: Some(Secret::new(read("password.txt"))),
+        key_hint: Some(read("repo-v2.lowkey")),
+        ..Default::default()
+    };
+    let rt = locksmith::runtime();
+    let opened = rt
+        .block_on(locksmith::open(&options.resolve().unwrap()))
+        .unwrap();
+    std::fs::remove_dir_all(repo.join("locks")).unwrap();
+    std::fs::create_dir_all(repo.join("locks")).unwrap();
+    let mut lock = sample_lock();
+    lock.time = chrono::Utc::now().into();
+    for pid in 0..1000 {
+        lock.pid = 100_000 + pid;
+        let (id, bytes) = opened.seal_lock(&lock, locksmith::seal::Encoding::Zstd);
+        std::fs::write(repo.join("locks").join(id), bytes).unwrap();
+    }
+    let host = locksmith::process::ThisHost::new();
+    let mut watch = Watch::new(options);
+    let first = rt.block_on(watch.refresh(&host)).unwrap();
+    assert_eq!(first.counts.total, 1000);
+    let read_before = watch.costs.lock_files_read;
+    c.bench_function("serve refresh, 1000 unchanged locks", |b| {
+        b.iter(|| rt.block_on(watch.refresh(&host)).unwrap())
+    });
+    assert_eq!(
+        watch.costs.lock_files_read, read_before,
+        "nothing read again"
+    );
+    assert_eq!(watch.costs.key_derivations, 1);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+criterion_group!(benches, per_lock, kdf, unchanged_refresh);
 criterion_main!(benches);

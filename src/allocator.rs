@@ -32,14 +32,21 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-pub fn release_large_blocks() {
+///
+/// mimalloc keeps freed segments per thread: the lanes were freed on rayon's threads, so
+/// each of them collects its own. With `wait` (no other derivation under way) this returns
+/// once they all have, so a derivation that follows (`serve` opening the next repository)
+/// starts from an empty cache instead of adding its lanes to the old ones; without it,
+/// each thread collects once it has finished what it runs.
+pub fn release_large_blocks(wait: bool) {
     // SAFETY: takes no pointers; safe to call from any thread at any time.
     let collect = || unsafe { libmimalloc_sys::mi_collect(true) };
     collect();
-    // mimalloc keeps freed segments per thread: the lanes were freed on rayon's threads,
-    // so each of them collects its own, as soon as it has finished what it runs (another
-    // key's derivation may still be under way; nobody waits for it).
-    rayon::spawn_broadcast(move |_| collect());
+    if wait && rayon::current_thread_index().is_none() {
+        rayon::broadcast(move |_| collect());
+    } else {
+        rayon::spawn_broadcast(move |_| collect());
+    }
 }
 
 fn is_large(size: usize) -> bool {

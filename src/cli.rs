@@ -32,7 +32,21 @@ const LOCKS_EXAMPLES: &str = "\
 Examples:
   locksmith -r /srv/restic-repo -p /etc/restic/pw locks
   RESTIC_REPOSITORY=s3:https://s3.example.com/backups locksmith locks --json
-  locksmith -r rest:https://backup-host:8000/repo/ locks --fail-on unsafe,unreadable";
+  locksmith -r rest:https://backup-host:8000/repo/ locks --fail-on unsafe,unreadable
+  locksmith locks --config /etc/locksmith/locksmith.toml --textfile /var/lib/node_exporter/restic_locks.prom";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  locksmith -r /srv/restic-repo -p /etc/restic/pw serve          # http://127.0.0.1:9856/
+  locksmith serve --config /etc/locksmith/locksmith.toml --listen 0.0.0.0:9856
+  kill -HUP $(pidof locksmith)                                   # re-read the --config file";
+
+const SERVE_NOTE: &str = "\
+Each repository is refreshed in the background every interval (give or take a tenth):
+the key is derived once and kept, and only lock files not seen before are read. The
+endpoints answer from the last state at once: /metrics (Prometheus), /locks (JSON),
+/ (a status page) and /healthz. SIGHUP re-reads the --config file; SIGTERM and SIGINT
+stop the server.";
 
 const UNLOCK_EXAMPLES: &str = "\
 Examples:
@@ -149,6 +163,27 @@ pub enum Command {
     /// The audited unlock: inspect, refuse what is unsafe, run `restic unlock`, log.
     #[command(after_help = after_help(UNLOCK_NOTE, UNLOCK_EXAMPLES, For::Unlock))]
     Unlock(UnlockArgs),
+    /// Watch one repository or a fleet: Prometheus metrics, JSON and a status page.
+    #[command(after_help = format!("{SERVE_NOTE}\n\n{SERVE_EXAMPLES}"))]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; beyond loopback only when you say so.
+    #[arg(long, value_name = "ADDR", env = "LOCKSMITH_LISTEN", default_value = locksmith::serve::DEFAULT_LISTEN, hide_env_values = true)]
+    pub listen: std::net::SocketAddr,
+    /// Seconds between two refreshes of a repository (a fleet file's own `interval` wins).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// A fleet file (TOML, `[[repository]]` tables) instead of the repository options.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LOCKSMITH_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
 }
 
 /// The same binary started as `unlock` (the image's /bin/unlock).
@@ -225,6 +260,18 @@ pub struct LocksArgs {
     /// Exit 3 (after the usual output) when one of these holds, for cron and scripts.
     #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_enum)]
     pub fail_on: Vec<FailOn>,
+    /// Report every repository of a fleet file (as `serve --config` takes it) at once.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LOCKSMITH_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Also write serve's /metrics for this run to PATH, atomically (node_exporter's
+    /// textfile collector).
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
 }
 
 /// `--fail-on`'s conditions, as the command line spells them.
@@ -338,15 +385,20 @@ impl RepoArgs {
             connections: self.connections.map(usize::from),
             timeout: self.timeout.map(std::time::Duration::from_secs),
             deadline: self.deadline.map(std::time::Duration::from_secs),
-            env: std::env::vars()
-                .filter(|(k, _)| {
-                    locksmith::config::BACKEND_ENV_PREFIXES
-                        .iter()
-                        .any(|p| k.starts_with(p))
-                })
-                .collect(),
+            env: backend_env(),
         }
     }
+}
+
+/// The process's backend variables (`RESTIC_*`, `AWS_*` …), captured once.
+pub fn backend_env() -> std::collections::BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            locksmith::config::BACKEND_ENV_PREFIXES
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .collect()
 }
 
 fn ask_password() -> Option<String> {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exit;
+pub mod fleet;
 pub mod location;
 pub mod locks;
 pub mod printable;
@@ -18,8 +19,10 @@ pub mod report;
 pub mod restic;
 pub mod seal;
 pub mod secret;
+pub mod serve;
 pub mod unlock;
 pub mod verdict;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -67,7 +70,10 @@ pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
     })
 }
 
-async fn open_with(cfg: &RepoConfig, backend: Arc<dyn Backend>) -> Result<Repository, Error> {
+pub(crate) async fn open_with(
+    cfg: &RepoConfig,
+    backend: Arc<dyn Backend>,
+) -> Result<Repository, Error> {
     Repository::open(backend, &cfg.password, cfg.key_hint.as_deref())
         .await
         .map_err(|err| Error::Open {
@@ -87,10 +93,23 @@ pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
 /// files are fetched and decoded while the key is being derived, all within the run's
 /// deadline.
 pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
+    inspect_showing(cfg, host, true).await
+}
+
+/// As [`inspect`]; `show_progress` off where several run at once (`locks --config`).
+pub async fn inspect_showing(
+    cfg: &RepoConfig,
+    host: &dyn HostView,
+    show_progress: bool,
+) -> Result<Report, Error> {
     let deadline = tokio::time::Instant::now() + cfg.net.deadline;
     let backend = backend_for(cfg).await?;
     let progress = progress::Progress::new();
-    let indicator = tokio::spawn(progress::show(progress.clone()));
+    let indicator = tokio::spawn(if show_progress {
+        futures::future::Either::Left(progress::show(progress.clone()))
+    } else {
+        futures::future::Either::Right(std::future::ready(()))
+    });
     let collected = locks::collect(
         backend.as_ref(),
         cfg.net.connections,
@@ -121,4 +140,16 @@ pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Er
         Utc::now(),
         host,
     ))
+}
+
+/// Each member of a fleet inspected at once (keys derived concurrently), in fleet order.
+pub async fn inspect_fleet(
+    members: &[fleet::Member],
+    host: &dyn HostView,
+) -> Vec<Result<Report, Error>> {
+    futures::future::join_all(members.iter().map(|m| async move {
+        let cfg = m.options.resolve()?;
+        inspect_showing(&cfg, host, false).await
+    }))
+    .await
 }

@@ -119,6 +119,17 @@ pub struct Inventory {
     pub incomplete: Option<String>,
 }
 
+impl Inventory {
+    /// The order every report shows: locks oldest first, the rest by name.
+    pub fn sort(&mut self) {
+        self.locks
+            .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
+        self.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
+        self.ignored.sort_by(|a, b| a.name.cmp(&b.name));
+        self.vanished.sort();
+    }
+}
+
 fn problem(kind: Problem, error: impl Into<String>) -> (Problem, String) {
     (kind, error.into())
 }
@@ -223,7 +234,7 @@ pub enum CollectError<E> {
 }
 
 /// An entry sorted by what its listing says, before anything is read.
-fn classify(e: crate::backend::Entry, inv: &mut Inventory) -> Option<String> {
+pub(crate) fn classify(e: crate::backend::Entry, inv: &mut Inventory) -> Option<String> {
     let reason = if !e.is_file {
         Some(IgnoreReason::NotAFile)
     } else if !crate::restic::is_id(&e.name) {
@@ -418,11 +429,7 @@ pub async fn collect<E>(
         }
     }
     let mut inv = sorter.inv;
-    inv.locks
-        .sort_by(|a, b| a.lock.time.cmp(&b.lock.time).then(a.id.cmp(&b.id)));
-    inv.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
-    inv.ignored.sort_by(|a, b| a.name.cmp(&b.name));
-    inv.vanished.sort();
+    inv.sort();
     Ok((repo, inv))
 }
 

@@ -173,6 +173,17 @@ async fn try_keys(
         return None;
     }
     let cores = rayon::current_num_threads().max(1);
+    // Across repositories opened at once (`serve`, `locks --config`), at most `cores`
+    // lanes are in flight: rayon's waiting threads would otherwise steal other keys'
+    // lanes and hold several 128·r·N-byte buffers each, with no gain in speed.
+    static LANES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let lanes = LANES.get_or_init(|| tokio::sync::Semaphore::new(cores));
+    let want = files
+        .iter()
+        .map(|(_, kf)| (kf.p as usize).clamp(1, cores))
+        .max()
+        .unwrap_or(1);
+    let _permit = lanes.acquire_many(want as u32).await;
     let (found, errors) = tokio::task::spawn_blocking(move || {
         let (tx, rx) = mpsc::channel();
         let mut queue = files.into_iter();
@@ -201,7 +212,10 @@ async fn try_keys(
             in_flight -= 1;
             busy -= lanes;
             match got {
-                Ok(Some(found)) => return (Some(found), errors),
+                Ok(Some(found)) => {
+                    crate::release_large_blocks(in_flight == 0);
+                    return (Some(found), errors);
+                }
                 Ok(None) => {}
                 Err(why) => errors.push(why),
             }
@@ -209,7 +223,9 @@ async fn try_keys(
     })
     .await
     .unwrap_or((None, Vec::new()));
-    crate::release_large_blocks();
+    if found.is_none() {
+        crate::release_large_blocks(true);
+    }
     skipped.extend(errors);
     found
 }

@@ -77,14 +77,83 @@ pub enum Condition {
 /// (`anstream`) drops them when colour is off; the unlock log never has them.
 fn row_style(v: &Verdict) -> Style {
     use anstyle::AnsiColor;
-    if v.unsafe_ {
-        Style::new().fg_color(Some(AnsiColor::Red.into())).bold()
-    } else if v.stale || v.restic_unlock_removes {
-        Style::new().fg_color(Some(AnsiColor::Yellow.into()))
-    } else if v.holder == Holder::Alive {
-        Style::new().fg_color(Some(AnsiColor::Green.into()))
-    } else {
-        Style::new()
+    match Tone::of(v) {
+        Tone::Unsafe => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        Tone::Removable => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        Tone::Alive => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Tone::Plain => Style::new(),
+    }
+}
+
+/// How a lock row reads at a glance, in the table's colours and the status page's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Unsafe,
+    Removable,
+    Alive,
+    Plain,
+}
+
+impl Tone {
+    pub fn of(v: &Verdict) -> Tone {
+        if v.unsafe_ {
+            Tone::Unsafe
+        } else if v.stale || v.restic_unlock_removes {
+            Tone::Removable
+        } else if v.holder == Holder::Alive {
+            Tone::Alive
+        } else {
+            Tone::Plain
+        }
+    }
+}
+
+/// The lock table's columns.
+pub const TABLE_HEADER: [&str; 8] = [
+    "ID",
+    "TYPE",
+    "HELD BY",
+    "PID",
+    "AGE",
+    "HOLDER",
+    "STALE",
+    "RESTIC UNLOCK",
+];
+
+impl JudgedLock {
+    /// The lock's row in the table (and on the status page), control characters escaped.
+    pub fn table_cells(&self) -> [String; 8] {
+        let v = &self.verdict;
+        let age = if v.clock_skew {
+            format!("{} (future)", human_age(v.age_seconds))
+        } else {
+            human_age(v.age_seconds)
+        };
+        let holder = match v.holder {
+            Holder::Unknown if v.abandoned => "unknown (abandoned?)",
+            h => h.as_str(),
+        };
+        let restic = match (v.restic_unlock_removes, v.unsafe_) {
+            (true, true) => "removes  UNSAFE",
+            (false, true) => "keeps, SIGHUPs a stranger  UNSAFE",
+            (true, false) => "removes",
+            (false, false) => "keeps",
+        };
+        [
+            short(&self.id).to_string(),
+            if self.exclusive {
+                "exclusive"
+            } else {
+                "shared"
+            }
+            .to_string(),
+            format!("{}@{} ({})", p(&self.username), p(&self.hostname), self.uid),
+            self.pid.to_string(),
+            age,
+            holder.to_string(),
+            if v.stale { "yes" } else { "no" }.to_string(),
+            restic.to_string(),
+        ]
     }
 }
 
@@ -252,45 +321,8 @@ impl Report {
     }
 
     fn write_lock_rows(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        const HEADER: [&str; 8] = [
-            "ID",
-            "TYPE",
-            "HELD BY",
-            "PID",
-            "AGE",
-            "HOLDER",
-            "STALE",
-            "RESTIC UNLOCK",
-        ];
-        let cells = |l: &JudgedLock| -> [String; 8] {
-            let v = &l.verdict;
-            let age = if v.clock_skew {
-                format!("{} (future)", human_age(v.age_seconds))
-            } else {
-                human_age(v.age_seconds)
-            };
-            let holder = match v.holder {
-                Holder::Unknown if v.abandoned => "unknown (abandoned?)",
-                h => h.as_str(),
-            };
-            let restic = match (v.restic_unlock_removes, v.unsafe_) {
-                (true, true) => "removes  UNSAFE",
-                (false, true) => "keeps, SIGHUPs a stranger  UNSAFE",
-                (true, false) => "removes",
-                (false, false) => "keeps",
-            };
-            [
-                short(&l.id).to_string(),
-                if l.exclusive { "exclusive" } else { "shared" }.to_string(),
-                format!("{}@{} ({})", p(&l.username), p(&l.hostname), l.uid),
-                l.pid.to_string(),
-                age,
-                holder.to_string(),
-                if v.stale { "yes" } else { "no" }.to_string(),
-                restic.to_string(),
-            ]
-        };
-        let mut widths = HEADER.map(|h| h.chars().count());
+        let cells = JudgedLock::table_cells;
+        let mut widths = TABLE_HEADER.map(|h| h.chars().count());
         for l in &self.locks {
             for (w, cell) in widths.iter_mut().zip(cells(l)) {
                 *w = (*w).max(cell.chars().count());
@@ -307,7 +339,7 @@ impl Report {
             }
             writeln!(w, "{style:#}")
         };
-        line(&HEADER.map(String::from), Style::new().bold())?;
+        line(&TABLE_HEADER.map(String::from), Style::new().bold())?;
         for l in &self.locks {
             line(&cells(l), row_style(&l.verdict))?;
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// What a client is built with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClientSpec {
     /// Limit of one whole request; `None` where another layer (OpenDAL's) sets it.
     pub timeout: Option<Duration>,
@@ -32,7 +32,28 @@ pub fn load_cacerts(paths: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, Stri
     Ok(out)
 }
 
+/// A client for `spec`, shared by every caller with the same spec and the same CA files'
+/// content: each client loads the system's trust store (about a megabyte), and `serve`
+/// with a hundred repositories on one server needs one connection pool, not a hundred.
 pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
+    type Cache = std::collections::HashMap<(ClientSpec, Vec<Vec<u8>>), reqwest::Client>;
+    static CLIENTS: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
+    let pems = spec
+        .cacerts
+        .iter()
+        .map(|p| std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = (spec.clone(), pems);
+    let mut cache = CLIENTS.lock().expect("not poisoned");
+    if let Some(c) = cache.get_or_insert_default().get(&key) {
+        return Ok(c.clone());
+    }
+    let made = build(spec)?;
+    cache.get_or_insert_default().insert(key, made.clone());
+    Ok(made)
+}
+
+fn build(spec: &ClientSpec) -> Result<reqwest::Client, String> {
     crate::install_tls_provider();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("locksmith/", env!("CARGO_PKG_VERSION")))

@@ -38,6 +38,17 @@ pub struct Key {
     pub mac_r: [u8; 16],
 }
 
+/// Keys are wiped when dropped: `serve` keeps them for the process's life, and a key
+/// replaced after a password change should not linger in freed memory.
+impl Drop for Key {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.encrypt.zeroize();
+        self.mac_k.zeroize();
+        self.mac_r.zeroize();
+    }
+}
+
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Key(…)")

@@ -130,7 +130,7 @@ pub fn on_terminal(cmd: &str, like: &Command) -> Command {
     c
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -336,6 +336,21 @@ impl TestRepo {
         let out = self.restic().args(args).output().unwrap();
         assert!(out.status.success(), "restic {args:?}: {}", text(&out));
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A restic command that holds its lock while its stdin stays open.
+    pub fn hold(&self, args: &[&str]) -> std::process::Child {
+        let before = self.lock_names().len();
+        let child = self
+            .restic()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        self.wait_for_locks(before);
+        child
     }
 
     /// Waits until `locks/` has more than `before` entries.

@@ -1,27 +1,12 @@
 //! Locks held by running restic processes.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use locksmith::seal::Encoding;
 use serde_json::Value;
 
 use crate::common::*;
-
-/// A restic command that holds its lock while its stdin stays open.
-fn hold(t: &TestRepo, args: &[&str]) -> Child {
-    let before = t.lock_names().len();
-    let child = t
-        .restic()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    t.wait_for_locks(before);
-    child
-}
 
 fn only_lock_of_pid(report: &Value, pid: u32) -> Value {
     let found: Vec<Value> = by_id(report)
@@ -42,7 +27,7 @@ fn live_backup_is_alive_then_gone_and_restic_unlock_agrees() {
 
 fn live_backup_is_alive_then_gone_and_restic_unlock_agrees_with(r: &Restic) {
     let t = TestRepo::new(2).with(r);
-    let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
+    let mut backup = t.hold(&["backup", "--stdin", "--stdin-filename", "f"]);
     let pid = backup.id();
     t.seal(&lock_at(minutes_ago(3), "otherhost", 77), Encoding::Zstd);
     t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
@@ -82,7 +67,7 @@ fn live_exclusive_lock_is_alive() {
 
 fn live_exclusive_lock_is_alive_with(r: &Restic) {
     let t = TestRepo::new(1).with(r);
-    let mut passwd = hold(&t, &["key", "passwd"]);
+    let mut passwd = t.hold(&["key", "passwd"]);
     let report = t.locks_json();
     let l = only_lock_of_pid(&report, passwd.id());
     assert_eq!(l["exclusive"], true);
@@ -184,7 +169,7 @@ fn root_held_lock_seen_by_unprivileged_user_is_unsafe() {
 
 fn root_held_lock_with(r: &Restic, uid: u32, gid: u32) {
     let t = TestRepo::new(2).with(r);
-    let mut backup = hold(&t, &["backup", "--stdin", "--stdin-filename", "f"]);
+    let mut backup = t.hold(&["backup", "--stdin", "--stdin-filename", "f"]);
     Command::new("chmod")
         .args(["-R", "a+rwX"])
         .arg(t.dir.path())

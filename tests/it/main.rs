@@ -12,6 +12,7 @@ mod hostile;
 mod live;
 mod password;
 mod sealed;
+mod serve;
 mod snapshots;
 mod unlock;
 mod unreadable;

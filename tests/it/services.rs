@@ -39,7 +39,7 @@ fn launch(what: &str, port: u16, cmd: &mut Command) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(st) = child.try_wait().unwrap() {

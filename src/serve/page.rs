@@ -1,0 +1,171 @@
+//! `/`: the status page. One self-contained document (no scripts, no external assets) that
+//! reloads itself, for a person reading it at a glance: failures first in plain words,
+//! then each repository's locks as in the table, in the table's colours.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use html_escape::encode_text as t;
+
+use crate::report::{TABLE_HEADER, Tone};
+use crate::serve::Status;
+
+const STYLE: &str =
+    "body{font:15px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
+h1{font-size:1.3em;margin:0 0 .3em}h2{font-size:1.1em;margin:0}
+section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em 1em;margin:1em 0}
+section.failing{border-color:#c00}
+.meta{color:#666;font-size:.9em}
+.error{color:#fff;background:#c00;padding:.4em .6em;border-radius:4px;margin:.5em 0}
+.ok{color:#060}.warn{color:#a60}.bad{color:#c00;font-weight:bold}
+table{border-collapse:collapse;margin-top:.5em;font:13px ui-monospace,monospace}
+th,td{text-align:left;padding:.2em .8em .2em 0;white-space:nowrap;vertical-align:top}
+td:last-child{white-space:normal;min-width:24em}
+tr.unsafe td{color:#c00;font-weight:bold}tr.removable td{color:#a60}tr.alive td{color:#060}
+.unreadable{color:#777}";
+
+/// Seconds since `then`, in the table's words.
+fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    crate::verdict::human_age(now.signed_duration_since(then).num_seconds().max(0))
+}
+
+fn tone_class(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Unsafe => "unsafe",
+        Tone::Removable => "removable",
+        Tone::Alive => "alive",
+        Tone::Plain => "",
+    }
+}
+
+/// The whole page, reloading every `reload` seconds.
+pub fn render(statuses: &[Status], now: DateTime<Utc>, reload: u64) -> String {
+    let mut o = String::new();
+    let failing = statuses.iter().filter(|s| s.error.is_some()).count();
+    let unsafe_ = statuses
+        .iter()
+        .filter_map(|s| s.report.as_ref())
+        .map(|r| r.counts.unsafe_)
+        .sum::<usize>();
+    let stale = statuses
+        .iter()
+        .filter_map(|s| s.report.as_ref())
+        .map(|r| r.counts.stale + r.counts.unreadable)
+        .sum::<usize>();
+    let _ = write!(
+        o,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{reload}\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>locksmith: {}</title><style>{STYLE}</style></head><body>",
+        if failing + unsafe_ + stale == 0 {
+            "all clear".to_string()
+        } else {
+            format!("{failing} failing, {unsafe_} unsafe, {stale} stale or unreadable")
+        }
+    );
+    let _ = write!(
+        o,
+        "<h1>restic locks</h1><p class=\"meta\" id=\"summary\">{} repositor{} · \
+         <span class=\"{}\">{failing} failing</span> · \
+         <span class=\"{}\">{unsafe_} unsafe</span> · \
+         <span class=\"{}\">{stale} stale or unreadable</span> · page of {} UTC</p>",
+        statuses.len(),
+        if statuses.len() == 1 { "y" } else { "ies" },
+        if failing > 0 { "bad" } else { "ok" },
+        if unsafe_ > 0 { "bad" } else { "ok" },
+        if stale > 0 { "warn" } else { "ok" },
+        now.format("%Y-%m-%d %H:%M:%S")
+    );
+    // Failing repositories first: they are what the reader came for.
+    let mut order: Vec<&Status> = statuses.iter().collect();
+    order.sort_by_key(|s| s.error.is_none());
+    for s in order {
+        section(&mut o, s, now);
+    }
+    o.push_str("</body></html>\n");
+    o
+}
+
+fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
+    let _ = write!(
+        o,
+        "<section class=\"{}\" data-repository=\"{}\"><h2>{}</h2><div class=\"meta\">{}",
+        if s.error.is_some() { "failing" } else { "" },
+        html_escape::encode_double_quoted_attribute(&s.name),
+        t(&s.name),
+        t(s.location.as_deref().unwrap_or("")),
+    );
+    match s.refreshed_at {
+        Some(at) => {
+            let _ = write!(o, " · read {} ago", ago(at, now));
+        }
+        None => o.push_str(" · not read yet"),
+    }
+    o.push_str("</div>");
+    if let Some(e) = &s.error {
+        let _ = write!(
+            o,
+            "<div class=\"error\">Cannot refresh: {}{}</div>",
+            t(e),
+            if s.report.is_some() {
+                " — showing the last good reading below."
+            } else {
+                ""
+            }
+        );
+    }
+    let Some(r) = &s.report else {
+        o.push_str("</section>");
+        return;
+    };
+    let c = &r.counts;
+    if c.total == 0 {
+        o.push_str("<p class=\"ok\">No locks.</p>");
+    } else {
+        let _ = write!(
+            o,
+            "<p>{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock, \
+             <span class=\"{}\">{} unsafe</span></p><table><tr>",
+            c.total,
+            if c.total == 1 { "" } else { "s" },
+            c.exclusive,
+            c.non_exclusive,
+            c.stale,
+            c.restic_unlock_removes,
+            if c.unsafe_ > 0 { "bad" } else { "ok" },
+            c.unsafe_
+        );
+        for h in TABLE_HEADER {
+            let _ = write!(o, "<th>{h}</th>");
+        }
+        o.push_str("<th>WHY</th></tr>");
+        for l in &r.locks {
+            let _ = write!(o, "<tr class=\"{}\">", tone_class(Tone::of(&l.verdict)));
+            for cell in l.table_cells() {
+                let _ = write!(o, "<td>{}</td>", t(&cell));
+            }
+            let _ = write!(o, "<td>{}</td></tr>", t(&l.verdict.reason));
+        }
+        o.push_str("</table>");
+    }
+    if !r.unreadable.is_empty() {
+        let _ = write!(
+            o,
+            "<p class=\"bad\">{} unreadable lock file{}: {}</p><ul class=\"unreadable\">",
+            r.unreadable.len(),
+            if r.unreadable.len() == 1 { "" } else { "s" },
+            t(crate::locks::UNREADABLE_EFFECT)
+        );
+        for u in &r.unreadable {
+            let _ = write!(
+                o,
+                "<li>{} — {}</li>",
+                t(crate::restic::short_id(&u.id)),
+                t(&u.error)
+            );
+        }
+        o.push_str("</ul>");
+    }
+    o.push_str("</section>");
+}

@@ -1,0 +1,221 @@
+//! One repository watched over time: the key derived once and kept, each lock file read
+//! once. Lock files are content-addressed (the name is the SHA-256 of the content), so an
+//! entry already read under the same name and size cannot have changed; a refresh with
+//! nothing new costs one listing of `locks/`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendError, Dir};
+use crate::config::{RawRepoOptions, RepoConfig};
+use crate::error::Error;
+use crate::locks::{
+    IgnoreReason, Ignored, Inventory, LOCK_FILE_CAP, LockDecoder, LockEntry, Problem, Unreadable,
+};
+use crate::process::HostView;
+use crate::repo::Repository;
+use crate::report::Report;
+use crate::restic::lock::Lock;
+
+/// What one lock file decoded to; fixed by its content, so kept for as long as it is listed.
+type Decoded = Result<Lock, (Problem, String)>;
+
+/// What a watch has cost so far (counters for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Costs {
+    /// Times the key was derived from the password (scrypt).
+    pub key_derivations: u64,
+    /// Lock files read from the backend.
+    pub lock_files_read: u64,
+}
+
+/// The state kept between refreshes of one repository.
+pub struct Watch {
+    options: RawRepoOptions,
+    cfg: Option<RepoConfig>,
+    backend: Option<Arc<dyn Backend>>,
+    repo: Option<Repository>,
+    seen: HashMap<String, (Option<u64>, Decoded)>,
+    pub costs: Costs,
+}
+
+impl Watch {
+    pub fn new(options: RawRepoOptions) -> Watch {
+        Watch {
+            options,
+            cfg: None,
+            backend: None,
+            repo: None,
+            seen: HashMap::new(),
+            costs: Costs::default(),
+        }
+    }
+
+    /// The repository's location as it may be shown, once resolved.
+    pub fn masked(&self) -> Option<String> {
+        self.cfg.as_ref().map(|c| c.masked.to_string())
+    }
+
+    /// The time limit of one refresh.
+    pub fn deadline(&self) -> std::time::Duration {
+        self.options
+            .deadline
+            .or(self.cfg.as_ref().map(|c| c.net.deadline))
+            .unwrap_or(crate::config::NetOptions::default().deadline)
+    }
+
+    /// Reads what changed in `locks/` and judges every lock from `host`, now. On failure the
+    /// kept state stays as it was (a half-done refresh still keeps what it decoded).
+    pub async fn refresh(&mut self, host: &(dyn HostView + Sync)) -> Result<Report, Error> {
+        // The key is derived again only when the repository no longer opens with it (a
+        // repository initialised anew at the same place): a second pass after dropping it.
+        for _ in 0..2 {
+            if let Some(report) = self.pass(host).await? {
+                return Ok(report);
+            }
+        }
+        Err(Error::Backend {
+            repo: self.cfg.as_ref().expect("resolved").masked.clone(),
+            why: "lock files do not open with a freshly derived key".into(),
+        })
+    }
+
+    async fn pass(&mut self, host: &(dyn HostView + Sync)) -> Result<Option<Report>, Error> {
+        if self.repo.is_none() {
+            // Resolved anew while there is no key: a fixed password file is picked up.
+            self.cfg = Some(self.options.resolve()?);
+        }
+        let cfg = self.cfg.clone().expect("resolved");
+        let backend = match &self.backend {
+            Some(b) => b.clone(),
+            None => {
+                let b = crate::backend_for(&cfg).await?;
+                self.backend = Some(b.clone());
+                b
+            }
+        };
+        if self.repo.is_none() {
+            self.costs.key_derivations += 1;
+            self.repo = Some(crate::open_with(&cfg, backend.clone()).await?);
+            self.seen.clear();
+        }
+        let repo = self.repo.clone().expect("opened");
+        let listed = backend.list(Dir::Locks).await.map_err(|e| Error::Listing {
+            repo: cfg.masked.clone(),
+            why: cfg.redactor.scrub(&e.to_string()),
+        })?;
+        let mut inv = Inventory::default();
+        let mut wanted = Vec::new();
+        let mut listed_now = HashMap::new();
+        for e in listed {
+            let size = e.size;
+            if let Some(name) = crate::locks::classify(e, &mut inv) {
+                listed_now.insert(name.clone(), size);
+                match self.seen.get(&name) {
+                    Some((s, _)) if *s == size => {}
+                    _ => wanted.push(name),
+                }
+            }
+        }
+        self.seen.retain(|name, _| listed_now.contains_key(name));
+        let mut fresh_mac_failure = false;
+        let mut decoder = LockDecoder::new(&repo.master, repo.version);
+        self.costs.lock_files_read += wanted.len() as u64;
+        let mut reads = backend.read_stream(
+            Dir::Locks,
+            wanted,
+            LOCK_FILE_CAP + 1,
+            cfg.net.connections,
+            Default::default(),
+        );
+        while let Some((name, got)) = reads.next().await {
+            match got {
+                Ok(bytes) if bytes.is_empty() => inv.ignored.push(Ignored {
+                    name,
+                    reason: IgnoreReason::Empty,
+                }),
+                Ok(bytes) => {
+                    let decoded = decoder.decode(&name, &bytes);
+                    fresh_mac_failure |= matches!(&decoded, Err((Problem::MacMismatch, _)));
+                    let size = listed_now.get(&name).copied().flatten();
+                    self.seen.insert(name, (size, decoded));
+                }
+                Err(BackendError::NotFound) => inv.vanished.push(name),
+                Err(BackendError::NotAFile) => inv.ignored.push(Ignored {
+                    name,
+                    reason: IgnoreReason::NotAFile,
+                }),
+                // Not kept: the next refresh reads it again.
+                Err(BackendError::Failed(why)) => inv.unreadable.push(Unreadable {
+                    id: name,
+                    kind: Problem::ReadFailed,
+                    error: cfg.redactor.scrub(&why),
+                }),
+            }
+        }
+        drop(reads);
+        if fresh_mac_failure && !self.key_still_opens(&repo, backend.as_ref()).await {
+            self.repo = None;
+            self.seen.clear();
+            return Ok(None);
+        }
+        for (name, (_, decoded)) in &self.seen {
+            match decoded {
+                Ok(lock) => inv.locks.push(LockEntry {
+                    id: name.clone(),
+                    lock: lock.clone(),
+                }),
+                Err((kind, error)) => inv.unreadable.push(Unreadable {
+                    id: name.clone(),
+                    kind: kind.clone(),
+                    error: error.clone(),
+                }),
+            }
+        }
+        inv.sort();
+        Ok(Some(Report::new(
+            cfg.masked.as_str(),
+            &repo.id,
+            repo.version,
+            inv,
+            Utc::now(),
+            host,
+        )))
+    }
+
+    /// A lock file that fails its MAC is either damaged or sealed under another key: the
+    /// repository's `config` tells which.
+    async fn key_still_opens(&self, repo: &Repository, backend: &dyn Backend) -> bool {
+        match backend.read_config().await {
+            Ok(bytes) => crate::restic::config::decode(&repo.master, &bytes)
+                .is_ok_and(|(id, _)| id == repo.id),
+            // Unreachable now: keep the key, the next refresh will tell.
+            Err(_) => true,
+        }
+    }
+}
+
+/// One refresh of `watch`, bounded by its deadline.
+pub async fn refresh_within(
+    watch: &mut Watch,
+    host: &(dyn HostView + Sync),
+) -> Result<Report, Error> {
+    let limit = watch.deadline();
+    let started = Instant::now();
+    match tokio::time::timeout_at(started + limit, watch.refresh(host)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Deadline {
+            repo: watch
+                .cfg
+                .as_ref()
+                .map(|c| c.masked.clone())
+                .unwrap_or_else(|| crate::location::Masked::new("")),
+            what: "refreshing",
+            limit,
+        }),
+    }
+}

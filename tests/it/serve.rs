@@ -1,0 +1,735 @@
+//! `locksmith serve` and `locks --config`/`--textfile`: real repositories on disk and behind
+//! `rclone serve restic`, real restic adding and removing locks, promtool, chromium.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use locksmith::seal::Encoding;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::services::{Fault, RestServer, TestServer, free_port, wait_for_port};
+
+/// A running `locksmith serve`, stopped by PID (SIGTERM, then SIGKILL) when dropped.
+struct Serve {
+    port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let port = free_port();
+        let mut cmd = locksmith_cmd();
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        wait_for_port(port, &mut child, "locksmith serve");
+        Serve {
+            port,
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn with_config(config: &Path) -> Serve {
+        Serve::start(&["--config", config.to_str().unwrap()], &[])
+    }
+
+    /// GET `path`: the status, the body and how long the answer took.
+    fn get(&self, path: &str) -> (u16, String, Duration) {
+        locksmith::install_tls_provider();
+        let started = Instant::now();
+        let r = reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        (status, body, started.elapsed())
+    }
+
+    fn metrics(&self) -> Metrics {
+        let (status, body, took) = self.get("/metrics");
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "/metrics took {took:?}");
+        Metrics(body)
+    }
+
+    fn locks(&self) -> Value {
+        serde_json::from_str(&self.get("/locks").1).unwrap()
+    }
+
+    fn repository(&self, name: &str) -> Value {
+        let doc = self.locks();
+        doc["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {doc:#}"))
+            .clone()
+    }
+
+    /// Waits (up to `secs`) until `ok` holds of `/locks`.
+    fn wait_for(&self, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let doc = self.locks();
+            if ok(&doc) {
+                return doc;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "{what} within {secs} s: {doc:#}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every repository has a reading, or an error for those in `failing`.
+    fn wait_settled(&self, failing: &[&str]) -> Value {
+        self.wait_for(60, "every repository settled", |doc| {
+            doc["repositories"].as_array().unwrap().iter().all(|r| {
+                if failing.contains(&r["name"].as_str().unwrap()) {
+                    !r["error"].is_null()
+                } else {
+                    !r["refreshed_at"].is_null() && r["error"].is_null()
+                }
+            })
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) on our own child's PID.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// SIGTERM, and how long the process took to exit, and with what.
+    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+        self.signal(libc::SIGTERM);
+        let started = Instant::now();
+        let mut child = self.child.take().unwrap();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return (st, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("serve did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A Prometheus exposition, read by series.
+struct Metrics(String);
+
+impl Metrics {
+    /// The value of `name` for `repository`, where the other labels contain `extra`.
+    fn value(&self, name: &str, repository: &str, extra: &str) -> Option<f64> {
+        let head = format!("{name}{{repository=\"{repository}\"");
+        self.0
+            .lines()
+            .find(|l| l.starts_with(&head) && l.contains(extra))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    }
+
+    fn get(&self, name: &str, repository: &str) -> f64 {
+        self.value(name, repository, "")
+            .unwrap_or_else(|| panic!("no {name} for {repository} in\n{}", self.0))
+    }
+
+    /// The `id` labels of the per-lock series of `repository`.
+    fn lock_ids(&self, repository: &str) -> Vec<String> {
+        let head = format!("locksmith_lock_age_seconds{{repository=\"{repository}\",id=\"");
+        let mut ids: Vec<String> = self
+            .0
+            .lines()
+            .filter_map(|l| l.strip_prefix(&head))
+            .map(|rest| rest[..64].to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// One `[[repository]]` table.
+struct Member<'a> {
+    name: &'a str,
+    repository: String,
+    password_file: PathBuf,
+    extra: &'a str,
+}
+
+fn write_fleet(path: &Path, interval: u64, members: &[Member]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    writeln!(f, "interval = {interval}").unwrap();
+    for m in members {
+        writeln!(
+            f,
+            "\n[[repository]]\nname = {:?}\nrepository = {:?}\npassword_file = {:?}\n{}",
+            m.name, m.repository, m.password_file, m.extra
+        )
+        .unwrap();
+    }
+}
+
+fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{password}\n")).unwrap();
+    p
+}
+
+fn local(t: &TestRepo, name: &'static str, pw: &Path) -> Member<'static> {
+    Member {
+        name,
+        repository: t.path.to_str().unwrap().to_string(),
+        password_file: pw.to_path_buf(),
+        extra: "",
+    }
+}
+
+fn ids(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn promtool_check_metrics(text: &str) {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}\n{text}",
+        crate::common::text(&out)
+    );
+}
+
+/// Every reading `serve` gives of a repository equals `locks --json`'s; a refresh with
+/// nothing new reads nothing and derives no key; a lock real restic adds appears and goes.
+#[test]
+fn serve_matches_locks_json_and_reads_each_lock_file_once() {
+    crate::needs!("restic", "rclone", "promtool");
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    t.seal(&lock_at(minutes_ago(2), "otherhost", 79), Encoding::Zstd);
+    t.write_lock_file(
+        &"ab".repeat(32),
+        b"not a lock file at all, but 64 hex named",
+    );
+    let remote = TestRepo::new(1);
+    remote.seal(&lock_at(minutes_ago(40), "elsewhere", 5), Encoding::Json);
+    let rest = RestServer::start(remote.dir.path(), None, None);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(
+        &fleet,
+        1,
+        &[
+            local(&t, "disk", &pw),
+            Member {
+                name: "rest",
+                repository: rest.url("", "repo/"),
+                password_file: pw.clone(),
+                extra: "",
+            },
+        ],
+    );
+    let serve = Serve::with_config(&fleet);
+    let doc = serve.wait_settled(&[]);
+
+    // The same verdicts as the one-shot command.
+    let disk = serve.repository("disk");
+    let one_shot = t.locks_json();
+    assert_eq!(disk["counts"], one_shot["counts"], "{doc:#}");
+    assert_eq!(ids(&disk), ids(&one_shot));
+    let rest_shot: Value = {
+        let out = locksmith_cmd()
+            .args(["-r", &rest.url("", "repo/"), "locks", "--json"])
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(serve.repository("rest")["counts"], rest_shot["counts"]);
+
+    // The metrics say the same, and promtool accepts them.
+    let m = serve.metrics();
+    promtool_check_metrics(&m.0);
+    for (name, report) in [("disk", &one_shot), ("rest", &rest_shot)] {
+        let c = &report["counts"];
+        assert_eq!(
+            m.get("restic_locks_total", name),
+            c["total"].as_f64().unwrap()
+        );
+        assert_eq!(
+            m.get("restic_stale_locks_total", name),
+            c["restic_unlock_removes"].as_f64().unwrap()
+        );
+        assert_eq!(
+            m.get("locksmith_locks_unreadable", name),
+            c["unreadable"].as_f64().unwrap()
+        );
+        assert_eq!(
+            m.get("locksmith_locks_stale", name),
+            c["stale"].as_f64().unwrap()
+        );
+        assert_eq!(m.lock_ids(name), ids(report));
+        assert_eq!(m.get("locksmith_refresh_success", name), 1.0);
+        assert_eq!(m.get("locksmith_key_derivations_total", name), 1.0);
+    }
+    assert_eq!(m.get("locksmith_lock_files_read_total", "disk"), 3.0);
+    assert_eq!(m.get("locksmith_lock_files_read_total", "rest"), 1.0);
+    assert!(m.get("locksmith_oldest_lock_age_seconds", "disk") >= 50.0 * 60.0 - 5.0);
+
+    // Refreshes with nothing new: no key derived, nothing read.
+    let first = m.get("locksmith_refresh_timestamp_seconds", "disk");
+    let started = Instant::now();
+    while serve
+        .metrics()
+        .get("locksmith_refresh_timestamp_seconds", "disk")
+        < first + 2.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_key_derivations_total", "disk"), 1.0);
+    assert_eq!(m.get("locksmith_lock_files_read_total", "disk"), 3.0);
+    assert_eq!(m.get("locksmith_lock_files_read_total", "rest"), 1.0);
+
+    // A lock taken by real restic appears (one more read), and goes when restic ends.
+    let mut backup = t.hold(&["backup", "--stdin", "--stdin-filename", "f"]);
+    let pid = backup.id();
+    backup.stdin.as_mut().unwrap().write_all(b"data").unwrap();
+    serve.wait_for(20, "restic's lock appears", |_| {
+        let d = serve.repository("disk");
+        d["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["pid"] == pid && l["holder"] == "alive")
+    });
+    assert_eq!(
+        serve
+            .metrics()
+            .get("locksmith_lock_files_read_total", "disk"),
+        4.0
+    );
+    drop(backup.stdin.take());
+    let out = backup.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serve.wait_for(20, "restic's lock goes", |_| {
+        let d = serve.repository("disk");
+        !d["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["pid"] == pid)
+    });
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_key_derivations_total", "disk"), 1.0);
+    assert_eq!(m.get("restic_locks_total", "disk"), 2.0);
+}
+
+/// A wrong password, a server that stops and a server that never answers each stay with
+/// their repository: the others keep refreshing, `/metrics` answers at once, the last
+/// good reading stays, and no secret shows anywhere.
+#[test]
+fn serve_failures_stay_local_and_leak_nothing() {
+    crate::needs!("rclone");
+    let good = TestRepo::new(2);
+    good.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    let remote = TestRepo::new(2);
+    remote.seal(&lock_at(minutes_ago(40), "elsewhere", 5), Encoding::Zstd);
+    let url_pw = "Url-Pw-9f8e7d";
+    let rest = RestServer::start(remote.dir.path(), Some(("u", url_pw)), None);
+    let stops = TestServer::proxy(rest.port);
+    let stalls = TestServer::proxy(rest.port);
+    stalls.set_fault(Fault::Stall);
+    let dir = good.dir.path();
+    let pw = password_file(dir, "pw", PASSWORD);
+    let wrong_pw = "Wrong-Pw-1a2b3c";
+    let wrong = password_file(dir, "wrong", wrong_pw);
+    let aws_secret = "Aws-Secret-77aa";
+    let through = |s: &TestServer| format!("rest:http://u:{url_pw}@127.0.0.1:{}/repo/", s.port);
+    let fleet = dir.join("fleet.toml");
+    write_fleet(
+        &fleet,
+        1,
+        &[
+            local(&good, "good", &pw),
+            local(&good, "wrong-password", &wrong),
+            Member {
+                name: "stops",
+                repository: through(&stops),
+                password_file: pw.clone(),
+                extra: "",
+            },
+            Member {
+                name: "stalls",
+                repository: through(&stalls),
+                password_file: pw.clone(),
+                extra: "timeout = 1\n",
+            },
+            Member {
+                name: "with-env",
+                repository: good.path.to_str().unwrap().into(),
+                password_file: pw.clone(),
+                extra: &format!("env = {{ AWS_SECRET_ACCESS_KEY = {aws_secret:?} }}\n"),
+            },
+        ],
+    );
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&["wrong-password", "stalls"]);
+    assert!(
+        serve.repository("wrong-password")["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong password"),
+    );
+
+    // The server behind "stops" goes away: its last reading stays, with the failure.
+    stops.set_fault(Fault::Gone);
+    serve.wait_for(30, "stops fails", |_| {
+        !serve.repository("stops")["error"].is_null()
+    });
+    let stopped = serve.repository("stops");
+    assert_eq!(stopped["counts"]["total"], 1, "{stopped:#}");
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_refresh_success", "stops"), 0.0);
+    assert_eq!(m.get("restic_locks_total", "stops"), 1.0);
+    assert_eq!(m.get("locksmith_refresh_success", "stalls"), 0.0);
+    assert_eq!(m.get("locksmith_refresh_success", "wrong-password"), 0.0);
+    assert!(
+        m.value("restic_locks_total", "wrong-password", "")
+            .is_none()
+    );
+
+    // The good repository kept refreshing throughout, and scrapes stay quick.
+    let before = m.get("locksmith_refresh_timestamp_seconds", "good");
+    let started = Instant::now();
+    loop {
+        let m = serve.metrics();
+        if m.get("locksmith_refresh_timestamp_seconds", "good") >= before + 2.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    for path in ["/metrics", "/locks", "/", "/healthz"] {
+        let (status, body, took) = serve.get(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+        for secret in [PASSWORD, wrong_pw, url_pw, aws_secret] {
+            assert!(!body.contains(secret), "{path} shows a secret:\n{body}");
+        }
+    }
+    let log = serve.log();
+    for secret in [PASSWORD, wrong_pw, url_pw, aws_secret] {
+        assert!(!log.contains(secret), "the log shows a secret:\n{log}");
+    }
+    assert!(log.contains("stops: refresh failed"), "{log}");
+}
+
+/// SIGHUP re-reads the file: unchanged repositories keep their key and readings, new ones
+/// start, a bad file is refused and the old one kept; SIGTERM ends it within a second.
+#[test]
+fn serve_reloads_on_sighup_and_stops_on_sigterm() {
+    let a = TestRepo::new(2);
+    a.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    let b = TestRepo::new(1);
+    let dir = a.dir.path();
+    let pw = password_file(dir, "pw", PASSWORD);
+    let fleet = dir.join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&a, "a", &pw)]);
+    let mut serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+
+    write_fleet(&fleet, 1, &[local(&a, "a", &pw), local(&b, "b", &pw)]);
+    serve.signal(libc::SIGHUP);
+    serve.wait_for(20, "b appears", |doc| {
+        doc["repositories"].as_array().unwrap().len() == 2
+    });
+    serve.wait_settled(&[]);
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_key_derivations_total", "a"), 1.0);
+    assert_eq!(m.get("locksmith_lock_files_read_total", "a"), 1.0);
+    assert_eq!(m.get("locksmith_key_derivations_total", "b"), 1.0);
+
+    std::fs::write(&fleet, "[[repository]]\nname = \"a\"\nbogus = 1\n").unwrap();
+    serve.signal(libc::SIGHUP);
+    let started = Instant::now();
+    while !serve.log().contains("reload failed") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(serve.log().contains("fleet.toml:3"), "{}", serve.log());
+    assert_eq!(serve.locks()["repositories"].as_array().unwrap().len(), 2);
+
+    let (status, took) = serve.stop();
+    assert!(status.success(), "{status:?}\n{}", serve.log());
+    assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+}
+
+/// A fleet file with a mistake is a configuration error naming file and line, before
+/// anything listens; so is a `locks --config` run.
+#[test]
+fn bad_fleet_file_is_exit_2_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(
+        &fleet,
+        "interval = 5\n[[repository]]\nname = \"x\"\nrepository = \"/r\"\n",
+    )
+    .unwrap();
+    let port = free_port();
+    for args in [
+        vec!["serve", "--listen", &format!("127.0.0.1:{port}")],
+        vec!["locks"],
+    ] {
+        let out = run_within(locksmith_cmd().args(&args).arg("--config").arg(&fleet), 30);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("fleet.toml:2"), "{err}");
+        assert!(err.contains("password_file or password_command"), "{err}");
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// `locks --config`: every repository at once, one JSON document, the worst exit code;
+/// `--textfile` writes serve's metrics for the run.
+#[test]
+fn locks_config_reports_a_fleet_and_writes_a_textfile() {
+    crate::needs!("promtool");
+    let a = TestRepo::new(2);
+    a.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    let b = TestRepo::new(1);
+    let dir = a.dir.path();
+    let pw = password_file(dir, "pw", PASSWORD);
+    let wrong = password_file(dir, "wrong", "not-it");
+    let fleet = dir.join("fleet.toml");
+    write_fleet(&fleet, 60, &[local(&a, "a", &pw), local(&b, "b", &pw)]);
+    let prom = dir.join("out").join("restic_locks.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let run = |extra: &[&str]| {
+        run_within(
+            locksmith_cmd()
+                .args(["locks", "--config"])
+                .arg(&fleet)
+                .args(extra),
+            60,
+        )
+    };
+    let out = run(&["--json", "--textfile", prom.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repos = doc["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 2);
+    assert_eq!(repos[0]["name"], "a");
+    assert_eq!(repos[0]["counts"]["total"], 1);
+    assert_eq!(repos[1]["counts"]["total"], 0);
+    let textfile = std::fs::read_to_string(&prom).unwrap();
+    promtool_check_metrics(&textfile);
+    let m = Metrics(textfile);
+    assert_eq!(m.get("restic_locks_total", "a"), 1.0);
+    assert_eq!(m.get("restic_locks_total", "b"), 0.0);
+    assert_eq!(m.get("locksmith_locks_stale", "a"), 1.0);
+
+    // The table: one per repository, each under its name.
+    let out = run(&["--fail-on", "stale"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("== a ==") && table.contains("== b =="),
+        "{table}"
+    );
+    assert_eq!(run(&["--fail-on", "unreadable"]).status.code(), Some(0));
+
+    // A repository that does not open outranks a condition elsewhere.
+    write_fleet(&fleet, 60, &[local(&a, "a", &pw), local(&b, "b", &wrong)]);
+    let out = run(&["--fail-on", "stale", "--json"]);
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["repositories"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong password")
+    );
+    assert_eq!(doc["repositories"][0]["counts"]["stale"], 1);
+}
+
+/// The alerting rules shipped in deploy/ pass their own unit tests.
+#[test]
+fn alert_rules_pass_promtool_test_rules() {
+    crate::needs!("promtool");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    let out = Command::new("promtool")
+        .args(["test", "rules", "locksmith.rules.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new("promtool")
+        .args(["check", "rules", "locksmith.rules.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The status page, rendered by a real browser: failures first, locks in the table's
+/// words and colours, nothing fetched from elsewhere.
+#[test]
+fn status_page_renders_in_headless_chromium() {
+    crate::needs!("chromium");
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    t.seal(&lock_at(minutes_ago(1), "otherhost", 79), Encoding::Zstd);
+    let dir = t.dir.path();
+    let pw = password_file(dir, "pw", PASSWORD);
+    let wrong = password_file(dir, "wrong", "not-it");
+    let fleet = dir.join("fleet.toml");
+    write_fleet(
+        &fleet,
+        5,
+        &[local(&t, "nas <main>", &pw), local(&t, "offsite", &wrong)],
+    );
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&["offsite"]);
+    let (_, html, _) = serve.get("/");
+    assert!(!html.contains("src=") && !html.contains("href="), "{html}");
+
+    let profile = tempfile::tempdir().unwrap();
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let chromium = |extra: &[&str]| {
+        let mut c = Command::new("chromium");
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{}/", serve.port));
+        run_within(&mut c, 60)
+    };
+    let out = chromium(&["--dump-dom"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("nas &lt;main&gt;"), "{dom}");
+    let offsite = dom.find("offsite").unwrap();
+    assert!(
+        offsite < dom.find("nas &lt;main&gt;").unwrap(),
+        "failures first"
+    );
+    assert!(dom.contains("Cannot refresh: "), "{dom}");
+    assert!(dom.contains("wrong password"), "{dom}");
+    assert!(dom.contains("<tr class=\"removable\">"), "{dom}");
+    assert!(dom.contains("1 failing"), "{dom}");
+    assert!(!dom.contains("not-it") && !dom.contains(PASSWORD));
+    let out = chromium(&[&format!("--screenshot={}", shot.display())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}
+
+/// The kept key is dropped only when the repository no longer opens with it: a repository
+/// initialised anew at the same place (its new lock files fail the old key's MAC, and so
+/// does its `config`) is opened again, once.
+#[test]
+fn serve_derives_the_key_again_when_the_repository_is_replaced() {
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    let other = TestRepo::new(1);
+    let replacement = other.seal(&lock_at(minutes_ago(5), "newhost", 9), Encoding::Json);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let serve = Serve::with_config(&fleet);
+    let before = serve.wait_settled(&[]);
+    let old_id = before["repositories"][0]["repository_id"].clone();
+
+    std::fs::remove_dir_all(&t.path).unwrap();
+    copy_dir(&other.path, &t.path);
+    serve.wait_for(20, "the new repository's lock", |_| {
+        let a = serve.repository("a");
+        a["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == replacement.as_str())
+    });
+    let a = serve.repository("a");
+    assert_ne!(a["repository_id"], old_id);
+    assert_eq!(a["counts"]["total"], 1);
+    assert_eq!(a["counts"]["unreadable"], 0);
+    assert_eq!(
+        serve.metrics().get("locksmith_key_derivations_total", "a"),
+        2.0
+    );
+}
