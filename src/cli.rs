@@ -176,7 +176,15 @@ pub struct ServeArgs {
     /// Seconds between two refreshes of a repository (a fleet file's own `interval` wins).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
-    /// A fleet file (TOML, `[[repository]]` tables) instead of the repository options.
+    #[command(flatten)]
+    pub fleet: FleetArg,
+}
+
+/// `--config`, the same for `serve` and `locks`.
+#[derive(Debug, Args)]
+pub struct FleetArg {
+    /// A fleet file (TOML, `[[repository]]` tables, as deploy/locksmith.toml): every
+    /// repository in it, instead of the repository options.
     #[arg(
         long,
         value_name = "FILE",
@@ -260,14 +268,8 @@ pub struct LocksArgs {
     /// Exit 3 (after the usual output) when one of these holds, for cron and scripts.
     #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_enum)]
     pub fail_on: Vec<FailOn>,
-    /// Report every repository of a fleet file (as `serve --config` takes it) at once.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "LOCKSMITH_CONFIG",
-        hide_env_values = true
-    )]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetArg,
     /// Also write serve's /metrics for this run to PATH, atomically (node_exporter's
     /// textfile collector).
     #[arg(long, value_name = "PATH")]

@@ -26,8 +26,6 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use chrono::Utc;
-
 use crate::backend::Backend;
 use crate::config::RepoConfig;
 use crate::error::Error;
@@ -132,14 +130,7 @@ pub async fn inspect_showing(
             limit: cfg.net.deadline,
         },
     })?;
-    Ok(Report::new(
-        cfg.masked.as_str(),
-        &repo.id,
-        repo.version,
-        inv,
-        Utc::now(),
-        host,
-    ))
+    Ok(Report::of(cfg, &repo, inv, host))
 }
 
 /// Each member of a fleet inspected at once (keys derived concurrently), in fleet order.

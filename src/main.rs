@@ -56,7 +56,7 @@ fn complain(e: &dyn std::fmt::Display) {
 
 fn serve(repo: &cli::RepoArgs, args: &cli::ServeArgs) -> Exit {
     use locksmith::serve::{ServeOptions, Source};
-    let source = match &args.config {
+    let source = match &args.fleet.config {
         Some(path) => Source::File {
             path: path.clone(),
             env: cli::backend_env(),
@@ -73,7 +73,7 @@ fn serve(repo: &cli::RepoArgs, args: &cli::ServeArgs) -> Exit {
 }
 
 fn locks(repo: &cli::RepoArgs, args: &cli::LocksArgs, color: cli::ColorWhen) -> Exit {
-    let (exit, statuses) = match &args.config {
+    let (exit, statuses) = match &args.fleet.config {
         Some(path) => fleet_locks(path, args, color),
         None => one_locks(repo, args, color),
     };

@@ -24,6 +24,21 @@ pub struct Counts {
     pub vanished: usize,
 }
 
+impl Counts {
+    /// The counts line of the table and the status page, up to the unsafe count.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock",
+            self.total,
+            if self.total == 1 { "" } else { "s" },
+            self.exclusive,
+            self.non_exclusive,
+            self.stale,
+            self.restic_unlock_removes,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct JudgedLock {
     pub id: String,
@@ -176,6 +191,23 @@ impl Report {
         }
     }
 
+    /// The report of an opened repository's inventory, judged from `host` now.
+    pub fn of(
+        cfg: &crate::config::RepoConfig,
+        repo: &crate::repo::Repository,
+        inv: Inventory,
+        host: &dyn HostView,
+    ) -> Report {
+        Report::new(
+            cfg.masked.as_str(),
+            &repo.id,
+            repo.version,
+            inv,
+            Utc::now(),
+            host,
+        )
+    }
+
     pub fn new(
         repository: &str,
         repository_id: &str,
@@ -269,17 +301,7 @@ impl Report {
         if c.total == 0 {
             write!(w, "no locks")?;
         } else {
-            write!(
-                w,
-                "{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock, {} unsafe",
-                c.total,
-                if c.total == 1 { "" } else { "s" },
-                c.exclusive,
-                c.non_exclusive,
-                c.stale,
-                c.restic_unlock_removes,
-                c.unsafe_
-            )?;
+            write!(w, "{}, {} unsafe", c.headline(), c.unsafe_)?;
         }
         writeln!(w, " · {} unreadable · {} ignored", c.unreadable, c.ignored)?;
         if !self.locks.is_empty() {

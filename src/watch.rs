@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures::StreamExt;
 use tokio::time::Instant;
 
@@ -177,14 +176,7 @@ impl Watch {
             }
         }
         inv.sort();
-        Ok(Some(Report::new(
-            cfg.masked.as_str(),
-            &repo.id,
-            repo.version,
-            inv,
-            Utc::now(),
-            host,
-        )))
+        Ok(Some(Report::of(&cfg, &repo, inv, host)))
     }
 
     /// A lock file that fails its MAC is either damaged or sealed under another key: the

@@ -125,14 +125,8 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
     } else {
         let _ = write!(
             o,
-            "<p>{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock, \
-             <span class=\"{}\">{} unsafe</span></p><table><tr>",
-            c.total,
-            if c.total == 1 { "" } else { "s" },
-            c.exclusive,
-            c.non_exclusive,
-            c.stale,
-            c.restic_unlock_removes,
+            "<p>{}, <span class=\"{}\">{} unsafe</span></p><table><tr>",
+            c.headline(),
             if c.unsafe_ > 0 { "bad" } else { "ok" },
             c.unsafe_
         );
