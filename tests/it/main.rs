@@ -10,6 +10,7 @@ mod exit_codes;
 mod fixtures;
 mod hostile;
 mod live;
+mod package;
 mod password;
 mod sealed;
 mod serve;
