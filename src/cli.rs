@@ -31,9 +31,8 @@ WEBHOOK_HEADER_AUTH, WEBHOOK_TIMEOUT, WEBHOOK_ON_ERROR.";
 const LOCKS_EXAMPLES: &str = "\
 Examples:
   locksmith -r /srv/restic-repo -p /etc/restic/pw locks
-  RESTIC_REPOSITORY=s3:https://s3.example.com/backups locksmith locks --json
-  locksmith -r rest:https://backup-host:8000/repo/ locks --fail-on unsafe,unreadable
-  locksmith locks --config /etc/locksmith/locksmith.toml --textfile /var/lib/node_exporter/restic_locks.prom";
+  locksmith -r rest:https://backup-host:8000/repo/ locks --json --fail-on unsafe,unreadable
+  locksmith locks --config /etc/locksmith/locksmith.toml --textfile /var/lib/prometheus/node-exporter/restic_locks.prom";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:

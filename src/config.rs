@@ -146,7 +146,8 @@ pub enum ConfigError {
     PasswordFile(String),
     #[error("password command: {0}")]
     PasswordCommand(String),
-    #[error("option: {0}")]
+    /// A `-o` option, named as it was typed.
+    #[error("-o {0}")]
     BadOption(String),
 }
 
@@ -250,7 +251,7 @@ impl RawRepoOptions {
         for o in &self.options {
             let (k, v) = o
                 .split_once('=')
-                .ok_or_else(|| ConfigError::BadOption(format!("{o:?} is not key=value")))?;
+                .ok_or_else(|| ConfigError::BadOption(format!("{o}: not key=value")))?;
             options.insert(k.trim().to_string(), v.trim().to_string());
         }
         let mut net = NetOptions::default();
@@ -267,9 +268,10 @@ impl RawRepoOptions {
         if let Some(d) = self.deadline {
             net.deadline = d;
         }
-        if let Some(v) = options.get(&format!("{}.connections", location.scheme())) {
+        let key = format!("{}.connections", location.scheme());
+        if let Some(v) = options.get(&key) {
             net.connections = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ConfigError::BadOption(format!("{v:?} is not a number of connections"))
+                ConfigError::BadOption(format!("{key}={v}: not a number of connections"))
             })?;
         }
         Ok(RepoConfig {
@@ -383,6 +385,24 @@ mod tests {
             ..opts()
         };
         assert_eq!(empty.resolve_password(), Err(ConfigError::NoPassword));
+    }
+
+    #[test]
+    fn option_errors_name_the_option_as_typed() {
+        let bad = |o: &str| {
+            RawRepoOptions {
+                options: vec![o.into()],
+                ..opts()
+            }
+            .resolve()
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(bad("s3.region"), "-o s3.region: not key=value");
+        assert_eq!(
+            bad("local.connections=many"),
+            "-o local.connections=many: not a number of connections"
+        );
     }
 
     #[test]

@@ -23,10 +23,10 @@ pub struct ClientSpec {
 pub fn load_cacerts(paths: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, String> {
     let mut out = Vec::new();
     for p in paths {
-        let pem = std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display()))?;
+        let pem = std::fs::read(p).map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?;
         out.extend(
             reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("CA certificate {}: {e}", p.display()))?,
+                .map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?,
         );
     }
     Ok(out)
@@ -41,7 +41,7 @@ pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
     let pems = spec
         .cacerts
         .iter()
-        .map(|p| std::fs::read(p).map_err(|e| format!("CA certificate {}: {e}", p.display())))
+        .map(|p| std::fs::read(p).map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display())))
         .collect::<Result<Vec<_>, _>>()?;
     let key = (spec.clone(), pems);
     let mut cache = CLIENTS.lock().expect("not poisoned");

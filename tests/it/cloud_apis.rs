@@ -217,7 +217,7 @@ fn b2_and_keystone_logins_trust_restic_cacert() {
         let text = crate::common::text(&out);
         assert_eq!(out.status.code(), Some(1), "{repo}: {text}");
         assert!(
-            text.contains("CA certificate /nonexistent/private-ca.pem"),
+            text.contains("RESTIC_CACERT /nonexistent/private-ca.pem"),
             "{repo}: {text}"
         );
         assert!(!text.contains("Secret"), "{repo}: {text}");
