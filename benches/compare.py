@@ -174,6 +174,81 @@ def backends(tmp, repo, env, rounds, kdf):
         shutil.rmtree(served, ignore_errors=True)
 
 
+def cpu_model_and_flags():
+    model, flags = "unknown", set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    return model, flags
+
+
+def restics():
+    """restic on PATH, then those LOCKSMITH_RESTICS names (scripts/restic-versions)."""
+    found = [shutil.which("restic")]
+    found += [p for p in os.environ.get("LOCKSMITH_RESTICS", "").split(":") if p]
+    found += sorted(
+        os.path.join(ROOT, "target", "restic", f)
+        for f in os.listdir(os.path.join(ROOT, "target", "restic"))
+        if f.startswith("restic-")
+    ) if os.path.isdir(os.path.join(ROOT, "target", "restic")) else []
+    out, seen = [], set()
+    for p in found:
+        if p and os.path.exists(p) and os.path.realpath(p) not in seen:
+            seen.add(os.path.realpath(p))
+            version = subprocess.run([p, "version"], capture_output=True, text=True).stdout.split()[1]
+            out.append((version, p))
+    return out
+
+
+def per_lane(tmp, repo, pwfile, env, rounds):
+    """Seconds per scrypt lane (N=2^15, r=8) on one core (`taskset -c 0`), for locksmith
+    with each core this CPU runs, each restic on the machine and OpenSSL: each tool opens
+    the repository with a p=1 and a p=8 key (hinted, so one derivation each), and the
+    difference over 7 is one lane, start-up and I/O cancelled out."""
+    model, flags = cpu_model_and_flags()
+    dispatched = subprocess.run([LOCKSMITH, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"\nper lane, one core (taskset -c 0), N=32768 r=8: CPU {model}; "
+          f"AVX2 {'yes' if 'avx2' in flags else 'no'}, AVX-512VL "
+          f"{'yes' if {'avx512f', 'avx512vl'} <= flags else 'no'}; {dispatched}")
+    keys = {}
+    for p in (1, 8):
+        pw = os.path.join(tmp, f"pw-p{p}")
+        with open(pw, "w") as f:
+            f.write(f"lane-bench-{p}\n")
+        kid = sh([FORGE, "add-key", repo, pwfile, pw, "32768", "8", str(p)], env,
+                 capture_output=True, text=True).stdout.strip()
+        keys[p] = (pw, kid)
+    cores = ["scalar", "sse2"] if "sse2" in flags else ["scalar"]
+    if {"avx512f", "avx512vl"} <= flags:
+        cores.insert(0, "avx512")
+    tools = {f"locksmith ({c})": ([LOCKSMITH, "locks", "--json"], {"LOCKSMITH_SCRYPT_CORE": c}) for c in cores}
+    for version, path in restics():
+        tools[f"restic {version}"] = ([path, "--no-cache", "--no-lock", "list", "locks"], {})
+    times = {name: {1: [], 8: []} for name in tools}
+    for _ in range(rounds):
+        for p, (pw, kid) in keys.items():
+            for name, (cmd, extra) in tools.items():
+                e = dict(env, RESTIC_PASSWORD_FILE=pw, RESTIC_KEY_HINT=kid, **extra)
+                t, _ = timed(["taskset", "-c", "0"] + cmd, e)
+                times[name][p].append(t)
+    lanes = {n: (statistics.median(t[8]) - statistics.median(t[1])) / 7 for n, t in times.items()}
+    code = ("import hashlib,time,statistics\nts=[]\nfor _ in range(%d):\n t=time.perf_counter();"
+            "hashlib.scrypt(b'pw',salt=b's'*64,n=32768,r=8,p=1,maxmem=64<<20,dklen=64);"
+            "ts.append(time.perf_counter()-t)\nprint(statistics.median(ts))" % rounds)
+    lanes["OpenSSL (hashlib.scrypt)"] = float(subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    go = [v for n, v in lanes.items() if n.startswith("restic")]
+    for name, lane in lanes.items():
+        vs = f"  {lane / min(go):.2f}x the fastest restic" if go else ""
+        print(f"  {name:<28} {lane * 1000:6.1f} ms{vs}")
+    ours = lanes[f"locksmith ({dispatched.split('scrypt core: ')[1].rstrip(')')})"] \
+        if "scrypt core" in dispatched else None
+    return ours
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -208,7 +283,13 @@ def main():
         print(f"\nkey derivation ({' '.join(single[1:])}): single-threaded {float(single[0]):.3f} s, "
               f"floor {floor:.3f} s, locksmith {float(par[0]):.3f} s = {float(par[0]) / floor:.2f}x the floor (target <= 1.15x)")
 
-        print(f"\n{'locks':>6}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  (target <= 0.5x)")
+        lane = per_lane(tmp, repo, pwfile, env, args.rounds)
+        for f in os.listdir(os.path.join(repo, "keys")):
+            if os.path.join(repo, "keys", f) != key_file:
+                os.remove(os.path.join(repo, "keys", f))
+        bound = -(-p // cores) * lane + 0.010 if lane else None
+
+        print(f"\n{'locks':>6}  {'locksmith --json':>16}  {'restic list locks':>17}  {'ratio':>6}  (target <= 0.55x)")
         results = {}
         for count in (3, 100, 1000):
             fill(repo, pwfile, count, env)
@@ -218,6 +299,9 @@ def main():
             }, args.rounds, env)
             results[count] = med
             print(f"{count:>6}  {med['locksmith']:>14.3f} s  {med['restic']:>15.3f} s  {med['locksmith'] / med['restic']:>5.2f}x")
+        if bound:
+            print(f"ceil(p/cores) = {-(-p // cores)} lanes + 10 ms = {bound:.3f} s; "
+                  f"locksmith, 3 locks: {results[3]['locksmith']:.3f} s")
 
         if not args.skip_loop:
             fill(repo, pwfile, 100, env)

@@ -48,6 +48,34 @@ fn kdf(c: &mut Criterion) {
         });
     }
     g.finish();
+    // One lane on one thread, each core this CPU runs, and the `scrypt` crate.
+    let mut g = c.benchmark_group("one lane N=32768 r=8");
+    g.sample_size(10);
+    let one = |core| {
+        let mut out = [0u8; 64];
+        locksmith::restic::scrypt::scrypt_with(
+            core,
+            b"password",
+            &[1u8; 64],
+            32768,
+            8,
+            1,
+            &mut out,
+        );
+        out
+    };
+    for core in locksmith::restic::scrypt::Core::available() {
+        g.bench_function(core.name(), |b| b.iter(|| one(core)));
+    }
+    g.bench_function("scrypt crate", |b| {
+        let params = scrypt::Params::new(15, 8, 1).unwrap();
+        b.iter(|| {
+            let mut out = [0u8; 64];
+            scrypt::scrypt(b"password", &[1u8; 64], &params, &mut out).unwrap();
+            out
+        })
+    });
+    g.finish();
 }
 
 /// `serve`'s refresh of a repository whose 1,000 locks have all been read before: one

@@ -97,6 +97,19 @@ impl ColorWhen {
     }
 }
 
+/// The command line, with `--version` saying which scrypt core this CPU runs.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let long = format!(
+        "{} (scrypt core: {})",
+        env!("CARGO_PKG_VERSION"),
+        locksmith::restic::scrypt::Core::detected().name()
+    );
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    let matches = Cli::command().long_version(long).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// What `--generate` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generate {

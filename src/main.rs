@@ -22,7 +22,7 @@ fn main() {
         let cli = cli::UnlockCli::parse();
         locksmith::unlock::run(&cli.args.to_options(&cli.repo))
     } else {
-        let cli = cli::Cli::parse();
+        let cli = cli::parse();
         match (&cli.generate, &cli.command) {
             (Some(kind), _) => match cli::generate(*kind, &mut std::io::stdout().lock()) {
                 Ok(()) => Exit::Ok,

@@ -1,0 +1,451 @@
+//! scrypt (RFC 7914) as restic's key files use it, with the Salsa20/8 core chosen for the
+//! CPU at run time.
+//!
+//! A lane's time is one long dependency chain of Salsa20/8 rounds (each block depends on
+//! the one before, each V read on the block before that), so what decides the speed is the
+//! latency of a round: add, rotate, xor. SSE2 needs three instructions to rotate; AVX-512VL
+//! has a rotate instruction (`vprold`), which shortens every step of the chain. The XOR
+//! with the V block is fused into the block mix instead of being a pass of its own.
+//! Checked against RFC 7914's vectors and, on random parameters, against the `scrypt`
+//! crate (tests below).
+
+use rayon::prelude::*;
+use sha2::Sha256;
+
+/// The Salsa20/8 implementations, fastest available first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Core {
+    /// Portable: sixteen words in registers, four independent quarter-rounds at a time.
+    Scalar,
+    /// x86-64's baseline: the state as four diagonals in SSE registers.
+    #[cfg(target_arch = "x86_64")]
+    Sse2,
+    /// The same with AVX-512VL's rotate instruction.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Core {
+    /// The core this CPU runs best, chosen once (`LOCKSMITH_SCRYPT_CORE` names one, for
+    /// benchmarks). AVX-512VL wins wherever it exists; between SSE2 and scalar code the
+    /// microarchitecture decides (one has the shorter chain, the other four chains at once),
+    /// so the two are timed on a small lane, about 2 ms in all.
+    pub fn detected() -> Core {
+        static CORE: std::sync::OnceLock<Core> = std::sync::OnceLock::new();
+        *CORE.get_or_init(|| {
+            let all = Core::available();
+            if let Ok(asked) = std::env::var("LOCKSMITH_SCRYPT_CORE")
+                && let Some(c) = all.iter().find(|c| c.name() == asked)
+            {
+                return *c;
+            }
+            match all.as_slice() {
+                [only] => *only,
+                #[cfg(target_arch = "x86_64")]
+                [Core::Avx512, ..] => Core::Avx512,
+                candidates => fastest(candidates),
+            }
+        })
+    }
+
+    /// Every core this CPU can run, fastest first.
+    pub fn available() -> Vec<Core> {
+        #[allow(unused_mut)]
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+                v.push(Core::Avx512);
+            }
+            v.push(Core::Sse2);
+        }
+        v.push(Core::Scalar);
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Core::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Core::Sse2 => "sse2",
+            #[cfg(target_arch = "x86_64")]
+            Core::Avx512 => "avx512",
+        }
+    }
+
+    /// SIMD cores keep each 16-word block as four diagonals.
+    fn diagonal(self) -> bool {
+        self != Core::Scalar
+    }
+
+    /// `out` = BlockMix(`x` ⊕ `v`) (`v` absent: `x` alone), blocks in the core's order.
+    fn block_mix(self, x: &[u32], v: Option<&[u32]>, out: &mut [u32]) {
+        match self {
+            Core::Scalar => scalar::block_mix(x, v, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of x86-64's baseline.
+            Core::Sse2 => unsafe { sse2::block_mix(x, v, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports AVX-512F and AVX-512VL.
+            Core::Avx512 => unsafe { avx512::block_mix(x, v, out) },
+        }
+    }
+}
+
+/// The candidate that runs a small lane (N=128, r=8, in L2) fastest, best of three each.
+fn fastest(candidates: &[Core]) -> Core {
+    let mut lane = vec![7u8; 128 * 8];
+    let mut v = vec![0u32; 32 * 8 * 128];
+    let mut time = |c: Core, lane: &mut [u8]| {
+        let t = std::time::Instant::now();
+        romix(c, lane, 128, 8, &mut v);
+        t.elapsed()
+    };
+    let mut best = (std::time::Duration::MAX, Core::Scalar);
+    for _ in 0..3 {
+        for &c in candidates {
+            let took = time(c, &mut lane);
+            if took < best.0 {
+                best = (took, c);
+            }
+        }
+    }
+    best.1
+}
+
+/// Word `i` of a diagonal block holds word `DIAGONAL[i]` of the plain block.
+const DIAGONAL: [usize; 16] = [0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11];
+
+/// Derives `out.len()` bytes. `n` must be a power of two ≥ 2 and `r`, `p` ≥ 1 (the
+/// caller's bounds keep them sane).
+pub fn scrypt(password: &[u8], salt: &[u8], n: usize, r: usize, p: usize, out: &mut [u8]) {
+    scrypt_with(Core::detected(), password, salt, n, r, p, out)
+}
+
+/// As [`scrypt`] with a given core (benchmarks and tests compare them).
+pub fn scrypt_with(
+    core: Core,
+    password: &[u8],
+    salt: &[u8],
+    n: usize,
+    r: usize,
+    p: usize,
+    out: &mut [u8],
+) {
+    let lane = 128 * r;
+    let mut b = vec![0u8; lane * p];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, 1, &mut b);
+    // One V (128·r·N bytes) per thread that runs lanes, reused for each of its lanes:
+    // exactly that much memory, however the allocator caches freed blocks.
+    let slots: Vec<std::sync::Mutex<Vec<u32>>> = (0..rayon::current_num_threads().min(p))
+        .map(|_| std::sync::Mutex::new(Vec::new()))
+        .collect();
+    b.par_chunks_mut(lane).for_each(|l| {
+        let slot = rayon::current_thread_index().unwrap_or(0) % slots.len();
+        let mut v = slots[slot].lock().unwrap_or_else(|e| e.into_inner());
+        if v.is_empty() {
+            *v = vec![0u32; 32 * r * n];
+        }
+        romix(core, l, n, r, &mut v);
+    });
+    pbkdf2::pbkdf2_hmac::<Sha256>(password, &b, 1, out);
+}
+
+/// ROMix of one lane, in place.
+fn romix(core: Core, lane: &mut [u8], n: usize, r: usize, v: &mut [u32]) {
+    let words = 32 * r;
+    let mut x: Vec<u32> = lane
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if core.diagonal() {
+        for block in x.chunks_exact_mut(16) {
+            let plain: [u32; 16] = block.try_into().expect("16 words");
+            for (i, w) in block.iter_mut().enumerate() {
+                *w = plain[DIAGONAL[i]];
+            }
+        }
+    }
+    v[..words].copy_from_slice(&x);
+    for i in 1..n {
+        let (done, rest) = v.split_at_mut(i * words);
+        core.block_mix(&done[(i - 1) * words..], None, &mut rest[..words]);
+    }
+    let mut y = vec![0u32; words];
+    core.block_mix(&v[(n - 1) * words..], None, &mut x);
+    for _ in 0..n {
+        // Word 0 of the last block: in place in both orders.
+        let j = x[words - 16] as usize & (n - 1);
+        core.block_mix(&x, Some(&v[j * words..(j + 1) * words]), &mut y);
+        std::mem::swap(&mut x, &mut y);
+    }
+    if core.diagonal() {
+        for block in x.chunks_exact_mut(16) {
+            let diag: [u32; 16] = block.try_into().expect("16 words");
+            for (i, w) in diag.iter().enumerate() {
+                block[DIAGONAL[i]] = *w;
+            }
+        }
+    }
+    for (c, w) in lane.chunks_exact_mut(4).zip(&x) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// Where BlockMix puts output block `i` of `blocks`: even ones first, then odd ones.
+#[inline(always)]
+fn out_block(i: usize, blocks: usize) -> usize {
+    if i.is_multiple_of(2) {
+        i / 2
+    } else {
+        blocks / 2 + i / 2
+    }
+}
+
+mod scalar {
+    use super::out_block;
+
+    #[inline(always)]
+    fn quarter(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
+        s[b] ^= s[a].wrapping_add(s[d]).rotate_left(7);
+        s[c] ^= s[b].wrapping_add(s[a]).rotate_left(9);
+        s[d] ^= s[c].wrapping_add(s[b]).rotate_left(13);
+        s[a] ^= s[d].wrapping_add(s[c]).rotate_left(18);
+    }
+
+    fn salsa8(b: &mut [u32; 16]) {
+        let mut s = *b;
+        for _ in 0..4 {
+            quarter(&mut s, 0, 4, 8, 12);
+            quarter(&mut s, 5, 9, 13, 1);
+            quarter(&mut s, 10, 14, 2, 6);
+            quarter(&mut s, 15, 3, 7, 11);
+            quarter(&mut s, 0, 1, 2, 3);
+            quarter(&mut s, 5, 6, 7, 4);
+            quarter(&mut s, 10, 11, 8, 9);
+            quarter(&mut s, 15, 12, 13, 14);
+        }
+        for (w, s) in b.iter_mut().zip(s) {
+            *w = w.wrapping_add(s);
+        }
+    }
+
+    pub fn block_mix(x: &[u32], v: Option<&[u32]>, out: &mut [u32]) {
+        let blocks = x.len() / 16;
+        if let Some(v) = v {
+            // One independent read per cache line first, so the lines of V's block (at a
+            // random place in a large buffer) are fetched together.
+            let touched = v.iter().step_by(16).fold(0u32, |a, w| a ^ w);
+            std::hint::black_box(touched);
+        }
+        let word = |k: usize| x[k] ^ v.map_or(0, |v| v[k]);
+        let mut t: [u32; 16] = std::array::from_fn(|k| word((blocks - 1) * 16 + k));
+        for i in 0..blocks {
+            for (k, w) in t.iter_mut().enumerate() {
+                *w ^= word(i * 16 + k);
+            }
+            salsa8(&mut t);
+            let o = out_block(i, blocks) * 16;
+            out[o..o + 16].copy_from_slice(&t);
+        }
+    }
+}
+
+/// The SIMD block mix, written once and compiled per rotate instruction.
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_block_mix {
+    ($features:literal, $rol:ident) => {
+        use std::arch::x86_64::*;
+
+        /// # Safety
+        /// The CPU must have the features this function is compiled for.
+        #[target_feature(enable = $features)]
+        pub unsafe fn block_mix(x: &[u32], v: Option<&[u32]>, out: &mut [u32]) {
+            assert!(out.len() == x.len() && v.is_none_or(|v| v.len() == x.len()));
+            // SAFETY: the caller's guarantee; lengths checked above.
+            unsafe {
+                match v {
+                    Some(v) => mix::<true>(x, v, out),
+                    None => mix::<false>(x, x, out),
+                }
+            }
+        }
+
+        /// # Safety
+        /// As `block_mix`; `v`, `x` and `out` of the same length, a multiple of 16 words.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn mix<const XOR: bool>(x: &[u32], v: &[u32], out: &mut [u32]) {
+            let blocks = x.len() / 16;
+            let xp = x.as_ptr() as *const __m128i;
+            let vp = v.as_ptr() as *const __m128i;
+            let op = out.as_mut_ptr() as *mut __m128i;
+            // SAFETY: every index is below 4·blocks, the length of all three in 16-byte
+            // units; unaligned loads and stores.
+            unsafe {
+                macro_rules! load {
+                    ($k:expr) => {{
+                        let k = $k;
+                        if XOR {
+                            _mm_xor_si128(_mm_loadu_si128(xp.add(k)), _mm_loadu_si128(vp.add(k)))
+                        } else {
+                            _mm_loadu_si128(xp.add(k))
+                        }
+                    }};
+                }
+                if XOR {
+                    // V's block is at a random place in a large buffer: ask for all its
+                    // lines now, so they arrive together instead of one per block.
+                    for k in 0..blocks {
+                        _mm_prefetch::<_MM_HINT_T0>(vp.add(4 * k) as *const i8);
+                    }
+                }
+                let last = 4 * (blocks - 1);
+                let (mut a, mut b, mut c, mut d) = (
+                    load!(last),
+                    load!(last + 1),
+                    load!(last + 2),
+                    load!(last + 3),
+                );
+                for i in 0..blocks {
+                    a = _mm_xor_si128(a, load!(4 * i));
+                    b = _mm_xor_si128(b, load!(4 * i + 1));
+                    c = _mm_xor_si128(c, load!(4 * i + 2));
+                    d = _mm_xor_si128(d, load!(4 * i + 3));
+                    let (a0, b0, c0, d0) = (a, b, c, d);
+                    for _ in 0..4 {
+                        // Column round on the diagonals…
+                        b = _mm_xor_si128(b, $rol!(_mm_add_epi32(a, d), 7));
+                        c = _mm_xor_si128(c, $rol!(_mm_add_epi32(b, a), 9));
+                        d = _mm_xor_si128(d, $rol!(_mm_add_epi32(c, b), 13));
+                        a = _mm_xor_si128(a, $rol!(_mm_add_epi32(d, c), 18));
+                        b = _mm_shuffle_epi32(b, 0b10_01_00_11);
+                        c = _mm_shuffle_epi32(c, 0b01_00_11_10);
+                        d = _mm_shuffle_epi32(d, 0b00_11_10_01);
+                        // …then the row round, with b and d in each other's place.
+                        d = _mm_xor_si128(d, $rol!(_mm_add_epi32(a, b), 7));
+                        c = _mm_xor_si128(c, $rol!(_mm_add_epi32(d, a), 9));
+                        b = _mm_xor_si128(b, $rol!(_mm_add_epi32(c, d), 13));
+                        a = _mm_xor_si128(a, $rol!(_mm_add_epi32(b, c), 18));
+                        b = _mm_shuffle_epi32(b, 0b00_11_10_01);
+                        c = _mm_shuffle_epi32(c, 0b01_00_11_10);
+                        d = _mm_shuffle_epi32(d, 0b10_01_00_11);
+                    }
+                    a = _mm_add_epi32(a, a0);
+                    b = _mm_add_epi32(b, b0);
+                    c = _mm_add_epi32(c, c0);
+                    d = _mm_add_epi32(d, d0);
+                    let o = 4 * super::out_block(i, blocks);
+                    _mm_storeu_si128(op.add(o), a);
+                    _mm_storeu_si128(op.add(o + 1), b);
+                    _mm_storeu_si128(op.add(o + 2), c);
+                    _mm_storeu_si128(op.add(o + 3), d);
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    macro_rules! rol {
+        ($w:expr, $n:literal) => {{
+            let w = $w;
+            _mm_or_si128(_mm_slli_epi32::<$n>(w), _mm_srli_epi32::<{ 32 - $n }>(w))
+        }};
+    }
+    simd_block_mix!("sse2", rol);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    macro_rules! rol {
+        ($w:expr, $n:literal) => {
+            _mm_rol_epi32::<$n>($w)
+        };
+    }
+    simd_block_mix!("sse2,avx512f,avx512vl", rol);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7914 section 12 (the fourth vector, N=2^20, is left to the release test run).
+    const VECTORS: [(&str, &str, usize, usize, usize, &str); 3] = [
+        (
+            "",
+            "",
+            16,
+            1,
+            1,
+            "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906",
+        ),
+        (
+            "password",
+            "NaCl",
+            1024,
+            8,
+            16,
+            "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640",
+        ),
+        (
+            "pleaseletmein",
+            "SodiumChloride",
+            16384,
+            8,
+            1,
+            "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887",
+        ),
+    ];
+
+    #[test]
+    fn rfc7914_vectors_on_every_core() {
+        for core in Core::available() {
+            for (pw, salt, n, r, p, want) in VECTORS {
+                let mut out = [0u8; 64];
+                scrypt_with(core, pw.as_bytes(), salt.as_bytes(), n, r, p, &mut out);
+                assert_eq!(hex::encode(out), want, "{core:?} N={n} r={r} p={p}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_core_agrees_with_the_scrypt_crate_on_random_parameters() {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).unwrap();
+        let mut rnd = seed
+            .iter()
+            .cycle()
+            .copied()
+            .enumerate()
+            .map(|(i, b)| b.wrapping_mul(31).wrapping_add(i as u8));
+        let mut next = |m: u8| rnd.next().unwrap() % m;
+        for _ in 0..12 {
+            let log_n = 1 + next(10);
+            let (r, p) = (1 + next(9) as u32, 1 + next(4) as u32);
+            let pw: Vec<u8> = (0..next(40)).map(|_| next(255)).collect();
+            let salt: Vec<u8> = (0..next(70)).map(|_| next(255)).collect();
+            let len = 1 + next(100) as usize;
+            let mut want = vec![0u8; len];
+            let params = ::scrypt::Params::new(log_n, r, p).unwrap();
+            ::scrypt::scrypt(&pw, &salt, &params, &mut want).unwrap();
+            for core in Core::available() {
+                let mut got = vec![0u8; len];
+                scrypt_with(
+                    core,
+                    &pw,
+                    &salt,
+                    1 << log_n,
+                    r as usize,
+                    p as usize,
+                    &mut got,
+                );
+                assert_eq!(
+                    got, want,
+                    "{core:?} N=2^{log_n} r={r} p={p} seed {seed:02x?}"
+                );
+            }
+        }
+    }
+}
