@@ -1,8 +1,8 @@
 //! The allocator locksmith's programs install.
 //!
-//! scrypt allocates one block of 128·r·N bytes (32 MiB for restic's usual keys) per lane,
-//! and a key has p lanes (often 6). glibc maps each block afresh, and faulting its pages
-//! in cost a fifth of the key derivation. mimalloc reuses a freed block and backs it with
+//! scrypt needs one block of 128·r·N bytes (32 MiB for restic's usual keys) per thread
+//! running its lanes. glibc maps each such block afresh, and faulting its pages in cost a
+//! fifth of the key derivation. mimalloc reuses a freed block and backs it with
 //! huge pages, but spends far more memory than glibc on many small blocks (70 MiB against
 //! 26 MiB for 10,000 locks). So blocks of 16 MiB or more (`LARGE`: only scrypt's lanes) go to
 //! mimalloc and the rest to the system allocator. The size in the layout decides, and Rust passes the same layout

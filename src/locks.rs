@@ -292,10 +292,10 @@ impl Sorter {
                 name: id,
                 reason: IgnoreReason::NotAFile,
             }),
-            Err(BackendError::Failed(why)) => self.inv.unreadable.push(Unreadable {
+            Err(e) => self.inv.unreadable.push(Unreadable {
                 id,
                 kind: Problem::ReadFailed,
-                error: why,
+                error: e.to_string(),
             }),
         }
     }
@@ -450,6 +450,6 @@ pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventor
     .map_err(|e| match e {
         CollectError::Listing(e) => e,
         CollectError::Open(never) => match never {},
-        CollectError::Deadline(what) => BackendError::Failed(format!("deadline while {what}")),
+        CollectError::Deadline(what) => BackendError::Other(format!("deadline while {what}")),
     })
 }

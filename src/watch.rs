@@ -149,10 +149,10 @@ impl Watch {
                     reason: IgnoreReason::NotAFile,
                 }),
                 // Not kept: the next refresh reads it again.
-                Err(BackendError::Failed(why)) => inv.unreadable.push(Unreadable {
+                Err(e) => inv.unreadable.push(Unreadable {
                     id: name,
                     kind: Problem::ReadFailed,
-                    error: cfg.redactor.scrub(&why),
+                    error: cfg.redactor.scrub(&e.to_string()),
                 }),
             }
         }

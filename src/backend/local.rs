@@ -21,10 +21,14 @@ impl LocalBackend {
     }
 }
 
-fn failed(what: &str, path: &Path, e: std::io::Error) -> BackendError {
+fn failed(what: &'static str, path: &Path, e: std::io::Error) -> BackendError {
     match e.kind() {
         ErrorKind::NotFound => BackendError::NotFound,
-        _ => BackendError::Failed(format!("{what} {}: {e}", path.display())),
+        _ => BackendError::Io {
+            what,
+            path: path.to_path_buf(),
+            source: e,
+        },
     }
 }
 
@@ -83,7 +87,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, BackendError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| BackendError::Failed(format!("I/O task failed: {e}")))?
+        .map_err(|e| BackendError::Other(format!("I/O task failed: {e}")))?
 }
 
 #[async_trait]
@@ -141,7 +145,7 @@ impl Backend for LocalBackend {
                         .map(|n| {
                             (
                                 n,
-                                Err(BackendError::Failed(format!("read task failed: {e}"))),
+                                Err(BackendError::Other(format!("read task failed: {e}"))),
                             )
                         })
                         .collect()

@@ -134,9 +134,31 @@ pub enum BackendError {
     /// Something other than a regular file (a FIFO, a device) stands where a file should.
     #[error("not a regular file")]
     NotAFile,
-    /// Anything else, with what was being done.
+    /// The server or the storage refused the credentials.
+    #[error("{what}: {detail}: check the credentials")]
+    Denied { what: String, detail: String },
+    /// A final answer that is not the file: an HTTP status other than 404, 401 and 403.
+    #[error("{what}: server answered {status}")]
+    Status { what: String, status: u16 },
+    /// Transient failures (no connection, time-outs, 5xx, 429) until the retries ran out.
+    #[error("{why} (after {attempts} attempts)")]
+    GaveUp { why: String, attempts: u32 },
+    /// A listing larger than locksmith reads.
+    #[error("{what}: larger than the {cap_mib} MiB cap")]
+    TooLarge { what: String, cap_mib: u64 },
+    /// A listing that does not parse.
+    #[error("{what}: {why}")]
+    Malformed { what: String, why: String },
+    /// A local file or directory could not be read.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// Anything else (an object store's other errors, a task that died, a deadline).
     #[error("{0}")]
-    Failed(String),
+    Other(String),
 }
 
 #[async_trait]

@@ -45,10 +45,10 @@ where
     {
         Ok(v) => Ok(v),
         Err(Attempt::Final(e)) => Err(e),
-        Err(Attempt::Transient(why)) => Err(BackendError::Failed(format!(
-            "{why} (after {} attempts)",
-            attempts.load(Ordering::Relaxed)
-        ))),
+        Err(Attempt::Transient(why)) => Err(BackendError::GaveUp {
+            why,
+            attempts: attempts.load(Ordering::Relaxed),
+        }),
     }
 }
 
@@ -81,15 +81,17 @@ pub fn status_attempt(what: &str, status: reqwest::StatusCode) -> Option<Attempt
     match status {
         s if s.is_success() => None,
         S::NOT_FOUND => Some(Attempt::Final(BackendError::NotFound)),
-        S::UNAUTHORIZED | S::FORBIDDEN => Some(Attempt::Final(BackendError::Failed(format!(
-            "{what}: authentication failed ({status}): check the credentials"
-        )))),
+        S::UNAUTHORIZED | S::FORBIDDEN => Some(Attempt::Final(BackendError::Denied {
+            what: what.to_string(),
+            detail: format!("authentication failed ({status})"),
+        })),
         s if s.is_server_error() || s == S::TOO_MANY_REQUESTS || s == S::REQUEST_TIMEOUT => Some(
             Attempt::Transient(format!("{what}: server answered {status}")),
         ),
-        s => Some(Attempt::Final(BackendError::Failed(format!(
-            "{what}: server answered {s}"
-        )))),
+        s => Some(Attempt::Final(BackendError::Status {
+            what: what.to_string(),
+            status: s.as_u16(),
+        })),
     }
 }
 

@@ -87,10 +87,11 @@ fn failed(what: &str, e: opendal::Error) -> BackendError {
     }
     match e.kind() {
         ErrorKind::NotFound => BackendError::NotFound,
-        ErrorKind::PermissionDenied => BackendError::Failed(format!(
-            "{what}: permission denied: check the credentials ({message})"
-        )),
-        kind => BackendError::Failed(format!("{what}: {kind}: {message}")),
+        ErrorKind::PermissionDenied => BackendError::Denied {
+            what: what.to_string(),
+            detail: format!("permission denied ({message})"),
+        },
+        kind => BackendError::Other(format!("{what}: {kind}: {message}")),
     }
 }
 

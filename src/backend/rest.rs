@@ -186,13 +186,15 @@ impl Backend for RestBackend {
             Err(e) => return Err(e),
         };
         if body.len() as u64 > LISTING_CAP {
-            return Err(BackendError::Failed(format!(
-                "listing {path}: larger than the {} MiB cap",
-                LISTING_CAP >> 20
-            )));
+            return Err(BackendError::TooLarge {
+                what: format!("listing {path}"),
+                cap_mib: LISTING_CAP >> 20,
+            });
         }
-        parse_listing(ctype.as_deref(), &body)
-            .map_err(|e| BackendError::Failed(format!("listing {path}: {e}")))
+        parse_listing(ctype.as_deref(), &body).map_err(|e| BackendError::Malformed {
+            what: format!("listing {path}"),
+            why: e.to_string(),
+        })
     }
 
     async fn read(&self, dir: Dir, name: &str, limit: u64) -> Result<Vec<u8>, BackendError> {
