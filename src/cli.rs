@@ -185,7 +185,8 @@ pub struct ServeArgs {
     /// Address to listen on; beyond loopback only when you say so.
     #[arg(long, value_name = "ADDR", env = "LOCKSMITH_LISTEN", default_value = locksmith::serve::DEFAULT_LISTEN, hide_env_values = true)]
     pub listen: std::net::SocketAddr,
-    /// Seconds between two refreshes of a repository (a fleet file's own `interval` wins).
+    /// Seconds between two refreshes of a repository (with --config, where the file sets
+    /// no `interval`).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
     #[command(flatten)]

@@ -70,21 +70,26 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Reads and checks a fleet file. `env` is the process's backend environment, which each
-/// repository's own `env` table overrides.
-pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Vec<Member>, FleetError> {
+/// repository's own `env` table overrides; `interval` applies where the file sets none.
+pub fn load(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    interval: Duration,
+) -> Result<Vec<Member>, FleetError> {
     let err = |line, why: String| FleetError {
         file: path.to_path_buf(),
         line,
         why,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    parse(&text, path, env).map_err(|(line, why)| err(line, why))
+    parse(&text, path, env, interval).map_err(|(line, why)| err(line, why))
 }
 
 fn parse(
     text: &str,
     path: &Path,
     env: &BTreeMap<String, String>,
+    interval: Duration,
 ) -> Result<Vec<Member>, (Option<usize>, String)> {
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
@@ -98,7 +103,7 @@ fn parse(
             ));
         }
         Some(i) => Duration::from_secs(*i.get_ref()),
-        None => DEFAULT_INTERVAL,
+        None => interval,
     };
     if file.repository.is_empty() {
         return Err((None, "no [[repository]] table: nothing to watch".into()));
@@ -227,7 +232,12 @@ mod tests {
     use super::*;
 
     fn parse_str(t: &str) -> Result<Vec<Member>, (Option<usize>, String)> {
-        parse(t, Path::new("/etc/locksmith/fleet.toml"), &BTreeMap::new())
+        parse(
+            t,
+            Path::new("/etc/locksmith/fleet.toml"),
+            &BTreeMap::new(),
+            DEFAULT_INTERVAL,
+        )
     }
 
     #[test]
@@ -259,6 +269,28 @@ env = { AWS_ACCESS_KEY_ID = "id" }
         assert_eq!(m[1].interval, Duration::from_secs(300));
         assert_eq!(m[1].options.options, ["s3.region=eu-west-1"]);
         assert_eq!(m[1].options.env["AWS_ACCESS_KEY_ID"], "id");
+    }
+
+    #[test]
+    fn the_callers_interval_applies_where_the_file_sets_none() {
+        let t = "[[repository]]\nname = \"a\"\nrepository = \"/r\"\npassword_file = \"p\"\n";
+        let m = parse(
+            t,
+            Path::new("f.toml"),
+            &BTreeMap::new(),
+            Duration::from_secs(7),
+        )
+        .unwrap();
+        assert_eq!(m[0].interval, Duration::from_secs(7));
+        let t = format!("interval = 9\n{t}");
+        let m = parse(
+            &t,
+            Path::new("f.toml"),
+            &BTreeMap::new(),
+            Duration::from_secs(7),
+        )
+        .unwrap();
+        assert_eq!(m[0].interval, Duration::from_secs(9));
     }
 
     #[test]

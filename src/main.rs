@@ -60,6 +60,7 @@ fn serve(repo: &cli::RepoArgs, args: &cli::ServeArgs) -> Exit {
         Some(path) => Source::File {
             path: path.clone(),
             env: cli::backend_env(),
+            interval: std::time::Duration::from_secs(args.interval),
         },
         None => Source::One {
             options: Box::new(repo.to_options()),
@@ -155,7 +156,11 @@ fn fleet_locks(
     args: &cli::LocksArgs,
     color: cli::ColorWhen,
 ) -> (Exit, Vec<Status>) {
-    let members = match locksmith::fleet::load(path, &cli::backend_env()) {
+    let members = match locksmith::fleet::load(
+        path,
+        &cli::backend_env(),
+        locksmith::fleet::DEFAULT_INTERVAL,
+    ) {
         Ok(m) => m,
         Err(e) => {
             complain(&e);

@@ -39,6 +39,8 @@ pub enum Source {
         path: PathBuf,
         /// The process's backend variables, under each repository's own `env`.
         env: std::collections::BTreeMap<String, String>,
+        /// Where the file sets no interval (`--interval`).
+        interval: Duration,
     },
 }
 
@@ -243,7 +245,11 @@ pub fn members(source: &Source) -> Result<Vec<Member>, String> {
                 interval: *interval,
             }])
         }
-        Source::File { path, env } => fleet::load(path, env).map_err(|e| e.to_string()),
+        Source::File {
+            path,
+            env,
+            interval,
+        } => fleet::load(path, env, *interval).map_err(|e| e.to_string()),
     }
 }
 

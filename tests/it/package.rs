@@ -110,7 +110,12 @@ fn installed_binary_runs_from_an_extracted_package() {
     // The example fleet file is one `serve --config` accepts as it stands (its password
     // file aside, which is the operator's to write).
     let fleet = root.path().join("etc/locksmith/locksmith.toml");
-    let members = locksmith::fleet::load(&fleet, &Default::default()).unwrap();
+    let members = locksmith::fleet::load(
+        &fleet,
+        &Default::default(),
+        locksmith::fleet::DEFAULT_INTERVAL,
+    )
+    .unwrap();
     assert_eq!(members.len(), 1);
 }
 
