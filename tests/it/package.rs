@@ -19,6 +19,17 @@ fn built_deb() -> Option<PathBuf> {
     found
 }
 
+/// The built package unpacked into a temp dir, as `dpkg` would install it.
+fn extracted() -> Option<tempfile::TempDir> {
+    let deb = built_deb()?;
+    let root = tempfile::tempdir().unwrap();
+    ok(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path()));
+    Some(root)
+}
+
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {}", text(&out));
@@ -73,12 +84,7 @@ fn deb_holds_binary_man_page_completions_unit_and_example() {
 #[test]
 fn installed_binary_runs_from_an_extracted_package() {
     crate::needs!("dpkg-deb", "man");
-    let Some(deb) = built_deb() else { return };
-    let root = tempfile::tempdir().unwrap();
-    ok(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(root.path()));
+    let Some(root) = extracted() else { return };
     let bin = root.path().join("usr/bin/locksmith");
     let version = ok(Command::new(&bin).arg("--version"));
     assert!(version.starts_with("locksmith "), "{version}");
@@ -122,12 +128,7 @@ fn installed_binary_runs_from_an_extracted_package() {
 #[test]
 fn service_unit_passes_systemd_analyze_verify() {
     crate::needs!("dpkg-deb", "systemd-analyze");
-    let Some(deb) = built_deb() else { return };
-    let root = tempfile::tempdir().unwrap();
-    ok(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(root.path()));
+    let Some(root) = extracted() else { return };
     let unit =
         std::fs::read_to_string(root.path().join("usr/lib/systemd/system/locksmith.service"))
             .unwrap();
