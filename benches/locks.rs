@@ -114,7 +114,7 @@ fn unchanged_refresh(c: &mut Criterion) {
         std::fs::write(repo.join("locks").join(id), bytes).unwrap();
     }
     let host = locksmith::process::ThisHost::new();
-    let mut watch = Watch::new(options);
+    let mut watch = Watch::new(options, None);
     let first = rt.block_on(watch.refresh(&host)).unwrap();
     assert_eq!(first.counts.total, 1000);
     let read_before = watch.costs.lock_files_read;

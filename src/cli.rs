@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use locksmith::config::RawRepoOptions;
 use locksmith::exit::{For, help_table};
+use locksmith::report::Condition;
 use locksmith::secret::Secret;
 
 const PASSWORD_NOTE: &str = "\
@@ -279,8 +280,8 @@ pub struct LocksArgs {
     #[arg(long)]
     pub json: bool,
     /// Exit 3 (after the usual output) when one of these holds, for cron and scripts.
-    #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_enum)]
-    pub fail_on: Vec<FailOn>,
+    #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_parser = fail_on_parser())]
+    pub fail_on: Vec<Condition>,
     #[command(flatten)]
     pub fleet: FleetArg,
     /// Also write serve's /metrics for this run to PATH, atomically (node_exporter's
@@ -289,35 +290,13 @@ pub struct LocksArgs {
     pub textfile: Option<PathBuf>,
 }
 
-/// `--fail-on`'s conditions, as the command line spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FailOn {
-    /// A removal restic would make, or its SIGHUP probe, would hit a live process.
-    Unsafe,
-    /// A lock is stale by locksmith's rule.
-    Stale,
-    /// `restic unlock` would remove a lock.
-    ResticRemoves,
-    /// A lock file restic cannot load.
-    Unreadable,
-    /// An exclusive lock is held.
-    Exclusive,
-    /// Any lock at all.
-    Any,
-}
-
-impl FailOn {
-    pub fn condition(self) -> locksmith::report::Condition {
-        use locksmith::report::Condition as C;
-        match self {
-            FailOn::Unsafe => C::Unsafe,
-            FailOn::Stale => C::Stale,
-            FailOn::ResticRemoves => C::ResticRemoves,
-            FailOn::Unreadable => C::Unreadable,
-            FailOn::Exclusive => C::Exclusive,
-            FailOn::Any => C::Any,
-        }
-    }
+/// `--fail-on`'s values: the report's conditions by their names, each with its help.
+fn fail_on_parser() -> impl clap::builder::TypedValueParser<Value = Condition> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        Condition::ALL.map(|c| PossibleValue::new(c.name()).help(c.describe())),
+    )
+    .map(|name| Condition::named(&name).expect("one of the possible values"))
 }
 
 /// The repository options, named as restic names them.

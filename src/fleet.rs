@@ -54,6 +54,8 @@ pub struct Member {
     pub name: String,
     pub entry: Entry,
     pub options: RawRepoOptions,
+    /// The options resolved, where the caller already did (serve's single repository).
+    pub resolved: Option<crate::config::RepoConfig>,
     pub interval: Duration,
 }
 
@@ -224,6 +226,7 @@ fn member(
         interval: entry.interval.map_or(default, Duration::from_secs),
         entry,
         options,
+        resolved: None,
     })
 }
 

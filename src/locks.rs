@@ -120,6 +120,40 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Files what reading entry `id` gave, unless it is a body to decode, which it returns.
+    pub(crate) fn absorb(
+        &mut self,
+        id: String,
+        got: Result<Vec<u8>, BackendError>,
+    ) -> Option<(String, Vec<u8>)> {
+        match got {
+            Ok(bytes) if bytes.is_empty() => self.ignored.push(Ignored {
+                name: id,
+                reason: IgnoreReason::Empty,
+            }),
+            Ok(bytes) => return Some((id, bytes)),
+            Err(BackendError::NotFound) => self.vanished.push(id),
+            Err(BackendError::NotAFile) => self.ignored.push(Ignored {
+                name: id,
+                reason: IgnoreReason::NotAFile,
+            }),
+            Err(e) => self.unreadable.push(Unreadable {
+                id,
+                kind: Problem::ReadFailed,
+                error: e.to_string(),
+            }),
+        }
+        None
+    }
+
+    /// A decoded lock, or why it did not decode, in its place.
+    pub(crate) fn place(&mut self, id: String, decoded: Result<Lock, (Problem, String)>) {
+        match decoded {
+            Ok(lock) => self.locks.push(LockEntry { id, lock }),
+            Err((kind, error)) => self.unreadable.push(Unreadable { id, kind, error }),
+        }
+    }
+
     /// The order every report shows: locks oldest first, the rest by name.
     pub fn sort(&mut self) {
         self.locks
@@ -272,38 +306,18 @@ struct Sorter {
 
 impl Sorter {
     fn take(&mut self, id: String, got: Result<Vec<u8>, BackendError>) {
-        match got {
-            Ok(bytes) if bytes.is_empty() => self.inv.ignored.push(Ignored {
-                name: id,
-                reason: IgnoreReason::Empty,
-            }),
-            Ok(bytes) => match &mut self.decoder {
-                Some(d) => {
-                    let decoded = d.decode(&id, &bytes);
-                    self.place(id, decoded);
-                }
-                None => {
-                    self.held_bytes += bytes.len();
-                    self.held.push((id, bytes));
-                }
-            },
-            Err(BackendError::NotFound) => self.inv.vanished.push(id),
-            Err(BackendError::NotAFile) => self.inv.ignored.push(Ignored {
-                name: id,
-                reason: IgnoreReason::NotAFile,
-            }),
-            Err(e) => self.inv.unreadable.push(Unreadable {
-                id,
-                kind: Problem::ReadFailed,
-                error: e.to_string(),
-            }),
-        }
-    }
-
-    fn place(&mut self, id: String, decoded: Result<Lock, (Problem, String)>) {
-        match decoded {
-            Ok(lock) => self.inv.locks.push(LockEntry { id, lock }),
-            Err((kind, error)) => self.inv.unreadable.push(Unreadable { id, kind, error }),
+        let Some((id, bytes)) = self.inv.absorb(id, got) else {
+            return;
+        };
+        match &mut self.decoder {
+            Some(d) => {
+                let decoded = d.decode(&id, &bytes);
+                self.inv.place(id, decoded);
+            }
+            None => {
+                self.held_bytes += bytes.len();
+                self.held.push((id, bytes));
+            }
         }
     }
 
@@ -318,7 +332,7 @@ impl Sorter {
         let mut d = LockDecoder::new(&repo.master, repo.version);
         for (id, bytes) in std::mem::take(&mut self.held) {
             let decoded = d.decode(&id, &bytes);
-            self.place(id, decoded);
+            self.inv.place(id, decoded);
         }
         self.held_bytes = 0;
         self.decoder = Some(d);

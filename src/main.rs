@@ -132,20 +132,22 @@ fn one_locks(
         }
     };
     print_report(&report, args, color);
-    let status = Status::of_run(name, Ok(&report), took);
-    if let Some(why) = report.incomplete.clone() {
-        let e = Error::Incomplete {
-            repo: cfg.masked.clone(),
-            why,
-        };
-        complain(&e);
-        return (e.exit(), vec![status]);
-    }
-    (judge(&report, args), vec![status])
+    let exit = match report.incomplete.clone() {
+        Some(why) => {
+            let e = Error::Incomplete {
+                repo: cfg.masked.clone(),
+                why,
+            };
+            complain(&e);
+            e.exit()
+        }
+        None => judge(&report, args),
+    };
+    (exit, vec![Status::of_run(name, Ok(report), took)])
 }
 
 fn judge(report: &Report, args: &cli::LocksArgs) -> Exit {
-    let held = args.fail_on.iter().any(|c| report.holds(c.condition()));
+    let held = args.fail_on.iter().any(|c| report.holds(*c));
     if held { Exit::Condition } else { Exit::Ok }
 }
 
@@ -178,8 +180,8 @@ fn fleet_locks(
         _ => 2,
     };
     let mut statuses = Vec::new();
-    for (m, got) in members.iter().zip(&results) {
-        let this = match got {
+    for (m, got) in members.iter().zip(results) {
+        let this = match &got {
             Ok(r) if r.incomplete.is_some() => Exit::Other,
             Ok(r) => judge(r, args),
             Err(e) => {
@@ -192,7 +194,7 @@ fn fleet_locks(
         }
         statuses.push(Status::of_run(
             &m.name,
-            got.as_ref().map_err(|e| e.to_string()),
+            got.map_err(|e| e.to_string()),
             took,
         ));
     }
@@ -207,16 +209,16 @@ fn fleet_locks(
         let _ = serde_json::to_writer_pretty(&mut out, &doc);
         let _ = writeln!(out);
     } else {
-        for (i, (m, got)) in members.iter().zip(&results).enumerate() {
+        for (i, s) in statuses.iter().enumerate() {
             if i > 0 {
                 println!();
             }
-            println!("== {} ==", locksmith::printable::printable(&m.name));
-            match got {
-                Ok(r) => print_report(r, args, color),
-                Err(e) => println!(
+            println!("== {} ==", locksmith::printable::printable(&s.name));
+            match (&s.report, &s.error) {
+                (Some(r), _) => print_report(r, args, color),
+                (None, e) => println!(
                     "cannot read: {}",
-                    locksmith::printable::printable(&e.to_string())
+                    locksmith::printable::printable(e.as_deref().unwrap_or_default())
                 ),
             }
         }

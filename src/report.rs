@@ -87,6 +87,47 @@ pub enum Condition {
     Any,
 }
 
+impl Condition {
+    pub const ALL: [Condition; 6] = [
+        Condition::Unsafe,
+        Condition::Stale,
+        Condition::ResticRemoves,
+        Condition::Unreadable,
+        Condition::Exclusive,
+        Condition::Any,
+    ];
+
+    /// As `--fail-on` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Unsafe => "unsafe",
+            Condition::Stale => "stale",
+            Condition::ResticRemoves => "restic-removes",
+            Condition::Unreadable => "unreadable",
+            Condition::Exclusive => "exclusive",
+            Condition::Any => "any",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// One line for `--help`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Condition::Unsafe => {
+                "A removal restic would make, or its SIGHUP probe, would hit a live process"
+            }
+            Condition::Stale => "A lock is stale by locksmith's rule",
+            Condition::ResticRemoves => "`restic unlock` would remove a lock",
+            Condition::Unreadable => "A lock file restic cannot load",
+            Condition::Exclusive => "An exclusive lock is held",
+            Condition::Any => "Any lock at all",
+        }
+    }
+}
+
 /// The colours of the table, whole rows at a time (so column widths stay those of the
 /// text): unsafe red, stale or removable yellow, a live holder green. The caller's stream
 /// (`anstream`) drops them when colour is off; the unlock log never has them.

@@ -9,12 +9,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendError, Dir};
+use crate::backend::{Backend, Dir};
 use crate::config::{RawRepoOptions, RepoConfig};
 use crate::error::Error;
-use crate::locks::{
-    IgnoreReason, Ignored, Inventory, LOCK_FILE_CAP, LockDecoder, LockEntry, Problem, Unreadable,
-};
+use crate::locks::{Inventory, LOCK_FILE_CAP, LockDecoder, Problem};
 use crate::process::HostView;
 use crate::repo::Repository;
 use crate::report::Report;
@@ -43,10 +41,12 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(options: RawRepoOptions) -> Watch {
+    /// `resolved`: the options already resolved once (serve checks them before it
+    /// listens), so a password command does not run twice at start.
+    pub fn new(options: RawRepoOptions, resolved: Option<RepoConfig>) -> Watch {
         Watch {
             options,
-            cfg: None,
+            cfg: resolved,
             backend: None,
             repo: None,
             seen: HashMap::new(),
@@ -84,8 +84,8 @@ impl Watch {
     }
 
     async fn pass(&mut self, host: &(dyn HostView + Sync)) -> Result<Option<Report>, Error> {
-        if self.repo.is_none() {
-            // Resolved anew while there is no key: a fixed password file is picked up.
+        if self.cfg.is_none() {
+            // Resolved anew after every failure to open: a fixed password file is picked up.
             self.cfg = Some(self.options.resolve()?);
         }
         let cfg = self.cfg.clone().expect("resolved");
@@ -99,7 +99,13 @@ impl Watch {
         };
         if self.repo.is_none() {
             self.costs.key_derivations += 1;
-            self.repo = Some(crate::open_with(&cfg, backend.clone()).await?);
+            match crate::open_with(&cfg, backend.clone()).await {
+                Ok(r) => self.repo = Some(r),
+                Err(e) => {
+                    self.cfg = None;
+                    return Err(e);
+                }
+            }
             self.seen.clear();
         }
         let repo = self.repo.clone().expect("opened");
@@ -132,48 +138,27 @@ impl Watch {
             Default::default(),
         );
         while let Some((name, got)) = reads.next().await {
-            match got {
-                Ok(bytes) if bytes.is_empty() => inv.ignored.push(Ignored {
-                    name,
-                    reason: IgnoreReason::Empty,
-                }),
-                Ok(bytes) => {
-                    let decoded = decoder.decode(&name, &bytes);
-                    fresh_mac_failure |= matches!(&decoded, Err((Problem::MacMismatch, _)));
-                    let size = listed_now.get(&name).copied().flatten();
-                    self.seen.insert(name, (size, decoded));
-                }
-                Err(BackendError::NotFound) => inv.vanished.push(name),
-                Err(BackendError::NotAFile) => inv.ignored.push(Ignored {
-                    name,
-                    reason: IgnoreReason::NotAFile,
-                }),
-                // Not kept: the next refresh reads it again.
-                Err(e) => inv.unreadable.push(Unreadable {
-                    id: name,
-                    kind: Problem::ReadFailed,
-                    error: cfg.redactor.scrub(&e.to_string()),
-                }),
+            // What did not come back as a body (a failed read among it) is not kept: the
+            // next refresh reads it again.
+            if let Some((name, bytes)) = inv.absorb(name, got) {
+                let decoded = decoder.decode(&name, &bytes);
+                fresh_mac_failure |= matches!(&decoded, Err((Problem::MacMismatch, _)));
+                let size = listed_now.get(&name).copied().flatten();
+                self.seen.insert(name, (size, decoded));
             }
         }
         drop(reads);
+        for u in &mut inv.unreadable {
+            u.error = cfg.redactor.scrub(&u.error);
+        }
         if fresh_mac_failure && !self.key_still_opens(&repo, backend.as_ref()).await {
             self.repo = None;
+            self.cfg = None;
             self.seen.clear();
             return Ok(None);
         }
         for (name, (_, decoded)) in &self.seen {
-            match decoded {
-                Ok(lock) => inv.locks.push(LockEntry {
-                    id: name.clone(),
-                    lock: lock.clone(),
-                }),
-                Err((kind, error)) => inv.unreadable.push(Unreadable {
-                    id: name.clone(),
-                    kind: kind.clone(),
-                    error: error.clone(),
-                }),
-            }
+            inv.place(name.clone(), decoded.clone());
         }
         inv.sort();
         Ok(Some(Report::of(&cfg, &repo, inv, host)))

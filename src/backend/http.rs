@@ -19,19 +19,6 @@ pub struct ClientSpec {
     pub idle_per_host: Option<usize>,
 }
 
-/// Extra trust anchors from `RESTIC_CACERT`-style comma-separated PEM files.
-pub fn load_cacerts(paths: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        let pem = std::fs::read(p).map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?;
-        out.extend(
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?,
-        );
-    }
-    Ok(out)
-}
-
 /// A client for `spec`, shared by every caller with the same spec and the same CA files'
 /// content: each client loads the system's trust store (about a megabyte), and `serve`
 /// with a hundred repositories on one server needs one connection pool, not a hundred.
@@ -48,17 +35,25 @@ pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
     if let Some(c) = cache.get_or_insert_default().get(&key) {
         return Ok(c.clone());
     }
-    let made = build(spec)?;
+    let mut certs = Vec::new();
+    for (p, pem) in spec.cacerts.iter().zip(&key.1) {
+        certs.extend(
+            reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?,
+        );
+    }
+    let made = build(spec, certs)?;
     cache.get_or_insert_default().insert(key, made.clone());
     Ok(made)
 }
 
-fn build(spec: &ClientSpec) -> Result<reqwest::Client, String> {
+/// A new client with `certs` (`RESTIC_CACERT`'s) beside the system's trust store.
+fn build(spec: &ClientSpec, certs: Vec<reqwest::Certificate>) -> Result<reqwest::Client, String> {
     crate::install_tls_provider();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("locksmith/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(spec.connect_timeout)
-        .tls_certs_merge(load_cacerts(&spec.cacerts)?);
+        .tls_certs_merge(certs);
     if let Some(t) = spec.timeout {
         b = b.timeout(t);
     }

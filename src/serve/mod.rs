@@ -67,9 +67,13 @@ pub struct Status {
 }
 
 impl Status {
-    /// One-shot runs (`locks --textfile`) report through the same exposition.
-    pub fn of_run(name: &str, got: Result<&Report, String>, duration: f64) -> Status {
-        let report = got.as_ref().ok().map(|r| Arc::new((*r).clone()));
+    /// One-shot runs (`locks --textfile`, `locks --config --json`) report through the
+    /// same exposition. The report is moved in, not copied: it may hold 100,000 locks.
+    pub fn of_run(name: &str, got: Result<Report, String>, duration: f64) -> Status {
+        let (report, error) = match got {
+            Ok(r) => (Some(Arc::new(r)), None),
+            Err(e) => (None, Some(e)),
+        };
         let read = report.as_ref().map_or(0, |r| {
             (r.counts.total + r.counts.unreadable + r.counts.vanished) as u64
         });
@@ -77,7 +81,7 @@ impl Status {
             name: name.to_string(),
             location: report.as_ref().map(|r| r.repository.clone()),
             refreshed_at: report.as_ref().map(|_| Utc::now()),
-            error: got.err(),
+            error,
             report,
             duration: Some(duration),
             costs: Costs {
@@ -153,7 +157,7 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 async fn watch_loop(member: Member, status: Arc<Mutex<Status>>, host: Arc<ThisHost>) {
-    let mut watch = Watch::new(member.options.clone());
+    let mut watch = Watch::new(member.options.clone(), member.resolved.clone());
     loop {
         let started = std::time::Instant::now();
         let got = refresh_within(&mut watch, host.as_ref()).await;
@@ -242,6 +246,7 @@ pub fn members(source: &Source) -> Result<Vec<Member>, String> {
                 name: cfg.masked.to_string(),
                 entry: fleet::Entry::default(),
                 options: (**options).clone(),
+                resolved: Some(cfg),
                 interval: *interval,
             }])
         }
