@@ -387,11 +387,7 @@ impl RepoArgs {
 /// The process's backend variables (`RESTIC_*`, `AWS_*` …), captured once.
 pub fn backend_env() -> std::collections::BTreeMap<String, String> {
     std::env::vars()
-        .filter(|(k, _)| {
-            locksmith::config::BACKEND_ENV_PREFIXES
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
+        .filter(|(k, _)| locksmith::backend::is_backend_var(k))
         .collect()
 }
 

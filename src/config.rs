@@ -7,32 +7,9 @@ use std::time::Duration;
 
 use std::process::{Command, Stdio};
 
+use crate::backend::{NetOptions, Settings};
 use crate::location::{Location, Masked};
 use crate::secret::{Redactor, Secret};
-
-/// How the backends behave over a network, as resolved from the options.
-#[derive(Debug, Clone)]
-pub struct NetOptions {
-    /// Requests in flight at once.
-    pub connections: usize,
-    /// Time limit of one request, body included.
-    pub timeout: Duration,
-    /// Further attempts after a transient failure.
-    pub retries: u32,
-    /// Time limit of a whole run's reading, however many requests and retries it takes.
-    pub deadline: Duration,
-}
-
-impl Default for NetOptions {
-    fn default() -> Self {
-        NetOptions {
-            connections: 32,
-            timeout: Duration::from_secs(30),
-            retries: 4,
-            deadline: Duration::from_secs(120),
-        }
-    }
-}
 
 /// Option values as given, before any is checked or read.
 #[derive(Debug, Clone, Default)]
@@ -59,65 +36,27 @@ pub struct RawRepoOptions {
     pub env: BTreeMap<String, String>,
 }
 
-/// The `-o` keys locksmith acts on; others (restic's `sftp.command`, `s3.storage-class`
-/// …) are accepted so restic's command lines keep working, and reported as ignored.
-pub const KNOWN_OPTIONS: &[&str] = &[
-    "s3.region",
-    "s3.bucket-lookup",
-    "azure.endpoint",
-    "gs.endpoint",
-    "b2.api-url",
-    "sftp.key",
-    "sftp.known-hosts",
-    "rclone.program",
-];
-
-/// Environment variables a backend may read (credentials, endpoints, CA certificates).
-pub const BACKEND_ENV_PREFIXES: &[&str] = &[
-    "RESTIC_", "AWS_", "AZURE_", "GOOGLE_", "B2_", "OS_", "ST_", "RCLONE_",
-];
-
 /// A repository to open and the password to open it with.
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
     /// The string as given: may carry a URL password, so only ever shown as `masked`.
     pub repo: Secret,
-    pub location: Location,
     pub masked: Masked,
     pub password: Secret,
     pub key_hint: Option<String>,
     /// Every secret seen while resolving, for scrubbing text from elsewhere.
     pub redactor: Redactor,
-    /// `-o` options by key.
-    pub options: BTreeMap<String, String>,
-    pub net: NetOptions,
-    pub env: BTreeMap<String, String>,
+    /// What the storage is opened with: location, `-o` options, variables, limits.
+    pub backend: Settings,
 }
 
-impl RepoConfig {
-    /// `-o` keys this run does not act on, for a warning.
-    pub fn ignored_options(&self) -> Vec<&str> {
-        self.options
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !KNOWN_OPTIONS.contains(k) && !k.ends_with(".connections"))
-            .collect()
-    }
-
-    /// `RESTIC_CACERT`'s certificate files.
-    pub fn cacerts(&self) -> Vec<PathBuf> {
-        self.var("RESTIC_CACERT")
-            .map(cacert_paths)
-            .unwrap_or_default()
-    }
-
-    /// A variable of the captured environment, when set and not empty.
-    pub fn var(&self, k: &str) -> Option<&str> {
-        self.env
-            .get(k)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
+/// Every variable whose value is a secret: locksmith's own and every backend's (whether
+/// or not this build has that backend: restic gets the whole environment).
+pub fn secret_vars() -> impl Iterator<Item = &'static str> {
+    crate::secret::OWN_SECRET_VARS
+        .iter()
+        .copied()
+        .chain(crate::backend::secret_vars())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,16 +95,6 @@ fn first_meaningful_line(text: &str) -> Option<&str> {
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// `RESTIC_CACERT`: certificate files, comma-separated, as restic reads it.
-pub fn cacert_paths(value: &str) -> Vec<PathBuf> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect()
 }
 
 fn given(s: &Option<String>) -> Option<&str> {
@@ -242,8 +171,8 @@ impl RawRepoOptions {
         for pw in Masked::url_passwords(&repo) {
             redactor.add(&pw);
         }
-        for k in crate::secret::SECRET_VARS {
-            if let Some(v) = self.env.get(*k) {
+        for k in secret_vars() {
+            if let Some(v) = self.env.get(k) {
                 redactor.add(v);
             }
         }
@@ -275,12 +204,14 @@ impl RawRepoOptions {
             })?;
         }
         Ok(RepoConfig {
-            options,
-            net,
-            env: self.env.clone(),
+            backend: Settings {
+                location,
+                options,
+                env: self.env.clone(),
+                net,
+            },
             masked: Masked::new(&repo),
             repo: Secret::new(repo),
-            location,
             password,
             key_hint: given(&self.key_hint).map(str::to_string),
             redactor,

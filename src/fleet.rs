@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{BACKEND_ENV_PREFIXES, RawRepoOptions};
+use crate::backend;
+use crate::config::RawRepoOptions;
 
 /// The default time between two refreshes of a repository.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -190,10 +191,10 @@ fn member(
                 "{n:?}: env.{k} is not taken here: use password_file/password_command and repository"
             ));
         }
-        if !BACKEND_ENV_PREFIXES.iter().any(|p| k.starts_with(p)) {
+        if !backend::is_backend_var(k) {
             return Err(format!(
                 "{n:?}: env.{k} is not a backend variable (expected one starting with {})",
-                BACKEND_ENV_PREFIXES.join(", ")
+                backend::env_prefixes().join(", ")
             ));
         }
     }

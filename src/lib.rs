@@ -56,7 +56,7 @@ pub fn install_tls_provider() {
 /// The storage a location names, its errors worded for the operator (location masked,
 /// secrets scrubbed).
 pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
-    backend::open(cfg).await.map_err(|e| match e {
+    backend::open(&cfg.backend).await.map_err(|e| match e {
         backend::SetupError::Unsupported(scheme) => Error::Unsupported {
             repo: cfg.masked.clone(),
             scheme,
@@ -100,7 +100,7 @@ pub async fn inspect_showing(
     host: &dyn HostView,
     show_progress: bool,
 ) -> Result<Report, Error> {
-    let deadline = tokio::time::Instant::now() + cfg.net.deadline;
+    let deadline = tokio::time::Instant::now() + cfg.backend.net.deadline;
     let backend = backend_for(cfg).await?;
     let progress = progress::Progress::new();
     let indicator = tokio::spawn(if show_progress {
@@ -110,7 +110,7 @@ pub async fn inspect_showing(
     });
     let collected = locks::collect(
         backend.as_ref(),
-        cfg.net.connections,
+        cfg.backend.net.connections,
         &progress,
         deadline,
         open_with(cfg, backend.clone()),
@@ -127,7 +127,7 @@ pub async fn inspect_showing(
         locks::CollectError::Deadline(what) => Error::Deadline {
             repo: cfg.masked.clone(),
             what,
-            limit: cfg.net.deadline,
+            limit: cfg.backend.net.deadline,
         },
     })?;
     Ok(Report::of(cfg, &repo, inv, host))

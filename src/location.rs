@@ -3,8 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-type MakeLocation = fn(String) -> Location;
-
 /// Where a repository lives, parsed the way restic parses `-r`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -26,31 +24,25 @@ impl Location {
         if s.trim().is_empty() {
             return Err("the repository location is empty".into());
         }
-        let schemes: [(&str, MakeLocation); 8] = [
-            ("sftp:", Location::Sftp),
-            ("rest:", Location::Rest),
-            ("s3:", Location::S3),
-            ("b2:", Location::B2),
-            ("azure:", Location::Azure),
-            ("gs:", Location::Gs),
-            ("swift:", Location::Swift),
-            ("rclone:", Location::Rclone),
-        ];
-        if let Some(path) = s.strip_prefix("local:") {
-            if path.is_empty() {
-                return Err("local: needs a path".into());
-            }
-            return Ok(Location::Local(PathBuf::from(path)));
+        let (prefix, rest) = split_scheme(s);
+        if prefix.is_empty() {
+            return Ok(Location::Local(PathBuf::from(s)));
         }
-        for (prefix, make) in schemes {
-            if let Some(rest) = s.strip_prefix(prefix) {
-                if rest.is_empty() {
-                    return Err(format!("{prefix} needs a location after it"));
-                }
-                return Ok(make(rest.to_string()));
-            }
+        if rest.is_empty() {
+            return Err(format!("{prefix} needs a location after it"));
         }
-        Ok(Location::Local(PathBuf::from(s)))
+        let rest = rest.to_string();
+        Ok(match prefix {
+            "sftp:" => Location::Sftp(rest),
+            "rest:" => Location::Rest(rest),
+            "s3:" => Location::S3(rest),
+            "b2:" => Location::B2(rest),
+            "azure:" => Location::Azure(rest),
+            "gs:" => Location::Gs(rest),
+            "swift:" => Location::Swift(rest),
+            "rclone:" => Location::Rclone(rest),
+            _ => Location::Local(PathBuf::from(rest)),
+        })
     }
 
     pub fn scheme(&self) -> &'static str {
@@ -76,7 +68,8 @@ impl Location {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masked(String);
 
-/// The restic prefix (`rest:`, `s3:` …) and the rest of a repository string.
+/// The restic prefix (`rest:`, `s3:` …; empty for a plain path) and the rest of a
+/// repository string.
 fn split_scheme(repo: &str) -> (&str, &str) {
     for prefix in [
         "rest:", "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "local:",

@@ -114,8 +114,11 @@ fn one_locks(
             return (Exit::Config, Vec::new());
         }
     };
-    for k in cfg.ignored_options() {
-        eprintln!("locksmith: ignoring -o {k}: locksmith does not use it");
+    for k in cfg.backend.ignored_options() {
+        let scheme = cfg.backend.location.scheme();
+        eprintln!(
+            "locksmith: ignoring -o {k}: locksmith does not use it for a {scheme} repository"
+        );
     }
     let host = ThisHost::new();
     let got = locksmith::runtime().block_on(locksmith::inspect(&cfg, &host));

@@ -63,8 +63,8 @@ impl Watch {
     pub fn deadline(&self) -> std::time::Duration {
         self.options
             .deadline
-            .or(self.cfg.as_ref().map(|c| c.net.deadline))
-            .unwrap_or(crate::config::NetOptions::default().deadline)
+            .or(self.cfg.as_ref().map(|c| c.backend.net.deadline))
+            .unwrap_or(crate::backend::NetOptions::default().deadline)
     }
 
     /// Reads what changed in `locks/` and judges every lock from `host`, now. On failure the
@@ -134,7 +134,7 @@ impl Watch {
             Dir::Locks,
             wanted,
             LOCK_FILE_CAP + 1,
-            cfg.net.connections,
+            cfg.backend.net.connections,
             Default::default(),
         );
         while let Some((name, got)) = reads.next().await {

@@ -1,18 +1,29 @@
 //! `azure:container:/prefix` to an OpenDAL Azure Blob operator, with restic's variables.
 
+#[cfg(feature = "azure")]
 use opendal::Operator;
+#[cfg(feature = "azure")]
 use opendal::services::Azblob;
 
-use crate::config::RepoConfig;
+#[cfg(feature = "azure")]
+use super::Settings;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "azure",
+    options: &["azure.endpoint"],
+    env_prefixes: &["AZURE_"],
+    secrets: &["AZURE_ACCOUNT_KEY", "AZURE_ACCOUNT_SAS"],
+};
 
 /// `container:/prefix` (the prefix optional) → (container, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    super::object::split_spec(spec, "container", "azure:container:/prefix")
+    super::split_spec(spec, "container", "azure:container:/prefix")
 }
 
 /// The account's blob endpoint: `-o azure.endpoint=URL` (an emulator, a private cloud),
 /// else `https://ACCOUNT.blob.AZURE_ENDPOINT_SUFFIX` (default `core.windows.net`).
-pub fn endpoint(account: &str, cfg: &RepoConfig) -> String {
+#[cfg(feature = "azure")]
+fn endpoint(account: &str, cfg: &Settings) -> String {
     match cfg.options.get("azure.endpoint") {
         Some(e) => e.trim_end_matches('/').to_string(),
         None => format!(
@@ -23,7 +34,8 @@ pub fn endpoint(account: &str, cfg: &RepoConfig) -> String {
     }
 }
 
-pub fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+#[cfg(feature = "azure")]
+pub fn operator(spec: &str, cfg: &Settings) -> Result<Operator, String> {
     let (container, prefix) = parse(spec)?;
     let account = cfg
         .var("AZURE_ACCOUNT_NAME")

@@ -1,19 +1,31 @@
 //! `b2:bucket[:prefix]` to an OpenDAL B2 operator. OpenDAL needs the bucket's ID, which
 //! restic users never give: it is looked up as restic does, through B2's own API.
 
+// Without the feature, only the declaration and the location parser are compiled for use.
+#![cfg_attr(not(feature = "b2"), allow(dead_code, unused_imports))]
+
+#[cfg(feature = "b2")]
 use opendal::Operator;
+#[cfg(feature = "b2")]
 use opendal::services::B2;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::RepoConfig;
+use super::Settings;
 use crate::secret::Secret;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "b2",
+    options: &["b2.api-url"],
+    env_prefixes: &["B2_"],
+    secrets: &["B2_ACCOUNT_KEY"],
+};
 
 pub const API_URL: &str = "https://api.backblazeb2.com";
 
 /// `bucket[:prefix]` → (bucket, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    super::object::split_spec(spec, "bucket", "b2:bucket[:prefix]")
+    super::split_spec(spec, "bucket", "b2:bucket[:prefix]")
 }
 
 #[derive(Deserialize)]
@@ -98,7 +110,8 @@ pub async fn bucket_id(
         .ok_or_else(|| format!("B2 has no bucket {bucket:?} for this key"))
 }
 
-pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+#[cfg(feature = "b2")]
+pub async fn operator(spec: &str, cfg: &Settings) -> Result<Operator, String> {
     let (bucket, prefix) = parse(spec)?;
     let key_id = cfg.var("B2_ACCOUNT_ID").ok_or("B2_ACCOUNT_ID is not set")?;
     let key = Secret::new(

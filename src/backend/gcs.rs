@@ -1,20 +1,31 @@
 //! `gs:bucket:/prefix` to an OpenDAL Google Cloud Storage operator, with restic's
 //! variables.
 
+#[cfg(feature = "gcs")]
 use opendal::Operator;
+#[cfg(feature = "gcs")]
 use opendal::services::Gcs;
 
-use crate::config::RepoConfig;
+#[cfg(feature = "gcs")]
+use super::Settings;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "gs",
+    options: &["gs.endpoint"],
+    env_prefixes: &["GOOGLE_"],
+    secrets: &["GOOGLE_ACCESS_TOKEN"],
+};
 
 /// `bucket:/prefix` (the prefix optional) → (bucket, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    super::object::split_spec(spec, "bucket", "gs:bucket:/prefix")
+    super::split_spec(spec, "bucket", "gs:bucket:/prefix")
 }
 
 /// Credentials as restic takes them: `GOOGLE_ACCESS_TOKEN`, else the service account file
 /// in `GOOGLE_APPLICATION_CREDENTIALS`; `-o gs.endpoint=URL` points at another server (an
 /// emulator), where no credentials are needed.
-pub fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+#[cfg(feature = "gcs")]
+pub fn operator(spec: &str, cfg: &Settings) -> Result<Operator, String> {
     let (bucket, prefix) = parse(spec)?;
     let mut b = Gcs::default()
         .bucket(&bucket)

@@ -11,6 +11,13 @@ use futures::stream::BoxStream;
 
 use super::{Backend, BackendError, Dir, Entry};
 
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "local",
+    options: &[],
+    env_prefixes: &[],
+    secrets: &[],
+};
+
 pub struct LocalBackend {
     root: PathBuf,
 }

@@ -1,11 +1,12 @@
 //! Storage access: list a directory of the repository and read one file, nothing else.
 //! locksmith never writes to a repository.
+//!
+//! One file per backend, each declaring its options and variables beside its code
+//! ([`settings::Declared`]); one door in, [`open`]. A backend whose Cargo feature is off
+//! keeps its declaration and its location parser, not its client.
 
-#[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(feature = "b2")]
 pub mod b2;
-#[cfg(feature = "gcs")]
 pub mod gcs;
 pub mod http;
 mod local;
@@ -14,23 +15,21 @@ pub mod net;
 mod object;
 mod rclone;
 mod rest;
-#[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(feature = "sftp")]
+mod settings;
 pub mod sftp;
-#[cfg(feature = "swift")]
 pub mod swift;
 
-pub use crate::config::NetOptions;
 pub use local::LocalBackend;
+pub use net::NetOptions;
 #[cfg(feature = "object-store")]
 pub use object::ObjectBackend;
 pub use rclone::RcloneBackend;
 pub use rest::{RestBackend, parse_listing};
+pub use settings::{Declared, Settings, cacert_paths, env_prefixes, is_backend_var, secret_vars};
 
 use async_trait::async_trait;
 
-use crate::config::RepoConfig;
 use crate::location::Location;
 use crate::secret::Secret;
 use futures::StreamExt;
@@ -51,7 +50,7 @@ pub enum SetupError {
 
 /// The one door to storage: a location and its settings (options, variables, limits) in,
 /// a backend out. Each location's backend is one match arm, its code one file.
-pub async fn open(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, SetupError> {
+pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
     let failed = SetupError::Failed;
     let cacerts = cfg.cacerts();
     #[cfg(feature = "object-store")]
@@ -99,6 +98,16 @@ pub async fn open(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, SetupError> {
         #[allow(unreachable_patterns)]
         other => Err(SetupError::Unsupported(other.scheme())),
     }
+}
+
+/// restic's `name[:prefix]` for buckets and containers → (name, prefix without slashes
+/// at either end); `what` and `form` name them in the error.
+fn split_spec(spec: &str, what: &str, form: &str) -> Result<(String, String), String> {
+    let (name, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    if name.is_empty() {
+        return Err(format!("no {what} ({form})"));
+    }
+    Ok((name.to_string(), prefix.trim_matches('/').to_string()))
 }
 
 /// The parts of a repository locksmith reads.

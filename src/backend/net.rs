@@ -6,7 +6,30 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::BackendError;
-use crate::config::NetOptions;
+
+/// How the backends behave over a network, as resolved from the options.
+#[derive(Debug, Clone)]
+pub struct NetOptions {
+    /// Requests in flight at once.
+    pub connections: usize,
+    /// Time limit of one request, body included.
+    pub timeout: Duration,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
+    /// Time limit of a whole run's reading, however many requests and retries it takes.
+    pub deadline: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            connections: 32,
+            timeout: Duration::from_secs(30),
+            retries: 4,
+            deadline: Duration::from_secs(120),
+        }
+    }
+}
 
 /// A failed attempt: worth another try, or final.
 pub enum Attempt {

@@ -9,8 +9,8 @@ use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
+use super::NetOptions;
 use super::{Backend, BackendError, Dir, Entry};
-use crate::config::NetOptions;
 
 pub struct ObjectBackend {
     op: Operator,
@@ -65,16 +65,6 @@ impl ObjectBackend {
             sizes: Mutex::new(HashMap::new()),
         })
     }
-}
-
-/// restic's `name[:prefix]` for buckets and containers → (name, prefix without slashes
-/// at either end); `what` and `form` name them in the error.
-pub fn split_spec(spec: &str, what: &str, form: &str) -> Result<(String, String), String> {
-    let (name, prefix) = spec.split_once(':').unwrap_or((spec, ""));
-    if name.is_empty() {
-        return Err(format!("no {what} ({form})"));
-    }
-    Ok((name.to_string(), prefix.trim_matches('/').to_string()))
 }
 
 fn failed(what: &str, e: opendal::Error) -> BackendError {

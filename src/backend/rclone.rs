@@ -7,9 +7,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::NetOptions;
 use super::rest::RestBackend;
 use super::{Backend, BackendError, Dir, Entry};
-use crate::config::NetOptions;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "rclone",
+    options: &["rclone.program"],
+    env_prefixes: &["RCLONE_"],
+    secrets: &[],
+};
 
 pub struct RcloneBackend {
     rest: RestBackend,

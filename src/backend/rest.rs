@@ -5,10 +5,17 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
 use reqwest::{Client, Url};
 use serde::Deserialize;
 
+use super::NetOptions;
 use super::net::{Attempt, status_attempt, transport_attempt, with_retries};
 use super::{Backend, BackendError, Dir, Entry};
-use crate::config::NetOptions;
 use crate::secret::Secret;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "rest",
+    options: &[],
+    env_prefixes: &["RESTIC_REST_"],
+    secrets: &["RESTIC_REST_PASSWORD"],
+};
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 /// The largest listing read: about 600,000 entries in restic's v2 form.

@@ -1,9 +1,19 @@
 //! `s3:` locations, as restic reads them, to an OpenDAL S3 operator.
 
+#[cfg(feature = "s3")]
 use opendal::Operator;
+#[cfg(feature = "s3")]
 use opendal::services::S3;
 
-use crate::config::RepoConfig;
+#[cfg(feature = "s3")]
+use super::Settings;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "s3",
+    options: &["s3.region", "s3.bucket-lookup"],
+    env_prefixes: &["AWS_"],
+    secrets: &["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"],
+};
 
 /// `s3:https://host[:port]/bucket[/prefix]`, `s3:http://…`, or `s3:host/bucket[/prefix]`
 /// (https). Returns (endpoint, bucket, prefix). As restic's `ParseConfig`: a URL's
@@ -41,7 +51,8 @@ pub fn parse(spec: &str) -> Result<(String, String, String), String> {
     ))
 }
 
-pub fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+#[cfg(feature = "s3")]
+pub fn operator(spec: &str, cfg: &Settings) -> Result<Operator, String> {
     let (endpoint, bucket, prefix) = parse(spec)?;
     let region = cfg
         .options

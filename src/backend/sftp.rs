@@ -1,10 +1,20 @@
 //! `sftp:` locations to an OpenDAL SFTP operator (the system's `ssh`, so its
 //! configuration, agent and keys apply).
 
+#[cfg(feature = "sftp")]
 use opendal::Operator;
+#[cfg(feature = "sftp")]
 use opendal::services::Sftp;
 
-use crate::config::RepoConfig;
+#[cfg(feature = "sftp")]
+use super::Settings;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "sftp",
+    options: &["sftp.key", "sftp.known-hosts"],
+    env_prefixes: &[],
+    secrets: &[],
+};
 
 /// An SFTP location: where to connect and the repository's path there.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +55,8 @@ pub fn parse(spec: &str) -> Result<SftpLocation, String> {
 /// The operator, rooted at `/` (or the login directory) and the repository's path below
 /// it. OpenDAL creates its root's directories on connect; an existing root keeps that
 /// from ever writing to the server.
-pub fn operator(spec: &str, cfg: &RepoConfig) -> Result<(Operator, String), String> {
+#[cfg(feature = "sftp")]
+pub fn operator(spec: &str, cfg: &Settings) -> Result<(Operator, String), String> {
     let loc = parse(spec)?;
     let absolute = loc.path.starts_with('/');
     let mut b = Sftp::default()

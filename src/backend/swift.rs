@@ -3,19 +3,36 @@
 //! often, credentials to exchange for them: v1 (`ST_AUTH`, `ST_USER`, `ST_KEY`) or
 //! Keystone v3 (`OS_AUTH_URL` with a user and password, or an application credential).
 
+// Without the feature, only the declaration and the location parser are compiled for use.
+#![cfg_attr(not(feature = "swift"), allow(dead_code, unused_imports))]
+
 use std::collections::BTreeMap;
 
+#[cfg(feature = "swift")]
 use opendal::Operator;
+#[cfg(feature = "swift")]
 use opendal::services::Swift;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::RepoConfig;
+use super::Settings;
 use crate::secret::Secret;
+
+pub const DECLARED: super::Declared = super::Declared {
+    scheme: "swift",
+    options: &[],
+    env_prefixes: &["OS_", "ST_"],
+    secrets: &[
+        "OS_PASSWORD",
+        "OS_AUTH_TOKEN",
+        "OS_APPLICATION_CREDENTIAL_SECRET",
+        "ST_KEY",
+    ],
+};
 
 /// `container:/prefix` → (container, prefix).
 pub fn parse(spec: &str) -> Result<(String, String), String> {
-    super::object::split_spec(spec, "container", "swift:container:/prefix")
+    super::split_spec(spec, "container", "swift:container:/prefix")
 }
 
 #[derive(Debug)]
@@ -162,7 +179,8 @@ pub async fn session(
     })
 }
 
-pub async fn operator(spec: &str, cfg: &RepoConfig) -> Result<Operator, String> {
+#[cfg(feature = "swift")]
+pub async fn operator(spec: &str, cfg: &Settings) -> Result<Operator, String> {
     let (container, prefix) = parse(spec)?;
     let client = super::http::client(&super::http::backend_spec(&cfg.net, &cfg.cacerts()))?;
     let s = session(&client, &cfg.env).await?;

@@ -102,10 +102,10 @@ impl UnlockOptions {
             },
         };
         let cacerts = set("RESTIC_CACERT")
-            .map(|v| crate::config::cacert_paths(&v))
+            .map(|v| crate::backend::cacert_paths(&v))
             .unwrap_or_default();
         let mut redactor = Redactor::default();
-        for k in crate::secret::SECRET_VARS {
+        for k in crate::config::secret_vars() {
             if let Some(v) = set(k) {
                 redactor.add(&v);
             }

@@ -226,6 +226,8 @@ fn backend_options_are_checked_and_unused_ones_reported() {
             "sftp.command=ssh x",
             "-o",
             "local.connections=2",
+            "-o",
+            "s3.region=eu-west-1",
             "locks",
         ])
         .output()
@@ -233,6 +235,11 @@ fn backend_options_are_checked_and_unused_ones_reported() {
     assert!(out.status.success(), "{}", text(&out));
     let e = stderr(&out);
     assert!(e.contains("ignoring -o sftp.command"), "{e}");
+    // Another backend's option is restic's to ignore too.
+    assert!(
+        e.contains("ignoring -o s3.region: locksmith does not use it for a local repository"),
+        "{e}"
+    );
     assert!(!e.contains("local.connections"), "{e}");
     let out = t
         .locksmith()
