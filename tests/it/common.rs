@@ -557,3 +557,49 @@ macro_rules! needs {
         }
     };
 }
+
+/// A system user of that name (made once), as (uid, gid). Needs root.
+pub fn ensure_user(name: &str) -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, name]).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success() || id("-u").is_some(), "useradd {name}");
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+/// `cmd` run as another user through setpriv (which execs it: the PID is the program's).
+pub fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        format!("--reuid={uid}"),
+        format!("--regid={gid}"),
+        "--clear-groups".into(),
+        "--".into(),
+    ]);
+    c.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.stdin(Stdio::null());
+    c
+}

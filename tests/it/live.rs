@@ -1,7 +1,7 @@
 //! Locks held by running restic processes.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use locksmith::seal::Encoding;
 use serde_json::Value;
@@ -106,50 +106,6 @@ fn restic_sighup_probe_kills_process_on_reused_pid_with(r: &Restic) {
     let status = bystander.wait().unwrap();
     assert_eq!(status.signal(), Some(1), "restic's probe delivered SIGHUP");
     assert_eq!(t.lock_names(), vec![id], "and restic kept the lock");
-}
-
-fn ensure_user(name: &str) -> (u32, u32) {
-    let id = |flag: &str| {
-        let out = Command::new("id").args([flag, name]).output().unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse::<u32>()
-            .ok()
-    };
-    if id("-u").is_none() {
-        let st = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success() || id("-u").is_some(), "useradd {name}");
-    }
-    (id("-u").unwrap(), id("-g").unwrap())
-}
-
-fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        format!("--reuid={uid}"),
-        format!("--regid={gid}"),
-        "--clear-groups".into(),
-        "--".into(),
-    ]);
-    c.arg(cmd.get_program()).args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c.stdin(Stdio::null());
-    c
 }
 
 /// A lock held by root, inspected by another user: restic (as that user) takes EPERM for

@@ -733,3 +733,40 @@ fn serve_derives_the_key_again_when_the_repository_is_replaced() {
         2.0
     );
 }
+
+/// serve keeps keys for its whole life: another process of its user must not read its
+/// memory, nor may a crash dump it. A dumpable process's /proc files belong to its user;
+/// a non-dumpable one's to root.
+#[test]
+fn serve_is_not_dumpable() {
+    if !is_root() {
+        skip("needs root to run serve as another user");
+        return;
+    }
+    let (uid, gid) = ensure_user("locksmith-it");
+    let port = free_port();
+    let mut cmd = locksmith_cmd();
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["-r", "/nonexistent/repository"])
+        .env("RESTIC_PASSWORD", "not-needed");
+    let mut child = as_user(uid, gid, cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "locksmith serve");
+    let proc_dir = format!("/proc/{}", child.id());
+    let status = std::fs::read_to_string(format!("{proc_dir}/status")).unwrap();
+    let runs_as = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(format!("{proc_dir}/environ")).unwrap(),
+    );
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(runs_as.contains(&uid.to_string()), "{runs_as}");
+    assert_eq!(
+        owner, 0,
+        "/proc/PID/environ of a dumpable process belongs to {uid}"
+    );
+}
