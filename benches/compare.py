@@ -205,16 +205,17 @@ def restics():
 
 def per_lane(tmp, repo, pwfile, env, rounds):
     """Seconds per scrypt lane (N=2^15, r=8) on one core (`taskset -c 0`), for locksmith
-    with each core this CPU runs, each restic on the machine and OpenSSL: each tool opens
-    the repository with a p=1 and a p=8 key (hinted, so one derivation each), and the
-    difference over 7 is one lane, start-up and I/O cancelled out."""
+    with each core this CPU runs (lanes one at a time, and paired), each restic on the
+    machine and OpenSSL: each tool opens the repository with a p=1, a p=2 and a p=8 key
+    (hinted, so one derivation each); the difference of p=8 and p=1 over 7 is one lane
+    (of p=8 and p=2 over 6 where lanes are paired), start-up and I/O cancelled out. Returns the dispatched core's unpaired lane: what the cores run."""
     model, flags = cpu_model_and_flags()
     dispatched = subprocess.run([LOCKSMITH, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"\nper lane, one core (taskset -c 0), N=32768 r=8: CPU {model}; "
           f"AVX2 {'yes' if 'avx2' in flags else 'no'}, AVX-512VL "
           f"{'yes' if {'avx512f', 'avx512vl'} <= flags else 'no'}; {dispatched}")
     keys = {}
-    for p in (1, 8):
+    for p in (1, 2, 8):
         pw = os.path.join(tmp, f"pw-p{p}")
         with open(pw, "w") as f:
             f.write(f"lane-bench-{p}\n")
@@ -224,17 +225,32 @@ def per_lane(tmp, repo, pwfile, env, rounds):
     cores = ["scalar", "sse2"] if "sse2" in flags else ["scalar"]
     if {"avx512f", "avx512vl"} <= flags:
         cores.insert(0, "avx512")
-    tools = {f"locksmith ({c})": ([LOCKSMITH, "locks", "--json"], {"LOCKSMITH_SCRYPT_CORE": c}) for c in cores}
+    # Each core one lane at a time (as on several cores) and, where it pairs lanes, two
+    # interleaved (what one core runs).
+    tools = {}
+    for c in cores:
+        tools[f"locksmith ({c})"] = ([LOCKSMITH, "locks", "--json"],
+                                     {"LOCKSMITH_SCRYPT_CORE": c, "LOCKSMITH_SCRYPT_PAIRS": "0"})
+        if c != "scalar":
+            tools[f"locksmith ({c}, paired)"] = ([LOCKSMITH, "locks", "--json"],
+                                                 {"LOCKSMITH_SCRYPT_CORE": c, "LOCKSMITH_SCRYPT_PAIRS": "1"})
     for version, path in restics():
         tools[f"restic {version}"] = ([path, "--no-cache", "--no-lock", "list", "locks"], {})
-    times = {name: {1: [], 8: []} for name in tools}
+    times = {name: {1: [], 2: [], 8: []} for name in tools}
+    # Tool by tool, each after an untimed p=8 run: a process that needs more memory than
+    # the one before it (another tool, a smaller key) waits for the kernel to assemble
+    # huge pages, up to 70 ms here, which would land on whichever key came first.
     for _ in range(rounds):
-        for p, (pw, kid) in keys.items():
-            for name, (cmd, extra) in tools.items():
+        for name, (cmd, extra) in tools.items():
+            for i, (p, (pw, kid)) in enumerate([(8, keys[8])] + list(keys.items())):
                 e = dict(env, RESTIC_PASSWORD_FILE=pw, RESTIC_KEY_HINT=kid, **extra)
                 t, _ = timed(["taskset", "-c", "0"] + cmd, e)
-                times[name][p].append(t)
-    lanes = {n: (statistics.median(t[8]) - statistics.median(t[1])) / 7 for n, t in times.items()}
+                if i > 0:
+                    times[name][p].append(t)
+    # Paired: p=2 is one pair and p=8 four, so their difference over 6 is a lane's share.
+    lanes = {n: (statistics.median(t[8]) - statistics.median(t[2])) / 6 if "paired" in n
+             else (statistics.median(t[8]) - statistics.median(t[1])) / 7
+             for n, t in times.items()}
     code = ("import hashlib,time,statistics\nts=[]\nfor _ in range(%d):\n t=time.perf_counter();"
             "hashlib.scrypt(b'pw',salt=b's'*64,n=32768,r=8,p=1,maxmem=64<<20,dklen=64);"
             "ts.append(time.perf_counter()-t)\nprint(statistics.median(ts))" % rounds)
@@ -275,7 +291,10 @@ def main():
         print(f"machine: {cores} cores; restic: "
               + subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip())
 
-        single = sh([FORGE, "kdf-time", key_file, pwfile], dict(env, RAYON_NUM_THREADS="1"),
+        # The floor is the multi-core run's own algorithm on one thread: lanes one at a
+        # time (a single thread would otherwise run them in pairs, and the cores do not).
+        single = sh([FORGE, "kdf-time", key_file, pwfile],
+                    dict(env, RAYON_NUM_THREADS="1", LOCKSMITH_SCRYPT_PAIRS="0"),
                     capture_output=True, text=True).stdout.split()
         par = sh([FORGE, "kdf-time", key_file, pwfile], env, capture_output=True, text=True).stdout.split()
         p = int(single[3].split("=")[1])

@@ -55,6 +55,7 @@ fn kdf(c: &mut Criterion) {
         let mut out = [0u8; 64];
         locksmith::restic::scrypt::scrypt_with(
             core,
+            false,
             b"password",
             &[1u8; 64],
             32768,

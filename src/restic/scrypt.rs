@@ -5,7 +5,10 @@
 //! the one before, each V read on the block before that), so what decides the speed is the
 //! latency of a round: add, rotate, xor. SSE2 needs three instructions to rotate; AVX-512VL
 //! has a rotate instruction (`vprold`), which shortens every step of the chain. The XOR
-//! with the V block is fused into the block mix instead of being a pass of its own.
+//! with the V block is fused into the block mix instead of being a pass of its own. A
+//! chain leaves most of a core's execution units idle, so the SIMD cores can run two
+//! lanes at once, their instructions interleaved: a pair takes about 1.3 times one lane.
+//! A pair needs a second V, so it is used where the derivation has one thread.
 //! Checked against RFC 7914's vectors and, on random parameters, against the `scrypt`
 //! crate (tests below).
 
@@ -78,6 +81,29 @@ impl Core {
         self != Core::Scalar
     }
 
+    /// Whether the core runs two lanes interleaved ([`Core::block_mix2`]). The scalar
+    /// code already keeps four quarter-rounds in flight and spills registers with more.
+    fn pairs(self) -> bool {
+        self != Core::Scalar
+    }
+
+    /// [`Core::block_mix`] of two lanes at once.
+    fn block_mix2(self, x: [&[u32]; 2], v: Option<[&[u32]; 2]>, out: [&mut [u32]; 2]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of x86-64's baseline.
+            Core::Sse2 => unsafe { sse2::block_mix2(x, v, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only chosen when the CPU reports AVX-512F and AVX-512VL.
+            Core::Avx512 => unsafe { avx512::block_mix2(x, v, out) },
+            _ => {
+                let [o0, o1] = out;
+                self.block_mix(x[0], v.map(|v| v[0]), o0);
+                self.block_mix(x[1], v.map(|v| v[1]), o1);
+            }
+        }
+    }
+
     /// `out` = BlockMix(`x` ⊕ `v`) (`v` absent: `x` alone), blocks in the core's order.
     fn block_mix(self, x: &[u32], v: Option<&[u32]>, out: &mut [u32]) {
         match self {
@@ -119,12 +145,24 @@ const DIAGONAL: [usize; 16] = [0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6,
 /// Derives `out.len()` bytes. `n` must be a power of two ≥ 2 and `r`, `p` ≥ 1 (the
 /// caller's bounds keep them sane).
 pub fn scrypt(password: &[u8], salt: &[u8], n: usize, r: usize, p: usize, out: &mut [u8]) {
-    scrypt_with(Core::detected(), password, salt, n, r, p, out)
+    // Pairs cost a second V per thread. With one thread (one core, or a container given
+    // one CPU) that is the two V that two threads would hold anyway; with more, the
+    // memory bound of one V per core holds (100 MiB at 10,000 locks on two cores).
+    // `LOCKSMITH_SCRYPT_PAIRS` (0 or 1) decides instead, for benchmarks.
+    let pairs = match std::env::var("LOCKSMITH_SCRYPT_PAIRS").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => rayon::current_num_threads() == 1,
+    };
+    scrypt_with(Core::detected(), pairs, password, salt, n, r, p, out)
 }
 
-/// As [`scrypt`] with a given core (benchmarks and tests compare them).
+/// As [`scrypt`] with a given core, and lanes paired where a thread runs two (`pairs`) or
+/// not (benchmarks and tests compare them).
+#[allow(clippy::too_many_arguments)]
 pub fn scrypt_with(
     core: Core,
+    pairs: bool,
     password: &[u8],
     salt: &[u8],
     n: usize,
@@ -135,25 +173,43 @@ pub fn scrypt_with(
     let lane = 128 * r;
     let mut b = vec![0u8; lane * p];
     pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, 1, &mut b);
-    // One V (128·r·N bytes) per thread that runs lanes, reused for each of its lanes:
-    // exactly that much memory, however the allocator caches freed blocks.
-    let slots: Vec<std::sync::Mutex<Vec<u32>>> = (0..rayon::current_num_threads().min(p))
-        .map(|_| std::sync::Mutex::new(Vec::new()))
-        .collect();
-    b.par_chunks_mut(lane).for_each(|l| {
-        let slot = rayon::current_thread_index().unwrap_or(0) % slots.len();
-        let mut v = slots[slot].lock().unwrap_or_else(|e| e.into_inner());
-        if v.is_empty() {
-            *v = vec![0u32; 32 * r * n];
+    // Each thread takes an even share of the lanes and owns the V (128·r·N bytes) they
+    // run in, one per lane in flight: exactly that much memory, however the allocator
+    // caches freed blocks. Lanes run in pairs where asked, where the core pairs them and
+    // where V is no larger than restic's calibration ever makes it (32 MiB).
+    let threads = rayon::current_num_threads().clamp(1, p);
+    let pairs = pairs && core.pairs() && 128 * r * n <= PAIR_MAX_V;
+    let mut lanes: Vec<&mut [u8]> = b.chunks_mut(lane).collect();
+    let mut shares: Vec<Vec<&mut [u8]>> = Vec::with_capacity(threads);
+    for t in (1..=threads).rev() {
+        let take = lanes.len().div_ceil(t);
+        shares.push(lanes.drain(..take).collect());
+    }
+    shares.into_par_iter().for_each(|share| {
+        let mut v = vec![0u32; 32 * r * n];
+        let mut w = Vec::new();
+        let mut share = share.into_iter();
+        while let Some(first) = share.next() {
+            match if pairs { share.next() } else { None } {
+                Some(second) => {
+                    if w.is_empty() {
+                        w = vec![0u32; 32 * r * n];
+                    }
+                    romix2(core, [first, second], n, r, [&mut v, &mut w]);
+                }
+                None => romix(core, first, n, r, &mut v),
+            }
         }
-        romix(core, l, n, r, &mut v);
     });
     pbkdf2::pbkdf2_hmac::<Sha256>(password, &b, 1, out);
 }
 
-/// ROMix of one lane, in place.
-fn romix(core: Core, lane: &mut [u8], n: usize, r: usize, v: &mut [u32]) {
-    let words = 32 * r;
+/// The largest V that lanes are paired for: restic's calibration (at most 60 MiB of
+/// memory, N and r powers of two) never makes a larger one.
+const PAIR_MAX_V: usize = 32 << 20;
+
+/// A lane's bytes as words, each block in the core's order.
+fn to_words(core: Core, lane: &[u8]) -> Vec<u32> {
     let mut x: Vec<u32> = lane
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -166,6 +222,28 @@ fn romix(core: Core, lane: &mut [u8], n: usize, r: usize, v: &mut [u32]) {
             }
         }
     }
+    x
+}
+
+/// The inverse of [`to_words`], into the lane.
+fn from_words(core: Core, mut x: Vec<u32>, lane: &mut [u8]) {
+    if core.diagonal() {
+        for block in x.chunks_exact_mut(16) {
+            let diag: [u32; 16] = block.try_into().expect("16 words");
+            for (i, w) in diag.iter().enumerate() {
+                block[DIAGONAL[i]] = *w;
+            }
+        }
+    }
+    for (c, w) in lane.chunks_exact_mut(4).zip(&x) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// ROMix of one lane, in place.
+fn romix(core: Core, lane: &mut [u8], n: usize, r: usize, v: &mut [u32]) {
+    let words = 32 * r;
+    let mut x = to_words(core, lane);
     v[..words].copy_from_slice(&x);
     for i in 1..n {
         let (done, rest) = v.split_at_mut(i * words);
@@ -179,17 +257,43 @@ fn romix(core: Core, lane: &mut [u8], n: usize, r: usize, v: &mut [u32]) {
         core.block_mix(&x, Some(&v[j * words..(j + 1) * words]), &mut y);
         std::mem::swap(&mut x, &mut y);
     }
-    if core.diagonal() {
-        for block in x.chunks_exact_mut(16) {
-            let diag: [u32; 16] = block.try_into().expect("16 words");
-            for (i, w) in diag.iter().enumerate() {
-                block[DIAGONAL[i]] = *w;
-            }
-        }
+    from_words(core, x, lane);
+}
+
+/// ROMix of two lanes in step, each with its own V: [`romix`] with every block mix
+/// done for both at once.
+fn romix2(core: Core, lanes: [&mut [u8]; 2], n: usize, r: usize, v: [&mut [u32]; 2]) {
+    let words = 32 * r;
+    let [l0, l1] = lanes;
+    let [v0, v1] = v;
+    let (mut x0, mut x1) = (to_words(core, l0), to_words(core, l1));
+    v0[..words].copy_from_slice(&x0);
+    v1[..words].copy_from_slice(&x1);
+    for i in 1..n {
+        let (done0, rest0) = v0.split_at_mut(i * words);
+        let (done1, rest1) = v1.split_at_mut(i * words);
+        core.block_mix2(
+            [&done0[(i - 1) * words..], &done1[(i - 1) * words..]],
+            None,
+            [&mut rest0[..words], &mut rest1[..words]],
+        );
     }
-    for (c, w) in lane.chunks_exact_mut(4).zip(&x) {
-        c.copy_from_slice(&w.to_le_bytes());
+    let (mut y0, mut y1) = (vec![0u32; words], vec![0u32; words]);
+    let last = (n - 1) * words;
+    core.block_mix2([&v0[last..], &v1[last..]], None, [&mut x0, &mut x1]);
+    for _ in 0..n {
+        let j0 = (x0[words - 16] as usize & (n - 1)) * words;
+        let j1 = (x1[words - 16] as usize & (n - 1)) * words;
+        core.block_mix2(
+            [&x0, &x1],
+            Some([&v0[j0..j0 + words], &v1[j1..j1 + words]]),
+            [&mut y0, &mut y1],
+        );
+        std::mem::swap(&mut x0, &mut y0);
+        std::mem::swap(&mut x1, &mut y1);
     }
+    from_words(core, x0, l0);
+    from_words(core, x1, l1);
 }
 
 /// Where BlockMix puts output block `i` of `blocks`: even ones first, then odd ones.
@@ -251,6 +355,36 @@ mod scalar {
     }
 }
 
+/// Salsa20/8's eight rounds on the diagonal form of one or more states, one step of each
+/// state after the other so their chains overlap.
+#[cfg(target_arch = "x86_64")]
+macro_rules! salsa8_rounds {
+    ($rol:ident; $(($a:ident, $b:ident, $c:ident, $d:ident)),+) => {
+        for _ in 0..4 {
+            // Column round on the diagonals…
+            $( $b = _mm_xor_si128($b, $rol!(_mm_add_epi32($a, $d), 7)); )+
+            $( $c = _mm_xor_si128($c, $rol!(_mm_add_epi32($b, $a), 9)); )+
+            $( $d = _mm_xor_si128($d, $rol!(_mm_add_epi32($c, $b), 13)); )+
+            $( $a = _mm_xor_si128($a, $rol!(_mm_add_epi32($d, $c), 18)); )+
+            $(
+                $b = _mm_shuffle_epi32($b, 0b10_01_00_11);
+                $c = _mm_shuffle_epi32($c, 0b01_00_11_10);
+                $d = _mm_shuffle_epi32($d, 0b00_11_10_01);
+            )+
+            // …then the row round, with b and d in each other's place.
+            $( $d = _mm_xor_si128($d, $rol!(_mm_add_epi32($a, $b), 7)); )+
+            $( $c = _mm_xor_si128($c, $rol!(_mm_add_epi32($d, $a), 9)); )+
+            $( $b = _mm_xor_si128($b, $rol!(_mm_add_epi32($c, $d), 13)); )+
+            $( $a = _mm_xor_si128($a, $rol!(_mm_add_epi32($b, $c), 18)); )+
+            $(
+                $b = _mm_shuffle_epi32($b, 0b00_11_10_01);
+                $c = _mm_shuffle_epi32($c, 0b01_00_11_10);
+                $d = _mm_shuffle_epi32($d, 0b10_01_00_11);
+            )+
+        }
+    };
+}
+
 /// The SIMD block mix, written once and compiled per rotate instruction.
 #[cfg(target_arch = "x86_64")]
 macro_rules! simd_block_mix {
@@ -262,6 +396,7 @@ macro_rules! simd_block_mix {
         #[target_feature(enable = $features)]
         pub unsafe fn block_mix(x: &[u32], v: Option<&[u32]>, out: &mut [u32]) {
             assert!(out.len() == x.len() && v.is_none_or(|v| v.len() == x.len()));
+            assert!(x.len() >= 16 && x.len().is_multiple_of(16));
             // SAFETY: the caller's guarantee; lengths checked above.
             unsafe {
                 match v {
@@ -272,74 +407,169 @@ macro_rules! simd_block_mix {
         }
 
         /// # Safety
+        /// As `block_mix`.
+        #[target_feature(enable = $features)]
+        pub unsafe fn block_mix2(x: [&[u32]; 2], v: Option<[&[u32]; 2]>, out: [&mut [u32]; 2]) {
+            let len = x[0].len();
+            assert!(len >= 16 && len.is_multiple_of(16));
+            assert!(x[1].len() == len && out.iter().all(|o| o.len() == len));
+            assert!(v.is_none_or(|v| v.iter().all(|v| v.len() == len)));
+            // SAFETY: the caller's guarantee; lengths checked above.
+            unsafe {
+                match v {
+                    Some(v) => mix2::<true>(x, v, out),
+                    None => mix2::<false>(x, x, out),
+                }
+            }
+        }
+
+        /// Block `k` (in 16-byte units) of `x`, XORed with `v`'s when `XOR`.
+        ///
+        /// # Safety
+        /// `k` within both.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn load<const XOR: bool>(x: *const __m128i, v: *const __m128i, k: usize) -> __m128i {
+            // SAFETY: the caller's bound; unaligned loads.
+            unsafe {
+                if XOR {
+                    _mm_xor_si128(_mm_loadu_si128(x.add(k)), _mm_loadu_si128(v.add(k)))
+                } else {
+                    _mm_loadu_si128(x.add(k))
+                }
+            }
+        }
+
+        /// V's block is at a random place in a large buffer: ask for all its lines now,
+        /// so they arrive together instead of one per block.
+        ///
+        /// # Safety
+        /// `v` holds `blocks` 64-byte blocks.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn prefetch(v: *const __m128i, blocks: usize) {
+            for k in 0..blocks {
+                // SAFETY: within the caller's bound.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(v.add(4 * k) as *const i8) };
+            }
+        }
+
+        /// The four registers of a state after Salsa20/8: its eight rounds, then the
+        /// input added back (the feed-forward).
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn salsa8(s: [__m128i; 4]) -> [__m128i; 4] {
+            let [mut a, mut b, mut c, mut d] = s;
+            salsa8_rounds!($rol; (a, b, c, d));
+            feed_forward([a, b, c, d], s)
+        }
+
+        /// As `salsa8`, two states at once, their rounds interleaved.
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn salsa8x2(s: [__m128i; 4], t: [__m128i; 4]) -> ([__m128i; 4], [__m128i; 4]) {
+            let [mut a, mut b, mut c, mut d] = s;
+            let [mut e, mut f, mut g, mut h] = t;
+            salsa8_rounds!($rol; (a, b, c, d), (e, f, g, h));
+            (feed_forward([a, b, c, d], s), feed_forward([e, f, g, h], t))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        fn feed_forward(s: [__m128i; 4], input: [__m128i; 4]) -> [__m128i; 4] {
+            std::array::from_fn(|k| _mm_add_epi32(s[k], input[k]))
+        }
+
+        /// One lane's block mix as the loop below runs it: where its blocks come from and
+        /// go to (16-byte units).
+        #[derive(Clone, Copy)]
+        struct Lane {
+            x: *const __m128i,
+            v: *const __m128i,
+            out: *mut __m128i,
+        }
+
+        impl Lane {
+            fn new(x: &[u32], v: &[u32], out: &mut [u32]) -> Lane {
+                Lane {
+                    x: x.as_ptr() as *const __m128i,
+                    v: v.as_ptr() as *const __m128i,
+                    out: out.as_mut_ptr() as *mut __m128i,
+                }
+            }
+
+            /// The state `s` XORed with input block `i`.
+            ///
+            /// # Safety
+            /// `i` is a block of the lane.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn absorb<const XOR: bool>(self, s: [__m128i; 4], i: usize) -> [__m128i; 4] {
+                // SAFETY: the caller's bound.
+                std::array::from_fn(|k| _mm_xor_si128(s[k], unsafe {
+                    load::<XOR>(self.x, self.v, 4 * i + k)
+                }))
+            }
+
+            /// Stores `s` as output block `o`.
+            ///
+            /// # Safety
+            /// `o` is a block of the lane.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn store(self, s: [__m128i; 4], o: usize) {
+                for (k, w) in s.into_iter().enumerate() {
+                    // SAFETY: the caller's bound; unaligned stores.
+                    unsafe { _mm_storeu_si128(self.out.add(4 * o + k), w) };
+                }
+            }
+        }
+
+        /// # Safety
         /// As `block_mix`; `v`, `x` and `out` of the same length, a multiple of 16 words.
         #[target_feature(enable = $features)]
         #[inline]
         unsafe fn mix<const XOR: bool>(x: &[u32], v: &[u32], out: &mut [u32]) {
             let blocks = x.len() / 16;
-            let xp = x.as_ptr() as *const __m128i;
-            let vp = v.as_ptr() as *const __m128i;
-            let op = out.as_mut_ptr() as *mut __m128i;
-            // SAFETY: every index is below 4·blocks, the length of all three in 16-byte
-            // units; unaligned loads and stores.
+            let lane = Lane::new(x, v, out);
+            // SAFETY: every block index is below `blocks`, the length of all three.
             unsafe {
-                macro_rules! load {
-                    ($k:expr) => {{
-                        let k = $k;
-                        if XOR {
-                            _mm_xor_si128(_mm_loadu_si128(xp.add(k)), _mm_loadu_si128(vp.add(k)))
-                        } else {
-                            _mm_loadu_si128(xp.add(k))
-                        }
-                    }};
-                }
                 if XOR {
-                    // V's block is at a random place in a large buffer: ask for all its
-                    // lines now, so they arrive together instead of one per block.
-                    for k in 0..blocks {
-                        _mm_prefetch::<_MM_HINT_T0>(vp.add(4 * k) as *const i8);
-                    }
+                    prefetch(lane.v, blocks);
                 }
-                let last = 4 * (blocks - 1);
-                let (mut a, mut b, mut c, mut d) = (
-                    load!(last),
-                    load!(last + 1),
-                    load!(last + 2),
-                    load!(last + 3),
-                );
+                let zero = [_mm_setzero_si128(); 4];
+                let mut s = lane.absorb::<XOR>(zero, blocks - 1);
                 for i in 0..blocks {
-                    a = _mm_xor_si128(a, load!(4 * i));
-                    b = _mm_xor_si128(b, load!(4 * i + 1));
-                    c = _mm_xor_si128(c, load!(4 * i + 2));
-                    d = _mm_xor_si128(d, load!(4 * i + 3));
-                    let (a0, b0, c0, d0) = (a, b, c, d);
-                    for _ in 0..4 {
-                        // Column round on the diagonals…
-                        b = _mm_xor_si128(b, $rol!(_mm_add_epi32(a, d), 7));
-                        c = _mm_xor_si128(c, $rol!(_mm_add_epi32(b, a), 9));
-                        d = _mm_xor_si128(d, $rol!(_mm_add_epi32(c, b), 13));
-                        a = _mm_xor_si128(a, $rol!(_mm_add_epi32(d, c), 18));
-                        b = _mm_shuffle_epi32(b, 0b10_01_00_11);
-                        c = _mm_shuffle_epi32(c, 0b01_00_11_10);
-                        d = _mm_shuffle_epi32(d, 0b00_11_10_01);
-                        // …then the row round, with b and d in each other's place.
-                        d = _mm_xor_si128(d, $rol!(_mm_add_epi32(a, b), 7));
-                        c = _mm_xor_si128(c, $rol!(_mm_add_epi32(d, a), 9));
-                        b = _mm_xor_si128(b, $rol!(_mm_add_epi32(c, d), 13));
-                        a = _mm_xor_si128(a, $rol!(_mm_add_epi32(b, c), 18));
-                        b = _mm_shuffle_epi32(b, 0b00_11_10_01);
-                        c = _mm_shuffle_epi32(c, 0b01_00_11_10);
-                        d = _mm_shuffle_epi32(d, 0b10_01_00_11);
-                    }
-                    a = _mm_add_epi32(a, a0);
-                    b = _mm_add_epi32(b, b0);
-                    c = _mm_add_epi32(c, c0);
-                    d = _mm_add_epi32(d, d0);
-                    let o = 4 * super::out_block(i, blocks);
-                    _mm_storeu_si128(op.add(o), a);
-                    _mm_storeu_si128(op.add(o + 1), b);
-                    _mm_storeu_si128(op.add(o + 2), c);
-                    _mm_storeu_si128(op.add(o + 3), d);
+                    s = salsa8(lane.absorb::<XOR>(s, i));
+                    lane.store(s, super::out_block(i, blocks));
+                }
+            }
+        }
+
+        /// `mix` of two lanes, their rounds interleaved.
+        ///
+        /// # Safety
+        /// As `mix`, for each lane.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn mix2<const XOR: bool>(x: [&[u32]; 2], v: [&[u32]; 2], out: [&mut [u32]; 2]) {
+            let blocks = x[0].len() / 16;
+            let [o0, o1] = out;
+            let (l0, l1) = (Lane::new(x[0], v[0], o0), Lane::new(x[1], v[1], o1));
+            // SAFETY: as in `mix`, for each lane.
+            unsafe {
+                if XOR {
+                    prefetch(l0.v, blocks);
+                    prefetch(l1.v, blocks);
+                }
+                let zero = [_mm_setzero_si128(); 4];
+                let mut s = l0.absorb::<XOR>(zero, blocks - 1);
+                let mut t = l1.absorb::<XOR>(zero, blocks - 1);
+                for i in 0..blocks {
+                    (s, t) = salsa8x2(l0.absorb::<XOR>(s, i), l1.absorb::<XOR>(t, i));
+                    let o = super::out_block(i, blocks);
+                    l0.store(s, o);
+                    l1.store(t, o);
                 }
             }
         }
@@ -403,9 +633,12 @@ mod tests {
     fn rfc7914_vectors_on_every_core() {
         for core in Core::available() {
             for (pw, salt, n, r, p, want) in VECTORS {
-                let mut out = [0u8; 64];
-                scrypt_with(core, pw.as_bytes(), salt.as_bytes(), n, r, p, &mut out);
-                assert_eq!(hex::encode(out), want, "{core:?} N={n} r={r} p={p}");
+                for pairs in [true, false] {
+                    let mut out = [0u8; 64];
+                    let (pw, salt) = (pw.as_bytes(), salt.as_bytes());
+                    scrypt_with(core, pairs, pw, salt, n, r, p, &mut out);
+                    assert_eq!(hex::encode(out), want, "{core:?} {pairs} N={n} r={r} p={p}");
+                }
             }
         }
     }
@@ -434,6 +667,7 @@ mod tests {
                 let mut got = vec![0u8; len];
                 scrypt_with(
                     core,
+                    true,
                     &pw,
                     &salt,
                     1 << log_n,
