@@ -68,6 +68,32 @@ fn kdf(c: &mut Criterion) {
     for core in locksmith::restic::scrypt::Core::available() {
         g.bench_function(core.name(), |b| b.iter(|| one(core)));
     }
+    // Two lanes on one thread, interleaved where the core pairs them: a single-CPU
+    // machine's way (compare with twice the lane above).
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for core in locksmith::restic::scrypt::Core::available() {
+        g.bench_function(format!("two lanes, one thread, {}", core.name()), |b| {
+            b.iter(|| {
+                one_thread.install(|| {
+                    let mut out = [0u8; 64];
+                    locksmith::restic::scrypt::scrypt_with(
+                        core,
+                        true,
+                        b"password",
+                        &[1u8; 64],
+                        32768,
+                        8,
+                        2,
+                        &mut out,
+                    );
+                    out
+                })
+            })
+        });
+    }
     g.bench_function("scrypt crate", |b| {
         let params = scrypt::Params::new(15, 8, 1).unwrap();
         b.iter(|| {

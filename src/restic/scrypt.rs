@@ -7,7 +7,7 @@
 //! has a rotate instruction (`vprold`), which shortens every step of the chain. The XOR
 //! with the V block is fused into the block mix instead of being a pass of its own. A
 //! chain leaves most of a core's execution units idle, so the SIMD cores can run two
-//! lanes at once, their instructions interleaved: a pair takes about 1.3 times one lane.
+//! lanes at once, their instructions interleaved: a pair takes 1.3 to 1.5 times one lane.
 //! A pair needs a second V, so it is used where the derivation has one thread.
 //! Checked against RFC 7914's vectors and, on random parameters, against the `scrypt`
 //! crate (tests below).
