@@ -51,22 +51,15 @@ fn kdf(c: &mut Criterion) {
     // One lane on one thread, each core this CPU runs, and the `scrypt` crate.
     let mut g = c.benchmark_group("one lane N=32768 r=8");
     g.sample_size(10);
-    let one = |core| {
+    // `p` lanes of N=32768, r=8, paired where a thread runs two and `pairs` allows it.
+    let lanes = |core, pairs, p| {
         let mut out = [0u8; 64];
-        locksmith::restic::scrypt::scrypt_with(
-            core,
-            false,
-            b"password",
-            &[1u8; 64],
-            32768,
-            8,
-            1,
-            &mut out,
-        );
+        let (pw, salt) = (b"password", &[1u8; 64]);
+        locksmith::restic::scrypt::scrypt_with(core, pairs, pw, salt, 32768, 8, p, &mut out);
         out
     };
     for core in locksmith::restic::scrypt::Core::available() {
-        g.bench_function(core.name(), |b| b.iter(|| one(core)));
+        g.bench_function(core.name(), |b| b.iter(|| lanes(core, false, 1)));
     }
     // Two lanes on one thread, interleaved where the core pairs them: a single-CPU
     // machine's way (compare with twice the lane above).
@@ -76,22 +69,7 @@ fn kdf(c: &mut Criterion) {
         .unwrap();
     for core in locksmith::restic::scrypt::Core::available() {
         g.bench_function(format!("two lanes, one thread, {}", core.name()), |b| {
-            b.iter(|| {
-                one_thread.install(|| {
-                    let mut out = [0u8; 64];
-                    locksmith::restic::scrypt::scrypt_with(
-                        core,
-                        true,
-                        b"password",
-                        &[1u8; 64],
-                        32768,
-                        8,
-                        2,
-                        &mut out,
-                    );
-                    out
-                })
-            })
+            b.iter(|| one_thread.install(|| lanes(core, true, 2)))
         });
     }
     g.bench_function("scrypt crate", |b| {

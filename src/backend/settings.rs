@@ -53,9 +53,14 @@ pub fn env_prefixes() -> Vec<&'static str> {
     v
 }
 
-/// Whether a backend may read this variable.
+/// Whether a backend may read this variable. Asked of every variable of the process, so
+/// it walks the declarations instead of building [`env_prefixes`]' list each time.
 pub fn is_backend_var(name: &str) -> bool {
-    env_prefixes().iter().any(|p| name.starts_with(p))
+    name.starts_with(RESTIC_PREFIX)
+        || BACKENDS
+            .iter()
+            .flat_map(|b| b.env_prefixes)
+            .any(|p| name.starts_with(p))
 }
 
 /// Every backend variable whose value is a secret.

@@ -500,22 +500,9 @@ pub fn peak_rss_kib(cmd: &Command) -> (Option<i32>, u64) {
         r = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL,\n\
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
         print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
-    let mut parent = Command::new("/usr/bin/python3");
-    parent
-        .arg("-c")
-        .arg(PARENT)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => parent.env(k, v),
-            None => parent.env_remove(k),
-        };
-    }
-    if let Some(d) = cmd.get_current_dir() {
-        parent.current_dir(d);
-    }
-    let out = parent.output().unwrap();
+    let out = wrapped("/usr/bin/python3", ["-c", PARENT], cmd)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout);
     let mut words = line.split_whitespace();
@@ -586,20 +573,31 @@ pub fn ensure_user(name: &str) -> (u32, u32) {
 
 /// `cmd` run as another user through setpriv (which execs it: the PID is the program's).
 pub fn as_user(uid: u32, gid: u32, cmd: Command) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        format!("--reuid={uid}"),
-        format!("--regid={gid}"),
-        "--clear-groups".into(),
-        "--".into(),
-    ]);
-    c.arg(cmd.get_program()).args(cmd.get_args());
+    let ids = [format!("--reuid={uid}"), format!("--regid={gid}")];
+    let mut c = wrapped(
+        "setpriv",
+        ids.iter()
+            .map(String::as_str)
+            .chain(["--clear-groups", "--"]),
+        &cmd,
+    );
+    c.stdin(Stdio::null());
+    c
+}
+
+/// `cmd` (program, arguments, variables set or removed, directory) as the arguments of
+/// another program that runs it: setpriv, a measuring parent.
+fn wrapped<'a>(program: &str, args: impl IntoIterator<Item = &'a str>, cmd: &Command) -> Command {
+    let mut c = Command::new(program);
+    c.args(args).arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => c.env(k, v),
             None => c.env_remove(k),
         };
     }
-    c.stdin(Stdio::null());
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
     c
 }
