@@ -290,6 +290,39 @@ pub struct LocksArgs {
     pub textfile: Option<PathBuf>,
 }
 
+impl LocksArgs {
+    pub fn to_request(&self, color: ColorWhen) -> locksmith::oneshot::Request {
+        locksmith::oneshot::Request {
+            json: self.json,
+            fail_on: self.fail_on.clone(),
+            textfile: self.textfile.clone(),
+            color: color.choice(),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn to_options(&self, repo: &RepoArgs) -> locksmith::serve::ServeOptions {
+        use locksmith::serve::{ServeOptions, Source};
+        let interval = std::time::Duration::from_secs(self.interval);
+        let source = match &self.fleet.config {
+            Some(path) => Source::File {
+                path: path.clone(),
+                env: backend_env(),
+                interval,
+            },
+            None => Source::One {
+                options: Box::new(repo.to_options()),
+                interval,
+            },
+        };
+        ServeOptions {
+            listen: self.listen,
+            source,
+        }
+    }
+}
+
 /// `--fail-on`'s values: the report's conditions by their names, each with its help.
 fn fail_on_parser() -> impl clap::builder::TypedValueParser<Value = Condition> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};

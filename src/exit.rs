@@ -81,6 +81,24 @@ impl Exit {
     }
 }
 
+/// How bad an ending is, for [`merge`]: an error over a condition over success.
+fn rank(e: Exit) -> u8 {
+    match e {
+        Exit::Ok => 0,
+        Exit::Condition => 1,
+        _ => 2,
+    }
+}
+
+/// The exit code of several runs (a fleet): the worst of them, an error over a condition
+/// over success; among errors, the first one's code.
+pub fn merge(codes: impl IntoIterator<Item = Exit>) -> Exit {
+    codes.into_iter().fold(
+        Exit::Ok,
+        |worst, e| if rank(e) > rank(worst) { e } else { worst },
+    )
+}
+
 /// The "Exit codes:" table of a command's `--help`.
 pub fn help_table(cmd: For) -> String {
     let mut out = String::from("Exit codes:");
@@ -97,6 +115,24 @@ pub fn help_table(cmd: For) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_ends_with_its_worst_run() {
+        use Exit::*;
+        #[rustfmt::skip]
+        let rows: &[(&[Exit], Exit)] = &[
+            (&[], Ok),
+            (&[Ok, Ok], Ok),
+            (&[Ok, Condition, Ok], Condition),
+            (&[Condition, Other], Other),
+            (&[WrongPassword, Condition, NoRepository], WrongPassword),
+            (&[Ok, NoRepository, Other], NoRepository),
+            (&[Config, Condition], Config),
+        ];
+        for (codes, want) in rows {
+            assert_eq!(merge(codes.iter().copied()), *want, "{codes:?}");
+        }
+    }
 
     #[test]
     fn every_code_is_listed_once_and_matches() {

@@ -9,14 +9,18 @@ pub mod duration;
 pub mod error;
 pub mod exit;
 pub mod fleet;
+pub mod inventory;
 pub mod location;
 pub mod locks;
+pub mod oneshot;
 pub mod printable;
 pub mod process;
 pub mod progress;
 pub mod repo;
 pub mod report;
 pub mod restic;
+/// Test support: writing restic's formats (tests, benches, fuzzing; `testing` feature).
+#[cfg(any(test, feature = "testing"))]
 pub mod seal;
 pub mod secret;
 pub mod serve;
@@ -108,39 +112,33 @@ pub async fn inspect_showing(
     } else {
         futures::future::Either::Right(std::future::ready(()))
     });
-    let collected = locks::collect(
-        backend.as_ref(),
-        cfg.backend.net.connections,
-        &progress,
+    let reading = inventory::Reading {
+        backend: backend.as_ref(),
+        concurrency: cfg.backend.net.connections,
         deadline,
-        open_with(cfg, backend.clone()),
-    )
-    .await;
+        progress: &progress,
+        redactor: &cfg.redactor,
+        cache: None,
+    };
+    let got = inventory::read(reading, open_with(cfg, backend.clone())).await;
     progress.finish();
     let _ = indicator.await;
-    let (repo, inv) = collected.map_err(|e| match e {
-        locks::CollectError::Open(e) => e,
-        locks::CollectError::Listing(e) => Error::Listing {
+    let (repo, inv) = got.map_err(|e| collect_error(cfg, e))?;
+    Ok(Report::of(cfg, &repo, inv, host))
+}
+
+/// A failed reading in the engine's words (location masked, secrets scrubbed).
+pub(crate) fn collect_error(cfg: &RepoConfig, e: inventory::CollectError<Error>) -> Error {
+    match e {
+        inventory::CollectError::Open(e) => e,
+        inventory::CollectError::Listing(e) => Error::Listing {
             repo: cfg.masked.clone(),
             why: cfg.redactor.scrub(&e.to_string()),
         },
-        locks::CollectError::Deadline(what) => Error::Deadline {
+        inventory::CollectError::Deadline(what) => Error::Deadline {
             repo: cfg.masked.clone(),
             what,
             limit: cfg.backend.net.deadline,
         },
-    })?;
-    Ok(Report::of(cfg, &repo, inv, host))
-}
-
-/// Each member of a fleet inspected at once (keys derived concurrently), in fleet order.
-pub async fn inspect_fleet(
-    members: &[fleet::Member],
-    host: &dyn HostView,
-) -> Vec<Result<Report, Error>> {
-    futures::future::join_all(members.iter().map(|m| async move {
-        let cfg = m.options.resolve()?;
-        inspect_showing(&cfg, host, false).await
-    }))
-    .await
+    }
 }

@@ -3,18 +3,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where a repository lives, parsed the way restic parses `-r`.
+use crate::backend::Kind;
+
+/// Where a repository lives, parsed the way restic parses `-r`: which backend, and the
+/// rest of the string (a path for a local repository).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    Local(PathBuf),
-    Sftp(String),
-    Rest(String),
-    S3(String),
-    B2(String),
-    Azure(String),
-    Gs(String),
-    Swift(String),
-    Rclone(String),
+pub struct Location {
+    pub kind: Kind,
+    pub spec: String,
 }
 
 impl Location {
@@ -26,37 +22,32 @@ impl Location {
         }
         let (prefix, rest) = split_scheme(s);
         if prefix.is_empty() {
-            return Ok(Location::Local(PathBuf::from(s)));
+            return Ok(Location::local(s));
         }
         if rest.is_empty() {
             return Err(format!("{prefix} needs a location after it"));
         }
-        let rest = rest.to_string();
-        Ok(match prefix {
-            "sftp:" => Location::Sftp(rest),
-            "rest:" => Location::Rest(rest),
-            "s3:" => Location::S3(rest),
-            "b2:" => Location::B2(rest),
-            "azure:" => Location::Azure(rest),
-            "gs:" => Location::Gs(rest),
-            "swift:" => Location::Swift(rest),
-            "rclone:" => Location::Rclone(rest),
-            _ => Location::Local(PathBuf::from(rest)),
+        let kind = Kind::of_scheme(&prefix[..prefix.len() - 1]).unwrap_or(Kind::Local);
+        Ok(Location {
+            kind,
+            spec: rest.to_string(),
         })
     }
 
-    pub fn scheme(&self) -> &'static str {
-        match self {
-            Location::Local(_) => "local",
-            Location::Sftp(_) => "sftp",
-            Location::Rest(_) => "rest",
-            Location::S3(_) => "s3",
-            Location::B2(_) => "b2",
-            Location::Azure(_) => "azure",
-            Location::Gs(_) => "gs",
-            Location::Swift(_) => "swift",
-            Location::Rclone(_) => "rclone",
+    pub fn local(path: &str) -> Location {
+        Location {
+            kind: Kind::Local,
+            spec: path.to_string(),
         }
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        self.kind.scheme()
+    }
+
+    /// A local repository's directory.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.spec)
     }
 }
 
@@ -71,11 +62,12 @@ pub struct Masked(String);
 /// The restic prefix (`rest:`, `s3:` …; empty for a plain path) and the rest of a
 /// repository string.
 fn split_scheme(repo: &str) -> (&str, &str) {
-    for prefix in [
-        "rest:", "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "local:",
-    ] {
-        if let Some(rest) = repo.strip_prefix(prefix) {
-            return (prefix, rest);
+    for kind in Kind::ALL {
+        if let Some(rest) = repo
+            .strip_prefix(kind.scheme())
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            return (&repo[..kind.scheme().len() + 1], rest);
         }
     }
     ("", repo)
@@ -176,15 +168,15 @@ mod tests {
     fn parses_every_restic_scheme() {
         assert_eq!(
             Location::parse("/srv/repo").unwrap(),
-            Location::Local("/srv/repo".into())
+            Location::local("/srv/repo")
         );
         assert_eq!(
             Location::parse("local:/srv/repo").unwrap(),
-            Location::Local("/srv/repo".into())
+            Location::local("/srv/repo")
         );
         assert_eq!(
             Location::parse("relative/repo").unwrap(),
-            Location::Local("relative/repo".into())
+            Location::local("relative/repo")
         );
         for (s, scheme) in [
             ("sftp:u@h:/srv", "sftp"),
@@ -206,7 +198,7 @@ mod tests {
     fn unknown_prefix_is_a_local_path_like_restic() {
         assert_eq!(
             Location::parse("foo:bar").unwrap(),
-            Location::Local("foo:bar".into())
+            Location::local("foo:bar")
         );
     }
 

@@ -1,17 +1,12 @@
-//! The entries of `locks/`: each one decoded, or set aside with the reason.
+//! The entries of `locks/`: each one decoded, or set aside with the reason. How they are
+//! read is [`crate::inventory`]'s.
 
-use std::collections::HashSet;
-use std::future::Future;
 use std::io::Read;
 
-use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendError, Dir};
-use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::backend::BackendError;
 use crate::restic::envelope::{CryptoError, Key, OVERHEAD};
 use crate::restic::lock::LoadError;
 pub use crate::restic::lock::Lock;
@@ -117,6 +112,11 @@ pub struct Inventory {
     pub vanished: Vec<String>,
     /// Why the inventory is incomplete (the deadline passed before every entry was read).
     pub incomplete: Option<String>,
+    /// Lock files read this time that failed their MAC: damaged, or sealed under another
+    /// key (a repository initialised anew at the same place).
+    pub fresh_mac_failures: usize,
+    /// Lock files fetched from the backend (a cache's hits are not).
+    pub fetched: usize,
 }
 
 impl Inventory {
@@ -250,220 +250,4 @@ impl LockDecoder {
         }
         Ok(out)
     }
-}
-
-/// Bodies held while the key is still being derived; past this, reading waits for the key,
-/// so memory does not grow with the number or the size of the entries.
-const HELD_BYTES: usize = 8 << 20;
-
-/// Why reading the locks failed as a whole.
-#[derive(Debug)]
-pub enum CollectError<E> {
-    /// The repository did not open.
-    Open(E),
-    /// `locks/` could not be listed.
-    Listing(BackendError),
-    /// The deadline passed before the repository opened or `locks/` was listed.
-    Deadline(&'static str),
-}
-
-/// An entry sorted by what its listing says, before anything is read.
-pub(crate) fn classify(e: crate::backend::Entry, inv: &mut Inventory) -> Option<String> {
-    let reason = if !e.is_file {
-        Some(IgnoreReason::NotAFile)
-    } else if !crate::restic::is_id(&e.name) {
-        Some(IgnoreReason::NotAnId)
-    } else if e.size == Some(0) {
-        Some(IgnoreReason::Empty)
-    } else {
-        None
-    };
-    match (reason, e.size) {
-        (Some(reason), _) => inv.ignored.push(Ignored {
-            name: e.name,
-            reason,
-        }),
-        (None, Some(size)) if size > LOCK_FILE_CAP => inv.unreadable.push(Unreadable {
-            id: e.name,
-            kind: Problem::TooLarge,
-            error: format!(
-                "{size} bytes, larger than the {} KiB cap",
-                LOCK_FILE_CAP >> 10
-            ),
-        }),
-        (None, _) => return Some(e.name),
-    }
-    None
-}
-
-/// Where each read ends up; decoded at once when the key is known, else held.
-struct Sorter {
-    inv: Inventory,
-    decoder: Option<LockDecoder>,
-    held: Vec<(String, Vec<u8>)>,
-    held_bytes: usize,
-}
-
-impl Sorter {
-    fn take(&mut self, id: String, got: Result<Vec<u8>, BackendError>) {
-        let Some((id, bytes)) = self.inv.absorb(id, got) else {
-            return;
-        };
-        match &mut self.decoder {
-            Some(d) => {
-                let decoded = d.decode(&id, &bytes);
-                self.inv.place(id, decoded);
-            }
-            None => {
-                self.held_bytes += bytes.len();
-                self.held.push((id, bytes));
-            }
-        }
-    }
-
-    /// The repository opened (or did not): decode what is held, from now on as it comes.
-    fn opened<E>(&mut self, r: Result<Repository, E>) -> Result<Repository, CollectError<E>> {
-        let repo = r.map_err(CollectError::Open)?;
-        self.key_known(&repo);
-        Ok(repo)
-    }
-
-    fn key_known(&mut self, repo: &Repository) {
-        let mut d = LockDecoder::new(&repo.master, repo.version);
-        for (id, bytes) in std::mem::take(&mut self.held) {
-            let decoded = d.decode(&id, &bytes);
-            self.inv.place(id, decoded);
-        }
-        self.held_bytes = 0;
-        self.decoder = Some(d);
-    }
-}
-
-/// Opens the repository (`open`) while listing `locks/` and reading every candidate, and
-/// decodes each lock file as soon as both it and the key are there. Takes no lock and
-/// writes nothing. Entries not read by `deadline` are reported as such.
-pub async fn collect<E>(
-    backend: &dyn Backend,
-    concurrency: usize,
-    progress: &Progress,
-    deadline: Instant,
-    open: impl Future<Output = Result<Repository, E>>,
-) -> Result<(Repository, Inventory), CollectError<E>> {
-    let mut open = std::pin::pin!(open);
-    let mut repo: Option<Repository> = None;
-    let passed = tokio::time::sleep_until(deadline);
-    let mut passed = std::pin::pin!(passed);
-    let entries = {
-        let mut list = std::pin::pin!(backend.list(Dir::Locks));
-        loop {
-            tokio::select! {
-                r = &mut open, if repo.is_none() => repo = Some(r.map_err(CollectError::Open)?),
-                l = &mut list => break l,
-                _ = &mut passed => return Err(CollectError::Deadline("listing locks/")),
-            }
-        }
-    };
-    let entries = match entries {
-        Ok(e) => e,
-        // A repository that does not open says more than a listing that failed.
-        Err(e) => {
-            if repo.is_none() {
-                (&mut open).await.map_err(CollectError::Open)?;
-            }
-            return Err(CollectError::Listing(e));
-        }
-    };
-    let mut sorter = Sorter {
-        inv: Inventory::default(),
-        decoder: None,
-        held: Vec::new(),
-        held_bytes: 0,
-    };
-    if let Some(r) = &repo {
-        sorter.key_known(r);
-    }
-    let to_read: Vec<String> = entries
-        .into_iter()
-        .filter_map(|e| classify(e, &mut sorter.inv))
-        .collect();
-    progress.set_listed(to_read.len());
-    // Which entries are still to come, by their 32-byte IDs (names are IDs by now).
-    let key = |id: &str| -> [u8; 32] {
-        let mut k = [0u8; 32];
-        let _ = hex::decode_to_slice(id, &mut k);
-        k
-    };
-    let mut outstanding: HashSet<[u8; 32]> = to_read.iter().map(|n| key(n)).collect();
-    let mut reads = backend.read_stream(
-        Dir::Locks,
-        to_read,
-        LOCK_FILE_CAP + 1,
-        concurrency.max(1),
-        progress.read.clone(),
-    );
-    let mut timed_out = false;
-    loop {
-        if repo.is_none() && sorter.held_bytes > HELD_BYTES {
-            tokio::select! {
-                r = &mut open => repo = Some(sorter.opened(r)?),
-                _ = &mut passed => { timed_out = true; break; }
-            }
-        }
-        tokio::select! {
-            r = &mut open, if repo.is_none() => repo = Some(sorter.opened(r)?),
-            item = reads.next() => match item {
-                Some((id, got)) => {
-                    outstanding.remove(&key(&id));
-                    sorter.take(id, got);
-                }
-                None => break,
-            },
-            _ = &mut passed => { timed_out = true; break; }
-        }
-    }
-    drop(reads);
-    let repo = match repo {
-        Some(r) => r,
-        None => tokio::select! {
-            r = &mut open => sorter.opened(r)?,
-            _ = &mut passed => return Err(CollectError::Deadline("opening the repository")),
-        },
-    };
-    if timed_out && !outstanding.is_empty() {
-        sorter.inv.incomplete = Some(format!(
-            "{} of the entries in locks/ were not read before the deadline",
-            outstanding.len()
-        ));
-        for id in outstanding {
-            sorter.inv.unreadable.push(Unreadable {
-                id: hex::encode(id),
-                kind: Problem::NotRead,
-                error: "not read before the deadline".into(),
-            });
-        }
-    }
-    let mut inv = sorter.inv;
-    inv.sort();
-    Ok((repo, inv))
-}
-
-/// Reads and decodes every entry of `locks/` of an opened repository.
-pub async fn inventory(repo: &Repository, concurrency: usize) -> Result<Inventory, BackendError> {
-    let backend = repo.backend.clone();
-    let repo = repo.clone();
-    let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
-    collect::<std::convert::Infallible>(
-        backend.as_ref(),
-        concurrency,
-        &Progress::default(),
-        far,
-        async { Ok(repo) },
-    )
-    .await
-    .map(|(_, inv)| inv)
-    .map_err(|e| match e {
-        CollectError::Listing(e) => e,
-        CollectError::Open(never) => match never {},
-        CollectError::Deadline(what) => BackendError::Other(format!("deadline while {what}")),
-    })
 }

@@ -30,6 +30,12 @@ pub enum OpenError {
     /// The repository's own files are damaged or of a format locksmith does not know.
     #[error("damaged or unsupported repository: {0}")]
     Corrupt(String),
+    /// The repository at the location changed under a kept key, and no key opens its
+    /// lock files any more.
+    #[error(
+        "the repository here changed and its lock files do not open with a freshly derived key"
+    )]
+    KeyChanged,
 }
 
 fn unusable(skipped: &[String]) -> String {

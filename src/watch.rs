@@ -1,34 +1,20 @@
 //! One repository watched over time: the key derived once and kept, each lock file read
-//! once. Lock files are content-addressed (the name is the SHA-256 of the content), so an
-//! entry already read under the same name and size cannot have changed; a refresh with
-//! nothing new costs one listing of `locks/`.
+//! once (the reading pipeline's [`Cache`]), so a refresh with nothing new costs one listing
+//! of `locks/`. What it reports, it has proven: a refresh that finds no lock first checks
+//! that `config` is still the repository whose key it holds.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Dir};
+use crate::backend::{Backend, BackendError};
 use crate::config::{RawRepoOptions, RepoConfig};
 use crate::error::Error;
-use crate::locks::{Inventory, LOCK_FILE_CAP, LockDecoder, Problem};
+use crate::inventory::{self, Cache, Reading};
 use crate::process::HostView;
-use crate::repo::Repository;
-use crate::report::Report;
-use crate::restic::lock::Lock;
-
-/// What one lock file decoded to; fixed by its content, so kept for as long as it is listed.
-type Decoded = Result<Lock, (Problem, String)>;
-
-/// What a watch has cost so far (counters for `/metrics`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Costs {
-    /// Times the key was derived from the password (scrypt).
-    pub key_derivations: u64,
-    /// Lock files read from the backend.
-    pub lock_files_read: u64,
-}
+use crate::progress::Progress;
+use crate::repo::{OpenError, Repository};
+use crate::report::{Costs, Report};
 
 /// The state kept between refreshes of one repository.
 pub struct Watch {
@@ -36,8 +22,17 @@ pub struct Watch {
     cfg: Option<RepoConfig>,
     backend: Option<Arc<dyn Backend>>,
     repo: Option<Repository>,
-    seen: HashMap<String, (Option<u64>, Decoded)>,
+    cache: Cache,
     pub costs: Costs,
+}
+
+/// Whether the repository at the location is still the one whose key is held.
+enum Identity {
+    Same,
+    /// Another repository (another ID, or a `config` the key does not open).
+    Changed,
+    /// No `config` could be read: vanished, unmounted, or unreachable.
+    Unproven(BackendError),
 }
 
 impl Watch {
@@ -49,7 +44,7 @@ impl Watch {
             cfg: resolved,
             backend: None,
             repo: None,
-            seen: HashMap::new(),
+            cache: Cache::default(),
             costs: Costs::default(),
         }
     }
@@ -77,13 +72,18 @@ impl Watch {
                 return Ok(report);
             }
         }
-        Err(Error::Backend {
-            repo: self.cfg.as_ref().expect("resolved").masked.clone(),
-            why: "lock files do not open with a freshly derived key".into(),
-        })
+        Err(self.open_error(OpenError::KeyChanged))
     }
 
-    async fn pass(&mut self, host: &(dyn HostView + Sync)) -> Result<Option<Report>, Error> {
+    fn open_error(&self, err: OpenError) -> Error {
+        Error::Open {
+            repo: self.cfg.as_ref().expect("resolved").masked.clone(),
+            err,
+        }
+    }
+
+    /// The options resolved and the backend set up, kept from the last refresh.
+    async fn ready(&mut self) -> Result<(RepoConfig, Arc<dyn Backend>), Error> {
         if self.cfg.is_none() {
             // Resolved anew after every failure to open: a fixed password file is picked up.
             self.cfg = Some(self.options.resolve()?);
@@ -97,93 +97,98 @@ impl Watch {
                 b
             }
         };
-        if self.repo.is_none() {
-            self.costs.key_derivations += 1;
-            match crate::open_with(&cfg, backend.clone()).await {
-                Ok(r) => self.repo = Some(r),
-                Err(e) => {
-                    self.cfg = None;
-                    return Err(e);
-                }
-            }
-            self.seen.clear();
-        }
-        let repo = self.repo.clone().expect("opened");
-        let listed = backend.list(Dir::Locks).await.map_err(|e| Error::Listing {
-            repo: cfg.masked.clone(),
-            why: cfg.redactor.scrub(&e.to_string()),
-        })?;
-        let mut inv = Inventory::default();
-        let mut wanted = Vec::new();
-        let mut listed_now = HashMap::new();
-        for e in listed {
-            let size = e.size;
-            if let Some(name) = crate::locks::classify(e, &mut inv) {
-                listed_now.insert(name.clone(), size);
-                match self.seen.get(&name) {
-                    Some((s, _)) if *s == size => {}
-                    _ => wanted.push(name),
-                }
-            }
-        }
-        self.seen.retain(|name, _| listed_now.contains_key(name));
-        let mut fresh_mac_failure = false;
-        let mut decoder = LockDecoder::new(&repo.master, repo.version);
-        self.costs.lock_files_read += wanted.len() as u64;
-        let mut reads = backend.read_stream(
-            Dir::Locks,
-            wanted,
-            LOCK_FILE_CAP + 1,
-            cfg.backend.net.connections,
-            Default::default(),
-        );
-        while let Some((name, got)) = reads.next().await {
-            // What did not come back as a body (a failed read among it) is not kept: the
-            // next refresh reads it again.
-            if let Some((name, bytes)) = inv.absorb(name, got) {
-                let decoded = decoder.decode(&name, &bytes);
-                fresh_mac_failure |= matches!(&decoded, Err((Problem::MacMismatch, _)));
-                let size = listed_now.get(&name).copied().flatten();
-                self.seen.insert(name, (size, decoded));
-            }
-        }
-        drop(reads);
-        for u in &mut inv.unreadable {
-            u.error = cfg.redactor.scrub(&u.error);
-        }
-        if fresh_mac_failure && !self.key_still_opens(&repo, backend.as_ref()).await {
-            self.repo = None;
-            self.cfg = None;
-            self.seen.clear();
-            return Ok(None);
-        }
-        for (name, (_, decoded)) in &self.seen {
-            inv.place(name.clone(), decoded.clone());
-        }
-        inv.sort();
-        Ok(Some(Report::of(&cfg, &repo, inv, host)))
+        Ok((cfg, backend))
     }
 
-    /// A lock file that fails its MAC is either damaged or sealed under another key: the
-    /// repository's `config` tells which.
-    async fn key_still_opens(&self, repo: &Repository, backend: &dyn Backend) -> bool {
-        match backend.read_config().await {
-            Ok(bytes) => crate::restic::config::decode(&repo.master, &bytes)
-                .is_ok_and(|(id, _)| id == repo.id),
-            // Unreachable now: keep the key, the next refresh will tell.
-            Err(_) => true,
+    async fn pass(&mut self, host: &(dyn HostView + Sync)) -> Result<Option<Report>, Error> {
+        let (cfg, backend) = self.ready().await?;
+        let kept = self.repo.clone();
+        if kept.is_none() {
+            self.costs.key_derivations += 1;
+            self.cache.clear();
         }
+        let open = async {
+            match kept {
+                Some(repo) => Ok(repo),
+                None => crate::open_with(&cfg, backend.clone()).await,
+            }
+        };
+        let reading = Reading {
+            backend: backend.as_ref(),
+            concurrency: cfg.backend.net.connections,
+            deadline: Instant::now() + self.deadline(),
+            progress: &Progress::default(),
+            redactor: &cfg.redactor,
+            cache: Some(&mut self.cache),
+        };
+        let got = inventory::read(reading, open).await;
+        let (repo, inv) = match got {
+            Ok(read) => read,
+            Err(e) => {
+                if matches!(e, inventory::CollectError::Open(_)) {
+                    self.cfg = None;
+                }
+                return Err(crate::collect_error(&cfg, e));
+            }
+        };
+        self.costs.lock_files_read += inv.fetched as u64;
+        self.repo = Some(repo.clone());
+        if inv.fresh_mac_failures > 0 || inv.locks.is_empty() {
+            match identity(&repo, backend.as_ref()).await {
+                Identity::Same => {}
+                Identity::Changed => {
+                    self.forget_key();
+                    return Ok(None);
+                }
+                Identity::Unproven(BackendError::NotFound) => {
+                    return Err(self.open_error(OpenError::NoRepository));
+                }
+                Identity::Unproven(e) => {
+                    return Err(
+                        self.open_error(OpenError::Backend(cfg.redactor.scrub(&e.to_string())))
+                    );
+                }
+            }
+        }
+        let report = Report::of(&cfg, &repo, inv, host);
+        match &report.incomplete {
+            Some(why) => Err(Error::Incomplete {
+                repo: cfg.masked.clone(),
+                why: why.clone(),
+            }),
+            None => Ok(Some(report)),
+        }
+    }
+
+    fn forget_key(&mut self) {
+        self.repo = None;
+        self.cfg = None;
+        self.cache.clear();
     }
 }
 
-/// One refresh of `watch`, bounded by its deadline.
+/// A lock file that fails its MAC is damaged or sealed under another key, and an empty
+/// `locks/` may be an unmounted share: the repository's `config` tells which.
+async fn identity(repo: &Repository, backend: &dyn Backend) -> Identity {
+    match backend.read_config().await {
+        Ok(bytes) => match crate::restic::config::decode(&repo.master, &bytes) {
+            Ok((id, _)) if id == repo.id => Identity::Same,
+            _ => Identity::Changed,
+        },
+        Err(e) => Identity::Unproven(e),
+    }
+}
+
+/// One refresh of `watch`, bounded by its deadline (the pipeline keeps it; this bounds the
+/// steps around it: setting up the backend, checking `config`).
 pub async fn refresh_within(
     watch: &mut Watch,
     host: &(dyn HostView + Sync),
 ) -> Result<Report, Error> {
     let limit = watch.deadline();
     let started = Instant::now();
-    match tokio::time::timeout_at(started + limit, watch.refresh(host)).await {
+    let grace = std::time::Duration::from_secs(5);
+    let got = match tokio::time::timeout_at(started + limit + grace, watch.refresh(host)).await {
         Ok(r) => r,
         Err(_) => Err(Error::Deadline {
             repo: watch
@@ -194,5 +199,7 @@ pub async fn refresh_within(
             what: "refreshing",
             limit,
         }),
-    }
+    };
+    watch.costs.failures += u64::from(got.is_err());
+    got
 }

@@ -3,7 +3,6 @@
 
 pub mod hooks;
 pub mod mail;
-pub mod metrics;
 pub mod summary;
 pub mod webhook;
 
@@ -26,8 +25,7 @@ pub fn timestamp(t: DateTime<Local>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
 }
 
-/// `<60 s: Ns`, `<1 h: NmNs`, else `NhNm`.
-/// The contract's run time (`NmNs`).
+/// The contract's run time: `<60 s: Ns`, `<1 h: NmNs`, else `NhNm`.
 pub fn human_duration(secs: u64) -> String {
     crate::duration::human(
         secs.try_into().unwrap_or(i64::MAX),
@@ -81,10 +79,6 @@ impl RunLog {
             redactor,
             text: String::new(),
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Later-learnt secrets (the password, once resolved) are scrubbed from then on.

@@ -9,6 +9,7 @@ pub mod azure;
 pub mod b2;
 pub mod gcs;
 pub mod http;
+mod kind;
 mod local;
 pub mod net;
 #[cfg(feature = "object-store")]
@@ -20,6 +21,7 @@ mod settings;
 pub mod sftp;
 pub mod swift;
 
+pub use kind::Kind;
 pub use local::LocalBackend;
 pub use net::NetOptions;
 #[cfg(feature = "object-store")]
@@ -30,7 +32,6 @@ pub use settings::{Declared, Settings, cacert_paths, env_prefixes, is_backend_va
 
 use async_trait::async_trait;
 
-use crate::location::Location;
 use crate::secret::Secret;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -59,10 +60,11 @@ pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
             .map(|b| Arc::new(b) as Arc<dyn Backend>)
             .map_err(failed)
     };
-    match &cfg.location {
-        Location::Local(path) => Ok(Arc::new(LocalBackend::new(path))),
-        Location::Rest(url) => RestBackend::new(
-            url,
+    let spec = &cfg.location.spec;
+    match cfg.location.kind {
+        Kind::Local => Ok(Arc::new(LocalBackend::new(&cfg.location.path()))),
+        Kind::Rest => RestBackend::new(
+            spec,
             cfg.var("RESTIC_REST_USERNAME").map(str::to_string),
             cfg.var("RESTIC_REST_PASSWORD").map(Secret::new),
             &cacerts,
@@ -70,27 +72,27 @@ pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
         )
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
         .map_err(failed),
-        Location::Rclone(remote) => {
+        Kind::Rclone => {
             let program = cfg
                 .options
                 .get("rclone.program")
                 .map_or("rclone", String::as_str);
-            RcloneBackend::start(remote, program, cfg.net.clone())
+            RcloneBackend::start(spec, program, cfg.net.clone())
                 .map(|b| Arc::new(b) as Arc<dyn Backend>)
                 .map_err(failed)
         }
         #[cfg(feature = "s3")]
-        Location::S3(spec) => object(s3::operator(spec, cfg), ""),
+        Kind::S3 => object(s3::operator(spec, cfg), ""),
         #[cfg(feature = "azure")]
-        Location::Azure(spec) => object(azure::operator(spec, cfg), ""),
+        Kind::Azure => object(azure::operator(spec, cfg), ""),
         #[cfg(feature = "gcs")]
-        Location::Gs(spec) => object(gcs::operator(spec, cfg), ""),
+        Kind::Gs => object(gcs::operator(spec, cfg), ""),
         #[cfg(feature = "b2")]
-        Location::B2(spec) => object(b2::operator(spec, cfg).await, ""),
+        Kind::B2 => object(b2::operator(spec, cfg).await, ""),
         #[cfg(feature = "swift")]
-        Location::Swift(spec) => object(swift::operator(spec, cfg).await, ""),
+        Kind::Swift => object(swift::operator(spec, cfg).await, ""),
         #[cfg(feature = "sftp")]
-        Location::Sftp(spec) => match sftp::operator(spec, cfg) {
+        Kind::Sftp => match sftp::operator(spec, cfg) {
             Ok((op, path)) => object(Ok(op), &path),
             Err(why) => Err(failed(why)),
         },

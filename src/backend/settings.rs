@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use super::Kind;
 use super::net::NetOptions;
 use crate::location::Location;
 
@@ -26,18 +27,10 @@ pub struct Declared {
     pub secrets: &'static [&'static str],
 }
 
-/// Every backend restic has.
-const BACKENDS: [&Declared; 9] = [
-    &super::local::DECLARED,
-    &super::rest::DECLARED,
-    &super::rclone::DECLARED,
-    &super::s3::DECLARED,
-    &super::azure::DECLARED,
-    &super::gcs::DECLARED,
-    &super::b2::DECLARED,
-    &super::swift::DECLARED,
-    &super::sftp::DECLARED,
-];
+/// Every backend's declaration, in [`Kind::ALL`]'s order.
+fn declarations() -> impl Iterator<Item = &'static Declared> {
+    Kind::ALL.into_iter().map(Kind::declared)
+}
 
 /// restic's own variables (`RESTIC_CACERT`, read by every backend that speaks HTTP).
 const RESTIC_PREFIX: &str = "RESTIC_";
@@ -45,7 +38,7 @@ const RESTIC_PREFIX: &str = "RESTIC_";
 /// The prefixes of every variable a backend may read, `RESTIC_` first.
 pub fn env_prefixes() -> Vec<&'static str> {
     let mut v = vec![RESTIC_PREFIX];
-    for p in BACKENDS.iter().flat_map(|b| b.env_prefixes) {
+    for p in declarations().flat_map(|b| b.env_prefixes) {
         if !v.contains(p) && !p.starts_with(RESTIC_PREFIX) {
             v.push(p);
         }
@@ -57,15 +50,14 @@ pub fn env_prefixes() -> Vec<&'static str> {
 /// it walks the declarations instead of building [`env_prefixes`]' list each time.
 pub fn is_backend_var(name: &str) -> bool {
     name.starts_with(RESTIC_PREFIX)
-        || BACKENDS
-            .iter()
+        || declarations()
             .flat_map(|b| b.env_prefixes)
             .any(|p| name.starts_with(p))
 }
 
 /// Every backend variable whose value is a secret.
 pub fn secret_vars() -> impl Iterator<Item = &'static str> {
-    BACKENDS.iter().flat_map(|b| b.secrets.iter().copied())
+    declarations().flat_map(|b| b.secrets.iter().copied())
 }
 
 /// What one repository's backend is opened with. Built by the configuration layer; the
@@ -113,10 +105,7 @@ impl Settings {
     /// command lines keep working.
     pub fn ignored_options(&self) -> Vec<&str> {
         let scheme = self.location.scheme();
-        let known = BACKENDS
-            .iter()
-            .find(|b| b.scheme == scheme)
-            .map_or(&[][..], |b| b.options);
+        let known = self.location.kind.declared().options;
         let connections = format!("{scheme}.connections");
         self.options
             .keys()
@@ -142,10 +131,10 @@ mod tests {
 
     #[test]
     fn every_scheme_is_declared_once() {
-        let mut schemes: Vec<_> = BACKENDS.iter().map(|b| b.scheme).collect();
+        let mut schemes: Vec<_> = declarations().map(|b| b.scheme).collect();
         schemes.sort_unstable();
         schemes.dedup();
-        assert_eq!(schemes.len(), BACKENDS.len());
+        assert_eq!(schemes.len(), Kind::ALL.len());
         for s in schemes {
             let loc = Location::parse(&format!("{s}:x")).unwrap();
             assert_eq!(loc.scheme(), s);
@@ -154,7 +143,7 @@ mod tests {
 
     #[test]
     fn declarations_are_consistent() {
-        for b in BACKENDS {
+        for b in declarations() {
             for o in b.options {
                 assert!(o.starts_with(&format!("{}.", b.scheme)), "{o}");
             }

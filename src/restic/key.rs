@@ -92,6 +92,7 @@ fn master_from_json(mk: &MasterKeyJson) -> Result<Key, String> {
     })
 }
 
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn master_to_json(k: &Key) -> MasterKeyJson {
     MasterKeyJson {
         mac: MacJson {

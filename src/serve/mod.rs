@@ -2,7 +2,6 @@
 //! and the last state of each served at once (`/metrics`, `/locks`, `/`, `/healthz`) —
 //! a scrape never waits for a backend.
 
-pub mod metrics;
 pub mod page;
 
 use std::net::SocketAddr;
@@ -14,16 +13,16 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::config::RawRepoOptions;
+use crate::error::Error;
 use crate::exit::Exit;
 use crate::fleet::{self, Member};
 use crate::process::ThisHost;
-use crate::report::Report;
-use crate::watch::{Costs, Watch, refresh_within};
+use crate::report::{Document, Status, metrics};
+use crate::watch::{Watch, refresh_within};
 
 /// Where `serve` listens unless told otherwise: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9856";
@@ -48,76 +47,6 @@ pub enum Source {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub source: Source,
-}
-
-/// The last state of one repository, as every endpoint shows it.
-#[derive(Debug, Clone, Default)]
-pub struct Status {
-    pub name: String,
-    /// The masked location, once resolved.
-    pub location: Option<String>,
-    /// The last good reading: kept while later refreshes fail.
-    pub report: Option<Arc<Report>>,
-    pub refreshed_at: Option<DateTime<Utc>>,
-    /// Why the last refresh failed (`None` when it worked), secrets scrubbed.
-    pub error: Option<String>,
-    /// Seconds the last refresh took.
-    pub duration: Option<f64>,
-    pub costs: Costs,
-}
-
-impl Status {
-    /// One-shot runs (`locks --textfile`, `locks --config --json`) report through the
-    /// same exposition. The report is moved in, not copied: it may hold 100,000 locks.
-    pub fn of_run(name: &str, got: Result<Report, String>, duration: f64) -> Status {
-        let (report, error) = match got {
-            Ok(r) => (Some(Arc::new(r)), None),
-            Err(e) => (None, Some(e)),
-        };
-        let read = report.as_ref().map_or(0, |r| {
-            (r.counts.total + r.counts.unreadable + r.counts.vanished) as u64
-        });
-        Status {
-            name: name.to_string(),
-            location: report.as_ref().map(|r| r.repository.clone()),
-            refreshed_at: report.as_ref().map(|_| Utc::now()),
-            error,
-            report,
-            duration: Some(duration),
-            costs: Costs {
-                key_derivations: 1,
-                lock_files_read: read,
-            },
-        }
-    }
-}
-
-/// A repository's JSON on `/locks`: the `locks --json` document plus its watch state.
-#[derive(Serialize)]
-pub struct RepositoryJson<'a> {
-    pub name: &'a str,
-    pub refreshed_at: Option<String>,
-    pub error: Option<&'a str>,
-    #[serde(flatten)]
-    pub report: Option<&'a Report>,
-}
-
-impl<'a> RepositoryJson<'a> {
-    pub fn of(s: &'a Status) -> RepositoryJson<'a> {
-        RepositoryJson {
-            name: &s.name,
-            refreshed_at: s
-                .refreshed_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            error: s.error.as_deref(),
-            report: s.report.as_deref(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub struct Document<'a> {
-    pub repositories: Vec<RepositoryJson<'a>>,
 }
 
 struct Slot {
@@ -179,10 +108,10 @@ async fn watch_loop(member: Member, status: Arc<Mutex<Status>>, host: Arc<ThisHo
                 }
                 Err(e) => {
                     let why = e.to_string();
-                    if s.error.as_deref() != Some(why.as_str()) {
+                    if s.error_text().as_deref() != Some(why.as_str()) {
                         log(&format!("{}: refresh failed: {why}", member.name));
                     }
-                    s.error = Some(why);
+                    s.error = Some(Arc::new(e));
                 }
             }
         }
@@ -238,10 +167,10 @@ fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Sh
 }
 
 /// The members of `source`, or why they cannot be had (a configuration error).
-pub fn members(source: &Source) -> Result<Vec<Member>, String> {
+pub fn members(source: &Source) -> Result<Vec<Member>, Error> {
     match source {
         Source::One { options, interval } => {
-            let cfg = options.resolve().map_err(|e| e.to_string())?;
+            let cfg = options.resolve()?;
             Ok(vec![Member {
                 name: cfg.masked.to_string(),
                 entry: fleet::Entry::default(),
@@ -254,7 +183,7 @@ pub fn members(source: &Source) -> Result<Vec<Member>, String> {
             path,
             env,
             interval,
-        } => fleet::load(path, env, *interval).map_err(|e| e.to_string()),
+        } => Ok(fleet::load(path, env, *interval)?),
     }
 }
 
@@ -269,9 +198,9 @@ pub fn run(opts: &ServeOptions) -> Exit {
     }
     let members = match members(&opts.source) {
         Ok(m) => m,
-        Err(why) => {
-            eprintln!("locksmith: {}", crate::printable::printable(&why));
-            return Exit::Config;
+        Err(e) => {
+            eprintln!("locksmith: {}", crate::printable::printable(&e.to_string()));
+            return e.exit();
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -357,18 +286,15 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&shared.snapshot()),
+        metrics::repositories(&shared.snapshot()),
     )
 }
 
 async fn locks_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let snap = shared.snapshot();
-    let doc = Document {
-        repositories: snap.iter().map(RepositoryJson::of).collect(),
-    };
     (
         [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string_pretty(&doc).expect("serialises") + "\n",
+        Document::of(&snap).render(),
     )
 }
 

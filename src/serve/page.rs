@@ -7,8 +7,8 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use html_escape::encode_text as t;
 
+use crate::report::Status;
 use crate::report::{TABLE_HEADER, Tone};
-use crate::serve::Status;
 
 const STYLE: &str =
     "body{font:15px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
@@ -107,7 +107,7 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
         let _ = write!(
             o,
             "<div class=\"error\">Cannot refresh: {}{}</div>",
-            t(e),
+            t(&e.to_string()),
             if s.report.is_some() {
                 " — showing the last good reading below."
             } else {

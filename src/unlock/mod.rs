@@ -1,12 +1,12 @@
-//! The audited unlock: inspect, refuse what is unsafe, delegate removal to
-//! `restic unlock`, and leave the artefacts operators' tools read. Nothing after the
-//! removal step changes the exit code.
+//! The audited unlock: inspect, refuse what is unsafe or unseen, delegate removal to
+//! `restic unlock`, and leave the artefacts operators' tools read. [`run`] is the
+//! contract's steps in their order; nothing after the removal step changes the exit code.
 
 mod options;
 pub mod plan;
+mod restic;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{DateTime, Local, Utc};
@@ -15,33 +15,250 @@ pub use options::{Asked, Dirs, Scope, UnlockOptions};
 use plan::{Danger, Plan, Refusal};
 
 use crate::audit::summary::{Summary, on_off};
-use crate::audit::{self, RunLog, hooks, mail, metrics, webhook};
+use crate::audit::{self, RunLog, hooks, mail, webhook};
 use crate::config::RepoConfig;
+use crate::error::Error;
 use crate::exit::Exit;
 use crate::location::Masked;
 use crate::process::ThisHost;
 use crate::report::Report;
+use crate::report::metrics::{self, RunMetrics};
 
-/// What the inspection found, or why it could not.
-type Inspection = Result<Report, String>;
+/// What an inspection found, or why it could not.
+type Inspection = Result<Report, Error>;
 
-fn count(i: &Inspection) -> Option<usize> {
-    i.as_ref()
-        .ok()
+fn count(i: Option<&Inspection>) -> Option<usize> {
+    i.and_then(|i| i.as_ref().ok())
         .map(|r| r.counts.total + r.counts.unreadable)
+}
+
+/// How the removal step ended, for the result line and the artefacts.
+struct Outcome {
+    exit: Exit,
+    /// `None`: not inspected (a configuration error).
+    before: Option<Inspection>,
+    /// `None`: the same as before (restic did not run).
+    after: Option<Inspection>,
+    refused: bool,
+    /// Why it failed or was refused, for the summary.
+    message: String,
+}
+
+impl Outcome {
+    fn before(&self) -> Option<&Report> {
+        self.before.as_ref().and_then(|i| i.as_ref().ok())
+    }
+
+    /// The state after the run (for a dry run or a refusal, as found).
+    fn after(&self) -> Option<&Report> {
+        match &self.after {
+            Some(i) => i.as_ref().ok(),
+            None => self.before(),
+        }
+    }
+
+    fn counts_after(&self) -> Option<usize> {
+        count(self.after.as_ref().or(self.before.as_ref()))
+    }
 }
 
 struct Run<'a> {
     o: &'a UnlockOptions,
     log: RunLog,
     rt: tokio::runtime::Runtime,
+    started: DateTime<Local>,
+    clock: Instant,
+    /// The masked repository, as every artefact names it.
+    shown: String,
+    restic_args: Vec<String>,
+    version: Option<(u32, u32, u32)>,
+    /// When the run finished (step 9) and how long it took, in seconds.
+    finished: DateTime<Local>,
+    duration: u64,
+}
+
+/// Runs the whole audited unlock, in the contract's order, and returns how it ends.
+pub fn run(o: &UnlockOptions) -> Exit {
+    let mut run = Run::start(o);
+    run.header();
+    run.hook("pre-unlock.sh", &[]);
+    let outcome = run.unlock();
+    run.finish(&outcome);
+    run.artefacts(&outcome);
+    outcome.exit
 }
 
 impl Run<'_> {
+    /// Step 2: the run log (and the mail transcript) afresh, the clock started.
+    fn start(o: &UnlockOptions) -> Run<'_> {
+        let started = Local::now();
+        let clock = Instant::now();
+        let log = RunLog::start(&o.log_dir, o.log_verbose, o.redactor.clone());
+        // A fresh mail transcript too: an old one must not describe this run.
+        let _ = std::fs::write(o.log_dir.join(audit::MAIL_LOG_FILE), b"");
+        let shown = o
+            .repo
+            .resolve_repository()
+            .map(|r| Masked::new(&r).to_string())
+            .unwrap_or_default();
+        Run {
+            o,
+            log,
+            rt: crate::runtime(),
+            started,
+            clock,
+            shown,
+            restic_args: restic::args(o),
+            version: None,
+            finished: started,
+            duration: 0,
+        }
+    }
+
+    /// Step 3: what this run is, in the log.
+    fn header(&mut self) {
+        let o = self.o;
+        let repo = if self.shown.is_empty() {
+            "(none)"
+        } else {
+            &self.shown
+        };
+        let cacerts = o
+            .cacerts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        let cacerts = if cacerts.is_empty() {
+            "(none)".to_string()
+        } else {
+            cacerts.join(",")
+        };
+        self.log.line(&format!("release: {}", o.release));
+        self.log.line(&format!("repository: {repo}"));
+        self.log.line(&format!("CA certificate: {cacerts}"));
+        self.log.line(&format!(
+            "remove-all: {}",
+            on_off(o.asked.scope == Scope::All)
+        ));
+        self.log
+            .line(&format!("dry-run: {}", on_off(o.asked.dry_run)));
+        self.log.line(&format!("auto-unlock: {}", o.auto_unlock));
+        if o.asked.force {
+            self.log.line("force: ON");
+        }
+        for w in &o.warnings {
+            self.log.line(w);
+        }
+        self.version = restic::version(&o.restic_bin);
+        let version = self.version_text();
+        let version = version
+            .as_deref()
+            .unwrap_or("unknown: `restic version` did not answer");
+        self.log
+            .line(&format!("restic: {version} ({})", o.restic_bin.display()));
+    }
+
+    fn version_text(&self) -> Option<String> {
+        self.version.map(|(a, b, c)| format!("{a}.{b}.{c}"))
+    }
+
+    fn restic_line(&self) -> String {
+        format!("restic {}", self.restic_args.join(" "))
+    }
+
+    /// Steps 5 to 7: validate, inspect, decide, and run restic where the plan says so.
+    fn unlock(&mut self) -> Outcome {
+        let cfg = match self.o.repo.resolve() {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                let message = format!("configuration error: {e}");
+                self.log.line(&format!("ERROR: {message}"));
+                return Outcome {
+                    exit: Exit::Config,
+                    before: None,
+                    after: None,
+                    refused: false,
+                    message,
+                };
+            }
+        };
+        self.log.redactor_mut().add(cfg.password.expose());
+        let before = self.inspect(&cfg, "before");
+        if let Ok(r) = &before {
+            self.log_locks(r);
+        }
+        let plan = plan::plan(self.o.asked, before.as_ref().ok());
+        let mut outcome = Outcome {
+            exit: Exit::Ok,
+            before: Some(before),
+            after: None,
+            refused: false,
+            message: String::new(),
+        };
+        self.act(&cfg, plan, &mut outcome);
+        outcome
+    }
+
+    /// Step 7: the plan carried out.
+    fn act(&mut self, cfg: &RepoConfig, plan: Plan, outcome: &mut Outcome) {
+        let line = self.restic_line();
+        match plan {
+            Plan::DryRun { dangers, not_read } => {
+                self.log
+                    .line(&format!("dry run: would run {line}; nothing removed"));
+                for d in &dangers {
+                    self.log
+                        .line(&format!("dry run: this would be UNSAFE: {}", describe(d)));
+                }
+                if not_read > 0 {
+                    outcome.message = format!(
+                        "dry run incomplete: {not_read} entries of locks/ were not read before the deadline, so what {line} would do with them is unknown (--timeout, --deadline)"
+                    );
+                    self.log.line(&format!("ERROR: {}", outcome.message));
+                    outcome.exit = Exit::Other;
+                }
+            }
+            Plan::Refuse {
+                why,
+                dangers,
+                safe_after,
+            } => {
+                outcome.refused = true;
+                outcome.message = refusal(why, &line, &dangers, safe_after);
+                self.log.line(&format!("REFUSED: {}", outcome.message));
+                outcome.exit = Exit::Refused;
+            }
+            Plan::Run {
+                forced,
+                unseen,
+                not_read,
+            } => {
+                if unseen {
+                    self.log
+                        .line("WARNING: the locks could not be read: no safety check was possible");
+                }
+                if not_read > 0 {
+                    self.log.line(&format!(
+                        "--force: running although {not_read} entries of locks/ were not read"
+                    ));
+                }
+                for d in &forced {
+                    self.log
+                        .line(&format!("--force: removing anyway: {}", describe(d)));
+                }
+                self.log.line(&format!("running: {line}"));
+                let code = restic::run(self.o, cfg, &self.restic_args, &mut self.log);
+                self.log.line(&exit_meaning(code, self.version));
+                outcome.after = Some(self.inspect(cfg, "after"));
+                outcome.exit = Exit::Restic(code);
+            }
+        }
+    }
+
     fn inspect(&mut self, cfg: &RepoConfig, when: &str) -> Inspection {
         let host = ThisHost::new();
         let got = self.rt.block_on(crate::inspect(cfg, &host));
-        match got {
+        match &got {
             Ok(r) => {
                 let c = &r.counts;
                 self.log.line(&format!(
@@ -53,16 +270,16 @@ impl Run<'_> {
                     c.unsafe_,
                     c.unreadable
                 ));
-                Ok(r)
+                if let Some(why) = &r.incomplete {
+                    self.log
+                        .line(&format!("WARNING: the reading {when} is incomplete: {why}"));
+                }
             }
-            Err(e) => {
-                let why = self.log.redactor().scrub(&e.to_string());
-                self.log.line(&format!(
-                    "cannot read the locks {when}: {why}; count unknown"
-                ));
-                Err(why)
-            }
+            Err(e) => self
+                .log
+                .line(&format!("cannot read the locks {when}: {e}; count unknown")),
         }
+        got
     }
 
     fn log_locks(&mut self, r: &Report) {
@@ -96,65 +313,72 @@ impl Run<'_> {
         }
     }
 
-    /// `restic version` of the restic this run would call: (major, minor, patch).
-    fn restic_version(&mut self) -> Option<(u32, u32, u32)> {
-        let out = Command::new(&self.o.restic_bin)
-            .arg("version")
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v = text.split_whitespace().nth(1)?;
-        let mut n = v.split('.').map(|p| p.parse::<u32>().ok());
-        Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
+    /// Steps 8 and 9: the result line (and the error log), the finish line.
+    fn finish(&mut self, outcome: &Outcome) {
+        let code = outcome.exit.code();
+        if code == 0 {
+            self.log.line("result: success");
+        } else {
+            self.log
+                .line(&format!("result: FAILED with exit code {code}"));
+            self.log.copy_to_error_log();
+        }
+        self.finished = Local::now();
+        self.duration = self.clock.elapsed().as_secs();
+        let took = audit::human_duration(self.duration);
+        self.log.line(&format!("finished in {took}"));
     }
 
-    fn restic_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        for c in &self.o.cacerts {
-            if std::fs::File::open(c).is_ok() {
-                args.push("--cacert".to_string());
-                args.push(c.display().to_string());
-            }
-        }
-        args.push("unlock".into());
-        if self.o.asked.scope == Scope::All {
-            args.push("--remove-all".into());
-        }
-        args
+    /// Step 10, in the contract's order: summary, webhook, metrics, mail, post-hook.
+    fn artefacts(&mut self, outcome: &Outcome) {
+        let code = outcome.exit.code();
+        let json = self.summary(outcome);
+        deliver_webhook(self, &json, code);
+        write_metrics(self, code, outcome.after());
+        send_mail(self, code);
+        self.hook("post-unlock.sh", &[code.to_string()]);
     }
 
-    /// `restic unlock`, its output appended to the log; its exit code.
-    fn run_restic(&mut self, cfg: &RepoConfig, args: &[String]) -> i32 {
-        let mut cmd = Command::new(&self.o.restic_bin);
-        cmd.args(args)
-            .env("RESTIC_REPOSITORY", cfg.repo.expose())
-            .env_remove("RESTIC_REPOSITORY_FILE")
-            .env("RESTIC_PASSWORD", cfg.password.expose())
-            .env_remove("RESTIC_PASSWORD_FILE")
-            .env_remove("RESTIC_PASSWORD_COMMAND")
-            .stdin(Stdio::null());
-        match cmd.output() {
-            Ok(out) => {
-                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&out.stderr));
-                self.log.output(&text);
-                match out.status.code() {
-                    Some(c) => c,
-                    None => {
-                        use std::os::unix::process::ExitStatusExt;
-                        128 + out.status.signal().unwrap_or(0)
-                    }
-                }
-            }
-            Err(e) => {
-                self.log.line(&format!(
-                    "ERROR: cannot run {}: {e}",
-                    self.o.restic_bin.display()
-                ));
-                Exit::Other.code()
-            }
+    /// `last-unlock.json`, written; its text, for the webhook.
+    fn summary(&mut self, outcome: &Outcome) -> String {
+        let o = self.o;
+        let finished = self.finished;
+        let detail = outcome.before();
+        let summary = Summary {
+            hostname: o.hostname.clone(),
+            release: o.release.clone(),
+            started_at: audit::timestamp(self.started),
+            finished_at: audit::timestamp(finished),
+            started_epoch: self.started.timestamp(),
+            finished_epoch: finished.timestamp(),
+            duration_seconds: self.duration,
+            repository: self.shown.clone(),
+            remove_all: o.asked.scope == Scope::All,
+            dry_run: o.asked.dry_run,
+            locks_before: count(outcome.before.as_ref()),
+            locks_after: outcome.counts_after(),
+            exit_code: outcome.exit.code(),
+            force: o.asked.force,
+            refused: outcome.refused,
+            message: self.log.redactor().scrub(&outcome.message),
+            locks_stale: detail.map(|r| r.counts.stale),
+            locks_unsafe: detail.map(|r| r.counts.unsafe_),
+            locks_unreadable: detail.map(|r| r.counts.unreadable),
+            restic_command: self.restic_line(),
+            restic_version: self.version_text(),
+            locks: detail.map(|r| r.locks.clone()).unwrap_or_default(),
+        };
+        let json = self.log.redactor().scrub(&summary.render());
+        let path = o.log_dir.join(audit::SUMMARY_FILE);
+        match audit::write_atomic(&path, json.as_bytes()) {
+            Ok(()) => self
+                .log
+                .line(&format!("summary written to {}", path.display())),
+            Err(e) => self
+                .log
+                .line(&format!("ERROR: cannot write {}: {e}", path.display())),
         }
+        json
     }
 
     fn hook(&mut self, name: &str, args: &[String]) {
@@ -163,197 +387,6 @@ impl Run<'_> {
         let outcome = hooks::run(&path, args, self.o.hook_timeout);
         self.log.line(&outcome.describe(&path));
     }
-}
-
-/// Runs the whole audited unlock and returns how it ends.
-pub fn run(o: &UnlockOptions) -> Exit {
-    let started = Local::now();
-    let clock = Instant::now();
-    let mut run = Run {
-        o,
-        log: RunLog::start(&o.log_dir, o.log_verbose, o.redactor.clone()),
-        rt: crate::runtime(),
-    };
-    // A fresh mail transcript too: an old one must not describe this run.
-    let _ = std::fs::write(o.log_dir.join(audit::MAIL_LOG_FILE), b"");
-
-    let repo_shown = o
-        .repo
-        .resolve_repository()
-        .map(|r| Masked::new(&r).to_string())
-        .unwrap_or_default();
-    let restic_line = |args: &[String]| format!("restic {}", args.join(" "));
-    run.log.line(&format!("release: {}", o.release));
-    run.log.line(&format!(
-        "repository: {}",
-        if repo_shown.is_empty() {
-            "(none)"
-        } else {
-            &repo_shown
-        }
-    ));
-    run.log.line(&format!(
-        "CA certificate: {}",
-        if o.cacerts.is_empty() {
-            "(none)".to_string()
-        } else {
-            o.cacerts
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-    ));
-    run.log.line(&format!(
-        "remove-all: {}",
-        on_off(o.asked.scope == Scope::All)
-    ));
-    run.log
-        .line(&format!("dry-run: {}", on_off(o.asked.dry_run)));
-    run.log.line(&format!("auto-unlock: {}", o.auto_unlock));
-    if o.asked.force {
-        run.log.line("force: ON");
-    }
-    for w in &o.warnings {
-        run.log.line(w);
-    }
-
-    let version = run.restic_version();
-    let version_text = version.map(|(a, b, c)| format!("{a}.{b}.{c}"));
-    run.log.line(&format!(
-        "restic: {} ({})",
-        version_text
-            .as_deref()
-            .unwrap_or("unknown: `restic version` did not answer"),
-        o.restic_bin.display()
-    ));
-
-    run.hook("pre-unlock.sh", &[]);
-
-    let cfg = o.repo.resolve();
-    let mut before: Inspection = Err("not inspected".into());
-    let mut after: Inspection = Err("not inspected".into());
-    let mut refused = false;
-    let mut message = String::new();
-    let restic_args = run.restic_args();
-    let exit = match &cfg {
-        Err(e) => {
-            message = format!("configuration error: {e}");
-            run.log.line(&format!("ERROR: {message}"));
-            Exit::Config
-        }
-        Ok(cfg) => {
-            run.log.redactor_mut().add(cfg.password.expose());
-            before = run.inspect(cfg, "before");
-            if let Ok(r) = &before {
-                let r = r.clone();
-                run.log_locks(&r);
-            }
-            let line = restic_line(&restic_args);
-            match plan::plan(o.asked, before.as_ref().ok()) {
-                Plan::DryRun { dangers } => {
-                    run.log
-                        .line(&format!("dry run: would run {line}; nothing removed"));
-                    for d in &dangers {
-                        run.log
-                            .line(&format!("dry run: this would be UNSAFE: {}", describe(d)));
-                    }
-                    after = before.clone();
-                    Exit::Ok
-                }
-                Plan::Refuse {
-                    why,
-                    dangers,
-                    safe_after,
-                } => {
-                    refused = true;
-                    message = refusal(why, &line, &dangers, safe_after);
-                    run.log.line(&format!("REFUSED: {message}"));
-                    after = before.clone();
-                    Exit::Refused
-                }
-                Plan::Run { forced, unseen } => {
-                    if unseen {
-                        run.log.line(
-                            "WARNING: the locks could not be read: no safety check was possible",
-                        );
-                    }
-                    for d in &forced {
-                        run.log
-                            .line(&format!("--force: removing anyway: {}", describe(d)));
-                    }
-                    run.log.line(&format!("running: {line}"));
-                    let code = run.run_restic(cfg, &restic_args);
-                    run.log.line(&exit_meaning(code, version));
-                    after = run.inspect(cfg, "after");
-                    Exit::Restic(code)
-                }
-            }
-        }
-    };
-
-    let exit_code = exit.code();
-    if exit_code == Exit::Ok.code() {
-        run.log.line("result: success");
-    } else {
-        run.log
-            .line(&format!("result: FAILED with exit code {exit_code}"));
-        run.log.copy_to_error_log();
-    }
-    let finished = Local::now();
-    let duration = clock.elapsed().as_secs();
-    run.log
-        .line(&format!("finished in {}", audit::human_duration(duration)));
-
-    // Artefacts, in the contract's order. None of them can change the exit code.
-    let detail = before.as_ref().ok();
-    let summary = Summary {
-        hostname: o.hostname.clone(),
-        release: o.release.clone(),
-        started_at: audit::timestamp(started),
-        finished_at: audit::timestamp(finished),
-        started_epoch: started.timestamp(),
-        finished_epoch: finished.timestamp(),
-        duration_seconds: duration,
-        repository: repo_shown.clone(),
-        remove_all: o.asked.scope == Scope::All,
-        dry_run: o.asked.dry_run,
-        locks_before: count(&before),
-        locks_after: count(&after),
-        exit_code,
-        force: o.asked.force,
-        refused,
-        message: run.log.redactor().scrub(&message),
-        locks_stale: detail.map(|r| r.counts.stale),
-        locks_unsafe: detail.map(|r| r.counts.unsafe_),
-        locks_unreadable: detail.map(|r| r.counts.unreadable),
-        restic_command: restic_line(&restic_args),
-        restic_version: version_text,
-        locks: detail.map(|r| r.locks.clone()).unwrap_or_default(),
-    };
-    let json = run.log.redactor().scrub(&summary.render());
-    let json_path = o.log_dir.join(audit::SUMMARY_FILE);
-    match audit::write_atomic(&json_path, json.as_bytes()) {
-        Ok(()) => run
-            .log
-            .line(&format!("summary written to {}", json_path.display())),
-        Err(e) => run
-            .log
-            .line(&format!("ERROR: cannot write {}: {e}", json_path.display())),
-    }
-
-    deliver_webhook(&mut run, &json, exit_code);
-    write_metrics(
-        &mut run,
-        exit_code,
-        duration,
-        started.timestamp(),
-        finished.timestamp(),
-        &after,
-    );
-    send_mail(&mut run, exit_code, duration, &repo_shown);
-    run.hook("post-unlock.sh", &[exit_code.to_string()]);
-    exit
 }
 
 /// restic's exit code in words, as the release that ran documents it: 10, 11 (0.17.0),
@@ -395,6 +428,9 @@ fn refusal(
     match why {
         Refusal::Unseen => format!(
             "refused: the locks could not be read, so {line} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway"
+        ),
+        Refusal::Incomplete { not_read } => format!(
+            "refused: {not_read} entries of locks/ were not read before the deadline, so {line} could remove, or SIGHUP, a live holder's lock nobody has seen; nothing was removed; give the backend more time (--timeout, --deadline), or re-run with --force to do it anyway"
         ),
         Refusal::Unsafe => {
             let named: Vec<String> = dangers.iter().map(describe).collect();
@@ -443,26 +479,19 @@ fn deliver_webhook(run: &mut Run, json: &str, exit_code: i32) {
     }
 }
 
-fn write_metrics(
-    run: &mut Run,
-    exit_code: i32,
-    duration: u64,
-    started: i64,
-    finished: i64,
-    after: &Inspection,
-) {
+fn write_metrics(run: &mut Run, exit_code: i32, after: Option<&Report>) {
     let Some(dir) = &run.o.metrics_dir else {
         return;
     };
-    let text = metrics::render(
-        &metrics::RunMetrics {
+    let text = metrics::unlock_run(
+        &RunMetrics {
             hostname: run.o.hostname.clone(),
             exit_code,
-            duration_seconds: duration,
-            started_epoch: started,
-            finished_epoch: finished,
+            duration_seconds: run.duration,
+            started_epoch: run.started.timestamp(),
+            finished_epoch: run.finished.timestamp(),
         },
-        after.as_ref().ok(),
+        after,
     );
     let path = dir.join(audit::METRICS_FILE);
     if !dir.is_dir() {
@@ -483,7 +512,7 @@ fn write_metrics(
     }
 }
 
-fn send_mail(run: &mut Run, exit_code: i32, duration: u64, repo_shown: &str) {
+fn send_mail(run: &mut Run, exit_code: i32) {
     let o = run.o;
     if o.mail_rcpt.is_empty() {
         return;
@@ -499,9 +528,10 @@ fn send_mail(run: &mut Run, exit_code: i32, duration: u64, repo_shown: &str) {
         format!("[FAIL {exit_code}]")
     };
     let subject = format!(
-        "{status} Unlock {} \u{b7} {} \u{b7} {repo_shown}",
+        "{status} Unlock {} \u{b7} {} \u{b7} {}",
         o.hostname,
-        audit::human_duration(duration)
+        audit::human_duration(run.duration),
+        run.shown
     );
     let settings = match &o.smtp_env {
         Err(e) => Err(e.clone()),

@@ -23,12 +23,19 @@ pub enum Refusal {
     Unsafe,
     /// `--remove-all` with the locks unread: it would remove what nobody has seen.
     Unseen,
+    /// Some entries of `locks/` were not read (the deadline passed): either scope could
+    /// remove, or probe, a live holder's lock nobody has seen.
+    Incomplete { not_read: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Inspect only; `dangers` are what a real run would refuse over.
-    DryRun { dangers: Vec<Danger> },
+    /// Inspect only; `dangers` are what a real run would refuse over; `not_read` entries
+    /// leave the dry run's answer incomplete.
+    DryRun {
+        dangers: Vec<Danger>,
+        not_read: usize,
+    },
     /// restic is not run. `safe_after`: when every danger has passed by waiting (`None`
     /// when waiting does not help, e.g. a live holder that refreshes its lock).
     Refuse {
@@ -37,8 +44,12 @@ pub enum Plan {
         safe_after: Option<DateTime<Utc>>,
     },
     /// restic is run. `forced`: dangers overridden by `--force`; `unseen`: the locks could
-    /// not be read, so no safety check was possible.
-    Run { forced: Vec<Danger>, unseen: bool },
+    /// not be read, so no safety check was possible; `not_read`: entries `--force` ran over.
+    Run {
+        forced: Vec<Danger>,
+        unseen: bool,
+        not_read: usize,
+    },
 }
 
 fn danger(l: &JudgedLock, scope: Scope) -> Danger {
@@ -68,36 +79,47 @@ pub fn dangers(scope: Scope, report: &Report) -> Vec<Danger> {
         .collect()
 }
 
+/// When every danger has passed by waiting, if they all do.
+fn safe_after(dangers: &[Danger]) -> Option<DateTime<Utc>> {
+    dangers
+        .iter()
+        .map(|d| d.safe_after)
+        .collect::<Option<Vec<_>>>()
+        .and_then(|all| all.into_iter().max())
+}
+
 pub fn plan(asked: Asked, read: Option<&Report>) -> Plan {
     let dangers = read.map(|r| dangers(asked.scope, r)).unwrap_or_default();
+    let not_read = read.map_or(0, Report::not_read);
     if asked.dry_run {
-        return Plan::DryRun { dangers };
+        return Plan::DryRun { dangers, not_read };
     }
-    match read {
-        None if asked.scope == Scope::All && !asked.force => Plan::Refuse {
-            why: Refusal::Unseen,
-            dangers,
-            safe_after: None,
+    let refuse = |why, dangers: Vec<Danger>| Plan::Refuse {
+        why,
+        safe_after: match why {
+            Refusal::Unsafe => safe_after(&dangers),
+            _ => None,
         },
+        dangers,
+    };
+    match read {
+        _ if asked.force => Plan::Run {
+            forced: dangers,
+            unseen: read.is_none(),
+            not_read,
+        },
+        None if asked.scope == Scope::All => refuse(Refusal::Unseen, dangers),
         None => Plan::Run {
             forced: dangers,
             unseen: true,
+            not_read,
         },
-        Some(_) if !dangers.is_empty() && !asked.force => {
-            let safe_after = dangers
-                .iter()
-                .map(|d| d.safe_after)
-                .collect::<Option<Vec<_>>>()
-                .and_then(|all| all.into_iter().max());
-            Plan::Refuse {
-                why: Refusal::Unsafe,
-                dangers,
-                safe_after,
-            }
-        }
+        Some(_) if not_read > 0 => refuse(Refusal::Incomplete { not_read }, dangers),
+        Some(_) if !dangers.is_empty() => refuse(Refusal::Unsafe, dangers),
         Some(_) => Plan::Run {
             forced: dangers,
             unseen: false,
+            not_read,
         },
     }
 }
@@ -107,10 +129,14 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+    use crate::locks::{Problem, Unreadable};
     use crate::verdict::Verdict;
 
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
     fn lock(holder: Holder, unsafe_: bool, safe_after: Option<i64>) -> JudgedLock {
-        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         JudgedLock {
             id: format!("{:064}", safe_after.unwrap_or(0)),
             exclusive: false,
@@ -129,13 +155,13 @@ mod tests {
                 abandoned: false,
                 clock_skew: false,
                 unsafe_,
-                safe_after: safe_after.map(|m| t0 + Duration::minutes(m)),
+                safe_after: safe_after.map(|m| t0() + Duration::minutes(m)),
                 reason: "why".into(),
             },
         }
     }
 
-    fn report(locks: Vec<JudgedLock>) -> Report {
+    fn report(locks: Vec<JudgedLock>, not_read: usize) -> Report {
         let mut r = Report::new(
             "/r",
             "id",
@@ -145,156 +171,96 @@ mod tests {
             &crate::process::ThisHost::new(),
         );
         r.locks = locks;
+        r.unreadable = (0..not_read)
+            .map(|i| Unreadable {
+                id: format!("{i:064}"),
+                kind: Problem::NotRead,
+                error: "not read before the deadline".into(),
+            })
+            .collect();
         r
     }
 
     #[derive(Debug, PartialEq)]
     enum Want {
-        DryRun(usize),
+        DryRun(usize, usize),
         Refuse(Refusal, Option<i64>),
-        Run { forced: usize, unseen: bool },
+        Run(usize, bool, usize),
     }
 
     fn kind(p: &Plan) -> Want {
-        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         match p {
-            Plan::DryRun { dangers } => Want::DryRun(dangers.len()),
+            Plan::DryRun { dangers, not_read } => Want::DryRun(dangers.len(), *not_read),
             Plan::Refuse {
                 why, safe_after, ..
-            } => Want::Refuse(*why, safe_after.map(|t| (t - t0).num_minutes())),
-            Plan::Run { forced, unseen } => Want::Run {
-                forced: forced.len(),
-                unseen: *unseen,
-            },
+            } => Want::Refuse(*why, safe_after.map(|t| (t - t0()).num_minutes())),
+            Plan::Run {
+                forced,
+                unseen,
+                not_read,
+            } => Want::Run(forced.len(), *unseen, *not_read),
         }
+    }
+
+    /// What a reading found: nothing read (`None`), or locks and entries not read.
+    fn read(what: &str) -> Option<Report> {
+        let (gone, alive) = (
+            lock(Holder::Gone, false, None),
+            lock(Holder::Alive, false, None),
+        );
+        let probe = || lock(Holder::Reused, true, Some(20));
+        Some(match what {
+            "unread" => return None,
+            "clean" => report(vec![gone], 0),
+            "probe only" => report(vec![probe(), lock(Holder::Gone, true, Some(25))], 0),
+            "live unsafe" => report(vec![lock(Holder::Alive, true, None), probe()], 0),
+            "live kept" => report(vec![alive], 0),
+            "clean, 2 not read" => report(vec![gone], 2),
+            "probe, 1 not read" => report(vec![probe()], 1),
+            other => panic!("{other}"),
+        })
     }
 
     #[test]
     fn every_decision_of_the_plan() {
+        use Refusal::*;
         use Scope::*;
-        let clean = || report(vec![lock(Holder::Gone, false, None)]);
-        let probe_only = || {
-            report(vec![
-                lock(Holder::Reused, true, Some(20)),
-                lock(Holder::Gone, true, Some(25)),
-            ])
-        };
-        let live = || {
-            report(vec![
-                lock(Holder::Alive, true, None),
-                lock(Holder::Reused, true, Some(20)),
-            ])
-        };
-        let live_kept = || report(vec![lock(Holder::Alive, false, None)]);
-        let run = |forced, unseen| Want::Run { forced, unseen };
+        use Want::*;
+        let incomplete = |n| Refuse(Incomplete { not_read: n }, None);
         #[rustfmt::skip]
-        type Row = (&'static str, Scope, bool, bool, Option<Report>, Want);
-        let rows: Vec<Row> = vec![
-            (
-                "clean, stale only",
-                StaleOnly,
-                false,
-                false,
-                Some(clean()),
-                run(0, false),
-            ),
-            (
-                "clean, remove all",
-                All,
-                false,
-                false,
-                Some(clean()),
-                run(0, false),
-            ),
-            (
-                "probe danger: refused until",
-                StaleOnly,
-                false,
-                false,
-                Some(probe_only()),
-                Want::Refuse(Refusal::Unsafe, Some(25)),
-            ),
-            (
-                "live holder: no safe time",
-                StaleOnly,
-                false,
-                false,
-                Some(live()),
-                Want::Refuse(Refusal::Unsafe, None),
-            ),
-            (
-                "probe danger, forced",
-                StaleOnly,
-                false,
-                true,
-                Some(probe_only()),
-                run(2, false),
-            ),
-            (
-                "live kept by restic: allowed",
-                StaleOnly,
-                false,
-                false,
-                Some(live_kept()),
-                run(0, false),
-            ),
-            (
-                "live, remove all: refused",
-                All,
-                false,
-                false,
-                Some(live_kept()),
-                Want::Refuse(Refusal::Unsafe, None),
-            ),
-            (
-                "probe only, remove all: fine",
-                All,
-                false,
-                false,
-                Some(probe_only()),
-                run(0, false),
-            ),
-            (
-                "unread, stale only: restic",
-                StaleOnly,
-                false,
-                false,
-                None,
-                run(0, true),
-            ),
-            (
-                "unread, remove all: refused",
-                All,
-                false,
-                false,
-                None,
-                Want::Refuse(Refusal::Unseen, None),
-            ),
-            (
-                "unread, remove all, forced",
-                All,
-                false,
-                true,
-                None,
-                run(0, true),
-            ),
-            (
-                "dry run names the dangers",
-                StaleOnly,
-                true,
-                false,
-                Some(live()),
-                Want::DryRun(2),
-            ),
-            ("dry run, unread", All, true, false, None, Want::DryRun(0)),
+        let rows: &[(&str, Scope, bool, bool, Want)] = &[
+            // (reading, scope, dry run, force, decision)
+            ("clean",             StaleOnly, false, false, Run(0, false, 0)),
+            ("clean",             All,       false, false, Run(0, false, 0)),
+            ("probe only",        StaleOnly, false, false, Refuse(Unsafe, Some(25))),
+            ("live unsafe",       StaleOnly, false, false, Refuse(Unsafe, None)),
+            ("probe only",        StaleOnly, false, true,  Run(2, false, 0)),
+            ("live kept",         StaleOnly, false, false, Run(0, false, 0)),
+            ("live kept",         All,       false, false, Refuse(Unsafe, None)),
+            ("probe only",        All,       false, false, Run(0, false, 0)),
+            ("unread",            StaleOnly, false, false, Run(0, true, 0)),
+            ("unread",            All,       false, false, Refuse(Unseen, None)),
+            ("unread",            All,       false, true,  Run(0, true, 0)),
+            ("clean, 2 not read", StaleOnly, false, false, incomplete(2)),
+            ("clean, 2 not read", All,       false, false, incomplete(2)),
+            ("probe, 1 not read", StaleOnly, false, false, incomplete(1)),
+            ("clean, 2 not read", All,       false, true,  Run(0, false, 2)),
+            ("probe, 1 not read", StaleOnly, false, true,  Run(1, false, 1)),
+            ("live unsafe",       StaleOnly, true,  false, DryRun(2, 0)),
+            ("unread",            All,       true,  false, DryRun(0, 0)),
+            ("clean, 2 not read", All,       true,  false, DryRun(0, 2)),
         ];
-        for (what, scope, dry_run, force, read, want) in rows {
+        for (what, scope, dry_run, force, want) in rows {
             let asked = Asked {
-                scope,
-                dry_run,
-                force,
+                scope: *scope,
+                dry_run: *dry_run,
+                force: *force,
             };
-            assert_eq!(kind(&plan(asked, read.as_ref())), want, "{what}");
+            let got = kind(&plan(asked, read(what).as_ref()));
+            assert_eq!(
+                &got, want,
+                "{what}, {scope:?}, dry run {dry_run}, force {force}"
+            );
         }
     }
 }

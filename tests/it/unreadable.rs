@@ -147,15 +147,23 @@ fn vanished_lock_is_not_an_error() {
     crate::needs!("restic");
     let t = TestRepo::new(1);
     t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Json);
+    let password = Secret::new(PASSWORD);
     let inv = rt().block_on(async {
-        let repo = Repository::open(
+        let backend = Phantom(LocalBackend::new(&t.path));
+        let open = Repository::open(
             Arc::new(Phantom(LocalBackend::new(&t.path))),
-            &Secret::new(PASSWORD),
+            &password,
             None,
-        )
-        .await
-        .unwrap();
-        locksmith::locks::inventory(&repo, 4).await.unwrap()
+        );
+        let reading = locksmith::inventory::Reading {
+            backend: &backend,
+            concurrency: 4,
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            progress: &Default::default(),
+            redactor: &Default::default(),
+            cache: None,
+        };
+        locksmith::inventory::read(reading, open).await.unwrap().1
     });
     assert_eq!(inv.locks.len(), 1);
     assert_eq!(inv.vanished, vec!["9f".repeat(32)]);

@@ -1,0 +1,434 @@
+//! The one Prometheus exposition (text format): `/metrics` and `locks --textfile` (one
+//! `repository` label on every series), and unlock's `restic_unlock.prom` (the contract's
+//! five gauges first). Every `# HELP`/`# TYPE` line is written by [`write`].
+//!
+//! `restic_locks_total` and `restic_stale_locks_total` keep the names the restic exporters
+//! use, so dashboards built on them keep working.
+
+use std::fmt::{Display, Write};
+
+use super::{Report, Status};
+
+/// Per-lock series kept per repository (oldest first); the rest are counted.
+pub const LOCK_SERIES_CAP: usize = 50;
+
+/// Label values escape `\`, `"` and newlines.
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn label(k: &str, v: &str) -> String {
+    format!("{k}=\"{}\"", escape_label(v))
+}
+
+/// A family's name, type and help.
+type Declared = (&'static str, &'static str, &'static str);
+
+/// Families in the order they are written; each with its samples (labels, value).
+struct Exposition {
+    families: Vec<(Declared, Vec<(String, String)>)>,
+}
+
+impl Exposition {
+    fn of(declared: &[Declared]) -> Exposition {
+        Exposition {
+            families: declared.iter().map(|d| (*d, Vec::new())).collect(),
+        }
+    }
+
+    fn add(&mut self, name: &str, labels: String, value: impl Display) {
+        let (_, samples) = self
+            .families
+            .iter_mut()
+            .find(|((n, _, _), _)| *n == name)
+            .unwrap_or_else(|| panic!("metric family {name} is not declared"));
+        samples.push((labels, value.to_string()));
+    }
+
+    /// The text: a family without samples is left out (its series are absent, not zero).
+    fn write(&self) -> String {
+        let mut out = String::new();
+        for ((name, kind, help), samples) in &self.families {
+            if samples.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        }
+        out
+    }
+}
+
+const REPOSITORY_FAMILIES: &[Declared] = &[
+    // The exporters' names; `untyped` because promtool's lint keeps `_total` for counters,
+    // and these are levels, not counts of events.
+    (
+        "restic_locks_total",
+        "untyped",
+        "Locks in the repository that decode (the name restic exporters use).",
+    ),
+    (
+        "restic_stale_locks_total",
+        "untyped",
+        "Locks restic unlock would remove now, run on this host.",
+    ),
+    ("locksmith_locks", "gauge", "Decoded locks by kind."),
+    (
+        "locksmith_locks_stale",
+        "gauge",
+        "Locks stale by locksmith's rule (holder gone, or another host's lock past 30 minutes).",
+    ),
+    (
+        "locksmith_locks_unsafe",
+        "gauge",
+        "Locks restic unlock would remove although their holder is alive, or whose removal probe would signal a live process.",
+    ),
+    ("locksmith_locks_abandoned", "gauge", ABANDONED_HELP),
+    (
+        "locksmith_locks_unreadable",
+        "gauge",
+        "Entries of locks/ that do not decode; from restic 0.15 each blocks every locking command.",
+    ),
+    (
+        "locksmith_locks_ignored",
+        "gauge",
+        "Entries of locks/ that are not lock files (temporary uploads, empty files).",
+    ),
+    (
+        "locksmith_oldest_lock_age_seconds",
+        "gauge",
+        "Seconds since the oldest lock was last refreshed (0 when there is none).",
+    ),
+    (
+        "locksmith_lock_age_seconds",
+        "gauge",
+        "Seconds since each lock was last refreshed, oldest first, at most 50 per repository.",
+    ),
+    (
+        "locksmith_lock_series_omitted",
+        "gauge",
+        "Locks left out of locksmith_lock_age_seconds by its cap.",
+    ),
+    (
+        "locksmith_refresh_success",
+        "gauge",
+        "1 when the last refresh read the whole repository, else 0.",
+    ),
+    (
+        "locksmith_refresh_timestamp_seconds",
+        "gauge",
+        "When the repository was last read successfully, in seconds since the epoch.",
+    ),
+    (
+        "locksmith_refresh_duration_seconds",
+        "gauge",
+        "How long the last refresh took.",
+    ),
+    (
+        "locksmith_refresh_failures_total",
+        "counter",
+        "Refreshes that failed.",
+    ),
+    (
+        "locksmith_key_derivations_total",
+        "counter",
+        "Times the repository key was derived from the password (scrypt).",
+    ),
+    (
+        "locksmith_lock_files_read_total",
+        "counter",
+        "Lock files read from the backend.",
+    ),
+];
+
+/// The unit test ties these words to `verdict::ABANDONED_AFTER`, so the help cannot drift from it.
+const ABANDONED_HELP: &str = "Locks not refreshed for over 10 minutes (two missed refreshes): their holder has almost surely stopped.";
+
+/// The exposition for every repository, families in a fixed order.
+pub fn repositories(statuses: &[Status]) -> String {
+    let mut x = Exposition::of(REPOSITORY_FAMILIES);
+    for s in statuses {
+        let repo = label("repository", &s.name);
+        refresh_samples(&mut x, &repo, s);
+        // A repository never read has no inventory: its gauges are absent, not zero.
+        if let Some(r) = &s.report {
+            count_samples(&mut x, &repo, r);
+            lock_samples(&mut x, &repo, r);
+        }
+    }
+    x.write()
+}
+
+fn refresh_samples(x: &mut Exposition, repo: &str, s: &Status) {
+    x.add("locksmith_refresh_success", repo.into(), u8::from(s.ok()));
+    if let Some(t) = s.refreshed_at {
+        x.add(
+            "locksmith_refresh_timestamp_seconds",
+            repo.into(),
+            t.timestamp(),
+        );
+    }
+    if let Some(d) = s.duration {
+        x.add(
+            "locksmith_refresh_duration_seconds",
+            repo.into(),
+            format!("{d:.6}"),
+        );
+    }
+    x.add(
+        "locksmith_refresh_failures_total",
+        repo.into(),
+        s.costs.failures,
+    );
+    x.add(
+        "locksmith_key_derivations_total",
+        repo.into(),
+        s.costs.key_derivations,
+    );
+    x.add(
+        "locksmith_lock_files_read_total",
+        repo.into(),
+        s.costs.lock_files_read,
+    );
+}
+
+fn count_samples(x: &mut Exposition, repo: &str, r: &Report) {
+    let c = &r.counts;
+    x.add("restic_locks_total", repo.into(), c.total);
+    x.add(
+        "restic_stale_locks_total",
+        repo.into(),
+        c.restic_unlock_removes,
+    );
+    for (kind, n) in [
+        ("exclusive", c.exclusive),
+        ("non_exclusive", c.non_exclusive),
+    ] {
+        x.add(
+            "locksmith_locks",
+            format!("{repo},{}", label("kind", kind)),
+            n,
+        );
+    }
+    x.add("locksmith_locks_stale", repo.into(), c.stale);
+    x.add("locksmith_locks_unsafe", repo.into(), c.unsafe_);
+    let abandoned = r.locks.iter().filter(|l| l.verdict.abandoned).count();
+    x.add("locksmith_locks_abandoned", repo.into(), abandoned);
+    x.add("locksmith_locks_unreadable", repo.into(), c.unreadable);
+    x.add("locksmith_locks_ignored", repo.into(), c.ignored);
+    x.add(
+        "locksmith_oldest_lock_age_seconds",
+        repo.into(),
+        oldest_age(r),
+    );
+}
+
+fn oldest_age(r: &Report) -> i64 {
+    r.locks
+        .iter()
+        .map(|l| l.verdict.age_seconds.max(0))
+        .max()
+        .unwrap_or(0)
+}
+
+fn kind_of(exclusive: bool) -> &'static str {
+    if exclusive {
+        "exclusive"
+    } else {
+        "non_exclusive"
+    }
+}
+
+fn lock_samples(x: &mut Exposition, repo: &str, r: &Report) {
+    let yes_no = |b: bool| if b { "true" } else { "false" };
+    for l in r.locks.iter().take(LOCK_SERIES_CAP) {
+        let v = &l.verdict;
+        let labels = [
+            label("id", &l.id),
+            label("kind", kind_of(l.exclusive)),
+            label("hostname", &l.hostname),
+            label("username", &l.username),
+            label("pid", &l.pid.to_string()),
+            label("holder", v.holder.as_str()),
+            label("stale", yes_no(v.stale)),
+            label("unsafe", yes_no(v.unsafe_)),
+        ];
+        let labels = format!("{repo},{}", labels.join(","));
+        x.add("locksmith_lock_age_seconds", labels, v.age_seconds.max(0));
+    }
+    let left_out = r.locks.len().saturating_sub(LOCK_SERIES_CAP);
+    x.add("locksmith_lock_series_omitted", repo.into(), left_out);
+}
+
+/// How the last unlock run ended, for `restic_unlock.prom`.
+pub struct RunMetrics {
+    pub hostname: String,
+    pub exit_code: i32,
+    pub duration_seconds: u64,
+    pub started_epoch: i64,
+    pub finished_epoch: i64,
+}
+
+/// The contract's five gauges, in its order; then the lock gauges after the run.
+const UNLOCK_FAMILIES: &[Declared] = &[
+    (
+        "restic_unlock_last_exit_code",
+        "gauge",
+        "Exit code of the last unlock run.",
+    ),
+    (
+        "restic_unlock_last_success",
+        "gauge",
+        "1 when the last unlock run exited 0, else 0.",
+    ),
+    (
+        "restic_unlock_last_duration_seconds",
+        "gauge",
+        "Duration of the last unlock run in seconds.",
+    ),
+    (
+        "restic_unlock_last_started_timestamp",
+        "gauge",
+        "Start of the last unlock run, in seconds since the epoch.",
+    ),
+    (
+        "restic_unlock_last_finished_timestamp",
+        "gauge",
+        "End of the last unlock run, in seconds since the epoch.",
+    ),
+    (
+        "restic_unlock_locks",
+        "gauge",
+        "Readable locks in the repository after the last unlock run, by kind.",
+    ),
+    (
+        "restic_unlock_locks_stale",
+        "gauge",
+        "Stale locks (holder gone, or another host's lock past 30 minutes) after the last unlock run.",
+    ),
+    (
+        "restic_unlock_locks_unsafe",
+        "gauge",
+        "Locks that restic unlock would remove although their holder is alive, after the last unlock run.",
+    ),
+    (
+        "restic_unlock_locks_unreadable",
+        "gauge",
+        "Entries of locks/ that could not be decoded, after the last unlock run.",
+    ),
+    (
+        "restic_unlock_oldest_lock_age_seconds",
+        "gauge",
+        "Seconds since the oldest lock was last refreshed (0 when there is none), after the last unlock run.",
+    ),
+];
+
+/// `restic_unlock.prom`; `locks`: the state after the run (for a dry run, as found), when
+/// it could be read.
+pub fn unlock_run(run: &RunMetrics, locks: Option<&Report>) -> String {
+    let host = label("hostname", &run.hostname);
+    let mut x = Exposition::of(UNLOCK_FAMILIES);
+    x.add("restic_unlock_last_exit_code", host.clone(), run.exit_code);
+    x.add(
+        "restic_unlock_last_success",
+        host.clone(),
+        u8::from(run.exit_code == 0),
+    );
+    x.add(
+        "restic_unlock_last_duration_seconds",
+        host.clone(),
+        run.duration_seconds,
+    );
+    x.add(
+        "restic_unlock_last_started_timestamp",
+        host.clone(),
+        run.started_epoch,
+    );
+    x.add(
+        "restic_unlock_last_finished_timestamp",
+        host.clone(),
+        run.finished_epoch,
+    );
+    if let Some(r) = locks {
+        let c = &r.counts;
+        for (kind, n) in [
+            ("exclusive", c.exclusive),
+            ("non_exclusive", c.non_exclusive),
+        ] {
+            x.add(
+                "restic_unlock_locks",
+                format!("{host},{}", label("kind", kind)),
+                n,
+            );
+        }
+        x.add("restic_unlock_locks_stale", host.clone(), c.stale);
+        x.add("restic_unlock_locks_unsafe", host.clone(), c.unsafe_);
+        x.add("restic_unlock_locks_unreadable", host.clone(), c.unreadable);
+        x.add("restic_unlock_oldest_lock_age_seconds", host, oldest_age(r));
+    }
+    x.write()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::ABANDONED_AFTER;
+
+    #[test]
+    fn five_gauges_first_with_escaped_hostname() {
+        let m = RunMetrics {
+            hostname: "a\"b\\c\nd".into(),
+            exit_code: 3,
+            duration_seconds: 2,
+            started_epoch: 10,
+            finished_epoch: 12,
+        };
+        let s = unlock_run(&m, None);
+        let names: Vec<&str> = s
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| &l[..l.find('{').unwrap()])
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "restic_unlock_last_exit_code",
+                "restic_unlock_last_success",
+                "restic_unlock_last_duration_seconds",
+                "restic_unlock_last_started_timestamp",
+                "restic_unlock_last_finished_timestamp"
+            ]
+        );
+        assert!(s.contains("restic_unlock_last_exit_code{hostname=\"a\\\"b\\\\c\\nd\"} 3\n"));
+        assert!(s.contains("restic_unlock_last_success{hostname=\"a\\\"b\\\\c\\nd\"} 0\n"));
+    }
+
+    /// The help states the rule's own threshold.
+    #[test]
+    fn abandoned_help_names_the_rule() {
+        let minutes = ABANDONED_AFTER.num_minutes();
+        assert!(
+            ABANDONED_HELP.contains(&format!("over {minutes} minutes")),
+            "{ABANDONED_HELP}"
+        );
+    }
+
+    #[test]
+    fn a_never_read_repository_has_no_gauges_and_is_not_a_success() {
+        let s = Status {
+            name: "r".into(),
+            ..Status::default()
+        };
+        let text = repositories(&[s]);
+        assert!(
+            text.contains("locksmith_refresh_success{repository=\"r\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("restic_locks_total"), "{text}");
+    }
+}

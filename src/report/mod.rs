@@ -1,0 +1,229 @@
+//! A judged inventory, and every way it is shown: `locks`, `unlock` and `serve` all render
+//! here — the table, the JSON documents and the one Prometheus exposition.
+
+pub mod json;
+pub mod metrics;
+mod status;
+pub mod table;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+pub use json::{Document, RepositoryJson};
+pub use status::{Costs, Status};
+pub use table::{TABLE_HEADER, Tone};
+
+use crate::locks::{Ignored, Inventory, LockEntry, Problem, Unreadable};
+use crate::process::HostView;
+use crate::verdict::{Verdict, judge};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub exclusive: usize,
+    pub non_exclusive: usize,
+    pub stale: usize,
+    pub restic_unlock_removes: usize,
+    #[serde(rename = "unsafe")]
+    pub unsafe_: usize,
+    pub unreadable: usize,
+    pub ignored: usize,
+    pub vanished: usize,
+}
+
+impl Counts {
+    /// The counts line of the table and the status page, up to the unsafe count.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock",
+            self.total,
+            if self.total == 1 { "" } else { "s" },
+            self.exclusive,
+            self.non_exclusive,
+            self.stale,
+            self.restic_unlock_removes,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgedLock {
+    pub id: String,
+    pub exclusive: bool,
+    pub time: String,
+    pub hostname: String,
+    pub username: String,
+    pub pid: i64,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub repository: String,
+    pub repository_id: String,
+    pub repository_version: u32,
+    /// The host the verdicts were reached on.
+    pub checked_on: String,
+    pub checked_at: String,
+    pub counts: Counts,
+    pub locks: Vec<JudgedLock>,
+    pub unreadable: Vec<Unreadable>,
+    pub ignored: Vec<Ignored>,
+    pub vanished: Vec<String>,
+    /// Why the inventory is incomplete, when it is (entries not read by the deadline).
+    pub incomplete: Option<String>,
+}
+
+/// What a cron job or a script may ask of a report (`locks --fail-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// A removal restic would make, or its probe, would hit a live process.
+    Unsafe,
+    /// A lock is stale by locksmith's rule.
+    Stale,
+    /// `restic unlock` would remove a lock.
+    ResticRemoves,
+    /// A lock file restic cannot load (from 0.15 it blocks every locking command).
+    Unreadable,
+    /// An exclusive lock is held (prune, forget, check … are running or died).
+    Exclusive,
+    /// Any lock at all, readable or not.
+    Any,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 6] = [
+        Condition::Unsafe,
+        Condition::Stale,
+        Condition::ResticRemoves,
+        Condition::Unreadable,
+        Condition::Exclusive,
+        Condition::Any,
+    ];
+
+    /// As `--fail-on` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Unsafe => "unsafe",
+            Condition::Stale => "stale",
+            Condition::ResticRemoves => "restic-removes",
+            Condition::Unreadable => "unreadable",
+            Condition::Exclusive => "exclusive",
+            Condition::Any => "any",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// One line for `--help`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Condition::Unsafe => {
+                "A removal restic would make, or its SIGHUP probe, would hit a live process"
+            }
+            Condition::Stale => "A lock is stale by locksmith's rule",
+            Condition::ResticRemoves => "`restic unlock` would remove a lock",
+            Condition::Unreadable => "A lock file restic cannot load",
+            Condition::Exclusive => "An exclusive lock is held",
+            Condition::Any => "Any lock at all",
+        }
+    }
+}
+
+impl Report {
+    /// Whether `c` holds.
+    pub fn holds(&self, c: Condition) -> bool {
+        let n = &self.counts;
+        match c {
+            Condition::Unsafe => n.unsafe_ > 0,
+            Condition::Stale => n.stale > 0,
+            Condition::ResticRemoves => n.restic_unlock_removes > 0,
+            Condition::Unreadable => n.unreadable > 0,
+            Condition::Exclusive => n.exclusive > 0,
+            Condition::Any => n.total + n.unreadable > 0,
+        }
+    }
+
+    /// Entries of `locks/` not read before the deadline: what they hold is unknown.
+    pub fn not_read(&self) -> usize {
+        self.unreadable
+            .iter()
+            .filter(|u| u.kind == Problem::NotRead)
+            .count()
+    }
+
+    /// The report of an opened repository's inventory, judged from `host` now.
+    pub fn of(
+        cfg: &crate::config::RepoConfig,
+        repo: &crate::repo::Repository,
+        inv: Inventory,
+        host: &dyn HostView,
+    ) -> Report {
+        Report::new(
+            cfg.masked.as_str(),
+            &repo.id,
+            repo.version,
+            inv,
+            Utc::now(),
+            host,
+        )
+    }
+
+    pub fn new(
+        repository: &str,
+        repository_id: &str,
+        repository_version: u32,
+        inv: Inventory,
+        now: DateTime<Utc>,
+        host: &dyn HostView,
+    ) -> Report {
+        let locks: Vec<JudgedLock> = inv
+            .locks
+            .into_iter()
+            .map(|LockEntry { id, lock }| JudgedLock {
+                verdict: judge(&lock, now, host),
+                time: lock.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                id,
+                exclusive: lock.exclusive,
+                hostname: lock.hostname,
+                username: lock.username,
+                pid: lock.pid,
+                uid: lock.uid,
+                gid: lock.gid,
+            })
+            .collect();
+        let exclusive = locks.iter().filter(|l| l.exclusive).count();
+        let counts = Counts {
+            total: locks.len(),
+            exclusive,
+            non_exclusive: locks.len() - exclusive,
+            stale: locks.iter().filter(|l| l.verdict.stale).count(),
+            restic_unlock_removes: locks
+                .iter()
+                .filter(|l| l.verdict.restic_unlock_removes)
+                .count(),
+            unsafe_: locks.iter().filter(|l| l.verdict.unsafe_).count(),
+            unreadable: inv.unreadable.len(),
+            ignored: inv.ignored.len(),
+            vanished: inv.vanished.len(),
+        };
+        Report {
+            repository: repository.to_string(),
+            repository_id: repository_id.to_string(),
+            repository_version,
+            checked_on: host.hostname().to_string(),
+            checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            counts,
+            locks,
+            unreadable: inv.unreadable,
+            ignored: inv.ignored,
+            vanished: inv.vanished,
+            incomplete: inv.incomplete,
+        }
+    }
+}
