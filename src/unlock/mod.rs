@@ -212,7 +212,7 @@ impl Run<'_> {
                 }
                 if not_read > 0 {
                     outcome.message = format!(
-                        "dry run incomplete: {not_read} entries of locks/ were not read before the deadline, so what {line} would do with them is unknown (--timeout, --deadline)"
+                        "dry run incomplete: {not_read} of the entries in locks/ were not read before the deadline, so what {line} would do with them is unknown (--timeout, --deadline)"
                     );
                     self.log.line(&format!("ERROR: {}", outcome.message));
                     outcome.exit = Exit::Other;
@@ -239,7 +239,7 @@ impl Run<'_> {
                 }
                 if not_read > 0 {
                     self.log.line(&format!(
-                        "--force: running although {not_read} entries of locks/ were not read"
+                        "--force: running although {not_read} of the entries in locks/ were not read"
                     ));
                 }
                 for d in &forced {
@@ -430,7 +430,7 @@ fn refusal(
             "refused: the locks could not be read, so {line} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway"
         ),
         Refusal::Incomplete { not_read } => format!(
-            "refused: {not_read} entries of locks/ were not read before the deadline, so {line} could remove, or SIGHUP, a live holder's lock nobody has seen; nothing was removed; give the backend more time (--timeout, --deadline), or re-run with --force to do it anyway"
+            "refused: {not_read} of the entries in locks/ were not read before the deadline, so {line} could remove, or SIGHUP, a live holder's lock nobody has seen; nothing was removed; give the backend more time (--timeout, --deadline), or re-run with --force to do it anyway"
         ),
         Refusal::Unsafe => {
             let named: Vec<String> = dangers.iter().map(describe).collect();

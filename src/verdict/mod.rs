@@ -1,6 +1,7 @@
 //! Judging a lock: what `restic unlock` would do with it, whether its holder lives, and
-//! whether that removal would be a mistake. [`rules`] decides from facts alone; [`reason`]
-//! only words the decision.
+//! whether that removal would be a mistake. [`rules`] decides everything (stale, unsafe,
+//! abandoned, clock skew) from the lock, the time and the host; [`judge`] assembles the
+//! verdict, and [`reason`] only words it.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
@@ -112,6 +113,10 @@ pub struct Facts {
     pub sighup_to_stranger: bool,
     pub unsafe_: bool,
     pub stale: bool,
+    /// Two refreshes missed: the holder has almost surely stopped.
+    pub abandoned: bool,
+    /// Written in the future by this host's clock.
+    pub clock_skew: bool,
 }
 
 /// The rules of the README's "Verdicts" section, from the lock, the time and the host.
@@ -191,6 +196,8 @@ pub fn rules(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Facts {
         sighup_to_stranger,
         unsafe_,
         stale,
+        abandoned: age > ABANDONED_AFTER,
+        clock_skew: age < Duration::zero(),
     }
 }
 
@@ -206,8 +213,7 @@ fn safe_after(lock: &Lock, f: &Facts) -> Option<DateTime<Utc>> {
 
 pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
     let f = rules(lock, now, host);
-    let abandoned = f.age > ABANDONED_AFTER;
-    let clock_skew = f.age < Duration::zero();
+    let (abandoned, clock_skew) = (f.abandoned, f.clock_skew);
     Verdict {
         age_seconds: f.age.num_seconds(),
         holder: f.holder,

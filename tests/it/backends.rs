@@ -227,7 +227,18 @@ fn transient_server_errors_are_retried() {
         &format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
         &[],
     );
-    assert!(proxy.served.load(std::sync::atomic::Ordering::Relaxed) > 45);
+    // Every third request failed, yet every answer is there: the failed ones were asked
+    // again, so some paths were requested more than once.
+    let mut asked = std::collections::BTreeMap::<String, usize>::new();
+    for r in proxy.taken() {
+        *asked.entry(format!("{} {}", r.method, r.path)).or_default() += 1;
+    }
+    let again = asked.values().filter(|n| **n > 1).count();
+    assert!(
+        again * 4 >= asked.len(),
+        "{again} of {} requests repeated: {asked:#?}",
+        asked.len()
+    );
 }
 
 #[test]

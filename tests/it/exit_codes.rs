@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+use locksmith::seal::Encoding;
+
 use crate::common::*;
 
 fn run(t: Option<&TestRepo>, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -254,8 +256,14 @@ fn backend_options_are_checked_and_unused_ones_reported() {
 #[test]
 fn fail_on_each_condition() {
     crate::needs!("restic");
-    let staged = TestRepo::new(2);
-    crate::snapshots::stage(&staged);
+    const ALL: [&str; 6] = [
+        "unsafe",
+        "stale",
+        "restic-removes",
+        "unreadable",
+        "exclusive",
+        "any",
+    ];
     let code = |t: &TestRepo, conditions: &str| {
         let out = t
             .locksmith()
@@ -266,38 +274,50 @@ fn fail_on_each_condition() {
             .unwrap_or_else(|e| panic!("the usual output first: {e}: {}", text(&out)));
         out.status.code().unwrap()
     };
-    // Staged: an exclusive lock, a stale one restic removes, an unreadable file; nothing
-    // unsafe.
-    for c in ["exclusive", "stale", "restic-removes", "unreadable", "any"] {
-        assert_eq!(code(&staged, c), 3, "{c}");
+    // Repositories in which different sets of conditions hold: for every two conditions,
+    // one repository where one holds and the other does not, so no condition can answer
+    // for another.
+    let staged = TestRepo::new(2);
+    crate::snapshots::stage(&staged);
+    let empty = TestRepo::new(2);
+    let exclusive = TestRepo::new(2);
+    let mut lock = lock_at(minutes_ago(1), "otherhost", 5);
+    lock.exclusive = true;
+    exclusive.seal(&lock, Encoding::Zstd);
+    let junk = TestRepo::new(2);
+    let bytes = vec![0x42u8; 150];
+    junk.write_lock_file(&locksmith::seal::id_of(&bytes), &bytes);
+    // A lock older than the live process now holding its PID on this host: the holder is
+    // gone (stale), restic's probe finds a live PID (keeps it) and SIGHUPs it (unsafe).
+    let reused = TestRepo::new(2);
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    reused.seal(
+        &lock_at(minutes_ago(1), &this_host(), bystander.id() as i64),
+        Encoding::Zstd,
+    );
+    #[rustfmt::skip]
+    let rows: [(&str, &TestRepo, &[&str]); 5] = [
+        ("empty", &empty, &[]),
+        ("staged", &staged, &["stale", "restic-removes", "unreadable", "exclusive", "any"]),
+        ("exclusive", &exclusive, &["exclusive", "any"]),
+        ("unreadable", &junk, &["unreadable", "any"]),
+        ("reused PID", &reused, &["unsafe", "stale", "any"]),
+    ];
+    for (what, t, holding) in rows {
+        for c in ALL {
+            let want = if holding.contains(&c) { 3 } else { 0 };
+            assert_eq!(code(t, c), want, "{what}: --fail-on {c}");
+        }
     }
-    assert_eq!(code(&staged, "unsafe"), 0);
     assert_eq!(
         code(&staged, "unsafe,exclusive"),
         3,
         "a list: any one holding"
     );
-
-    let empty = TestRepo::new(2);
-    assert_eq!(
-        code(
-            &empty,
-            "any,unsafe,stale,restic-removes,unreadable,exclusive"
-        ),
-        0
-    );
-
-    // A live process that is not restic, on this host: restic's probe would SIGHUP it.
-    let unsafe_repo = TestRepo::new(2);
-    let mut bystander = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .unwrap();
-    unsafe_repo.seal(
-        &lock_at(minutes_ago(0), &this_host(), bystander.id() as i64),
-        locksmith::seal::Encoding::Zstd,
-    );
-    assert_eq!(code(&unsafe_repo, "unsafe"), 3);
+    assert_eq!(code(&empty, &ALL.join(",")), 0);
     let _ = bystander.kill();
     let _ = bystander.wait();
 
@@ -363,7 +383,19 @@ fn generated_man_page_and_completions_load() {
         format!("source {}; complete -C 'locksmith --gen'", fish.display()),
     );
     assert!(got.contains("--generate"), "{got}");
-    assert!(generate("complete-powershell").exists());
+    // No PowerShell in Debian to load it: the script must at least be PowerShell's, for
+    // this command, and know its subcommands and flags.
+    let ps = std::fs::read_to_string(generate("complete-powershell")).unwrap();
+    for words in [
+        "Register-ArgumentCompleter -Native -CommandName 'locksmith'",
+        "'locksmith;locks'",
+        "'locksmith;unlock'",
+        "'locksmith;serve'",
+        "'--fail-on'",
+        "'--remove-all'",
+    ] {
+        assert!(ps.contains(words), "{words} in\n{ps}");
+    }
     let man = generate("man");
     let page = Command::new("man")
         .arg("-l")

@@ -770,3 +770,47 @@ fn serve_is_not_dumpable() {
         "/proc/PID/environ of a dumpable process belongs to {uid}"
     );
 }
+
+/// A repository whose directory vanished, or was replaced by an empty one (an unmounted
+/// share), read as healthy: success 1, no locks, every alert resolved. Now the refresh
+/// fails, the last good reading is kept and marked, and the one-shot agrees (exit 10).
+#[test]
+fn a_vanished_repository_fails_its_refresh() {
+    let t = TestRepo::new(2);
+    let id = t.seal(&lock_at(minutes_ago(50), "otherhost", 78), Encoding::Zstd);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+    assert_eq!(serve.metrics().get("locksmith_refresh_success", "a"), 1.0);
+
+    let aside = t.dir.path().join("aside");
+    std::fs::rename(&t.path, &aside).unwrap();
+    std::fs::create_dir_all(t.path.join("locks")).unwrap();
+    serve.wait_settled(&["a"]);
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_refresh_success", "a"), 0.0, "{}", m.0);
+    assert_eq!(
+        m.get("restic_locks_total", "a"),
+        1.0,
+        "the last good reading is kept"
+    );
+    let a = serve.repository("a");
+    assert!(
+        a["error"].as_str().unwrap().contains("no repository here"),
+        "{a:#}"
+    );
+    assert_eq!(ids(&a), vec![id.clone()]);
+    let (_, page, _) = serve.get("/");
+    assert!(page.contains("showing the last good reading"), "{page}");
+    assert_eq!(
+        t.locksmith().arg("locks").output().unwrap().status.code(),
+        Some(10)
+    );
+
+    std::fs::remove_dir_all(&t.path).unwrap();
+    std::fs::rename(&aside, &t.path).unwrap();
+    serve.wait_settled(&[]);
+    assert_eq!(serve.metrics().get("locksmith_refresh_success", "a"), 1.0);
+}

@@ -503,7 +503,7 @@ pub enum Mode {
 }
 
 /// A proxy's fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     None,
     /// Every third request answers 500.
@@ -516,6 +516,9 @@ pub enum Fault {
     Slow,
     /// Lock files are answered one byte a second; everything else as the server answers.
     Trickle,
+    /// These lock files are never answered to locksmith (by its User-Agent); restic, and
+    /// every other request, get the server's answers.
+    StallForLocksmith(Arc<Vec<String>>),
 }
 
 /// The tests' one HTTP server: a webhook receiver, a canned API, or a fault-injecting
@@ -568,7 +571,19 @@ fn forward(
     n: usize,
     stop: &AtomicBool,
 ) {
-    match fault {
+    let locksmith = req
+        .headers
+        .get("user-agent")
+        .is_some_and(|v| v.starts_with("locksmith/"));
+    match &fault {
+        Fault::StallForLocksmith(ids)
+            if locksmith
+                && ids
+                    .iter()
+                    .any(|id| req.path.ends_with(&format!("/locks/{id}"))) =>
+        {
+            return wait_for_stop(stop);
+        }
         Fault::Gone => return,
         Fault::Stall => return wait_for_stop(stop),
         Fault::Slow => std::thread::sleep(Duration::from_millis(100)),

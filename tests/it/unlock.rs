@@ -885,20 +885,50 @@ fn no_secret_reaches_any_output_or_artefact() {
     }
 }
 
+/// `locksmith unlock` and the binary started as `unlock` are one command: the same
+/// arguments give the same run log, summary and stdout, but for times.
 #[test]
 fn locksmith_unlock_is_the_same_command() {
     crate::needs!("restic");
     let u = Unlock::new(1);
-    let out = Command::new(env!("CARGO_BIN_EXE_locksmith"))
-        .args(["unlock", "--dry-run"])
-        .env_clear()
-        .envs(&u.env)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(u.summary()["dry_run"], "ON");
-    let start_line = String::from_utf8(out.stdout).unwrap();
-    assert!(start_line.contains("] release: unknown"), "{start_line}");
+    u.t.seal(&lock_at(minutes_ago(45), "otherhost", 5), Encoding::Json);
+    let untimed = |text: &str| -> Vec<String> {
+        let stamp = Regex::new(r"^\[[^\]]*\] ").unwrap();
+        let took = Regex::new(r"(finished in|duration_seconds\D+)\d+s?").unwrap();
+        text.lines()
+            .map(|l| took.replace(&stamp.replace(l, ""), "$1 N").into_owned())
+            .filter(|l| !l.contains("_at\"") && !l.contains("_epoch\""))
+            .collect()
+    };
+    let run = |via_locksmith: bool| {
+        let out = if via_locksmith {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_locksmith"));
+            c.args(["unlock", "--dry-run"]).env_clear().envs(&u.env);
+            c.output().unwrap()
+        } else {
+            u.run(&["--dry-run"])
+        };
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        (
+            untimed(&stdout),
+            untimed(&u.run_log()),
+            untimed(&u.file("last-unlock.json")),
+        )
+    };
+    let (as_unlock, as_subcommand) = (run(false), run(true));
+    assert!(
+        as_unlock.1.iter().any(|l| l == "release: unknown"),
+        "{:#?}",
+        as_unlock.1
+    );
+    assert!(
+        as_unlock
+            .2
+            .iter()
+            .any(|l| l.contains("\"dry_run\": \"ON\""))
+    );
+    assert_eq!(as_subcommand, as_unlock);
 }
 
 #[test]
@@ -925,4 +955,113 @@ fn repository_file_wins_over_the_variable() {
         u.t.lock_names().is_empty(),
         "restic worked on the file's repository"
     );
+}
+
+/// The repository behind a REST server and a proxy that never answers locksmith's reads of
+/// `stalled` lock files (restic's requests pass): what locksmith cannot see, restic can.
+fn behind_stalling_proxy(u: &mut Unlock, stalled: &[&str]) -> (RestServer, TestServer) {
+    let srv = RestServer::start(u.t.dir.path(), None, None);
+    let proxy = TestServer::proxy(srv.port);
+    let ids = stalled.iter().map(|s| s.to_string()).collect();
+    proxy.set_fault(Fault::StallForLocksmith(std::sync::Arc::new(ids)));
+    u.set(
+        "RESTIC_REPOSITORY",
+        format!("rest:http://127.0.0.1:{}/repo/", proxy.port),
+    );
+    (srv, proxy)
+}
+
+/// `--remove-all` over a reading cut by the deadline deleted a live holder's lock it never
+/// saw, with exit 0. It now refuses (exit 20, artefacts written) unless forced.
+#[test]
+fn remove_all_over_an_incomplete_reading_is_refused() {
+    crate::needs!("restic", "rclone");
+    let mut u = Unlock::new(2);
+    let mut holder = Command::new("sleep").arg("120").spawn().unwrap();
+    let live = u.t.seal(
+        &lock_at(minutes_ago(1), &this_host(), holder.id() as i64),
+        Encoding::Zstd,
+    );
+    let other =
+        u.t.seal(&lock_at(minutes_ago(2), "otherhost", 5), Encoding::Zstd);
+    let _servers = behind_stalling_proxy(&mut u, &[&live, &other]);
+    let args = ["--remove-all", "--timeout", "2", "--deadline", "4"];
+    assert_eq!(u.run_code(&args), 20, "{}", u.run_log());
+    assert_eq!(u.t.lock_names().len(), 2, "nothing removed");
+    let s = u.summary();
+    assert_eq!(
+        (s["refused"].clone(), s["exit_code"].clone()),
+        ("ON".into(), 20.into())
+    );
+    let message = s["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 of the entries in locks/ were not read"),
+        "{message}"
+    );
+    assert!(u.file("unlock-error-last.log").contains("REFUSED"));
+
+    // --force: restic runs over what was not seen, and says so.
+    let forced = [&args[..], &["--force"]].concat();
+    assert_eq!(u.run_code(&forced), 0, "{}", u.run_log());
+    assert!(u.t.lock_names().is_empty());
+    assert!(
+        u.run_log()
+            .contains("--force: running although 2 of the entries")
+    );
+    let _ = holder.kill();
+}
+
+/// Plain `unlock` over an incomplete reading ran restic, whose probe SIGHUPed a live
+/// bystander named by a lock locksmith had not read (PID 2^32 + the bystander's).
+#[test]
+fn stale_unlock_over_an_incomplete_reading_is_refused() {
+    crate::needs!("restic", "rclone");
+    let mut u = Unlock::new(2);
+    let mut bystander = Command::new("sleep").arg("120").spawn().unwrap();
+    let pid = (1i64 << 32) + i64::from(bystander.id());
+    let unseen =
+        u.t.seal(&lock_at(minutes_ago(1), &this_host(), pid), Encoding::Zstd);
+    let _servers = behind_stalling_proxy(&mut u, &[&unseen]);
+    assert_eq!(
+        u.run_code(&["--timeout", "2", "--deadline", "4"]),
+        20,
+        "{}",
+        u.run_log()
+    );
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "restic was not called"
+    );
+    assert_eq!(u.t.lock_names(), vec![unseen]);
+    assert!(
+        u.run_log()
+            .contains("1 of the entries in locks/ were not read"),
+        "{}",
+        u.run_log()
+    );
+    let _ = bystander.kill();
+}
+
+/// A dry run whose reading was incomplete exited 0, as if it had seen everything.
+#[test]
+fn incomplete_dry_run_exits_1_and_says_so() {
+    crate::needs!("restic", "rclone");
+    let mut u = Unlock::new(2);
+    let unseen =
+        u.t.seal(&lock_at(minutes_ago(1), "otherhost", 5), Encoding::Zstd);
+    u.t.seal(&lock_at(minutes_ago(3), "otherhost", 6), Encoding::Zstd);
+    let _servers = behind_stalling_proxy(&mut u, &[&unseen]);
+    let out = u.run(&["--dry-run", "--timeout", "2", "--deadline", "4"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        u.run_log().contains("dry run incomplete: 1 of the entries"),
+        "{}",
+        u.run_log()
+    );
+    let s = u.summary();
+    assert_eq!(
+        (s["dry_run"].clone(), s["exit_code"].clone()),
+        ("ON".into(), 1.into())
+    );
+    assert_eq!(u.t.lock_names().len(), 2);
 }
