@@ -35,8 +35,11 @@ pub enum Error {
     )]
     Unsupported { repo: Masked, scheme: &'static str },
     /// The backend could not be set up (bad location, unreadable CA certificate, rclone).
-    #[error("{repo}: {why}")]
-    Backend { repo: Masked, why: String },
+    #[error("{repo}: {err}")]
+    Backend {
+        repo: Masked,
+        err: crate::backend::SetupError,
+    },
     /// The lock directory could not be listed.
     #[error("{repo}: cannot list locks: {why}")]
     Listing { repo: Masked, why: String },

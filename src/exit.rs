@@ -47,6 +47,9 @@ impl Exit {
         match (self, cmd) {
             (Exit::Ok, For::Locks) => "done",
             (Exit::Ok, For::Unlock) => "success, or the dry run finished",
+            (Exit::Other, For::Unlock) => {
+                "a dry run whose reading was incomplete (entries not read before the deadline)"
+            }
             (Exit::Other, _) => {
                 "any other error: repository unreadable, deadline passed, backend unsupported"
             }
@@ -57,7 +60,7 @@ impl Exit {
             (Exit::NoRepository, _) => "the repository does not exist (no config file)",
             (Exit::WrongPassword, _) => "wrong password or no key found",
             (Exit::Refused, _) => {
-                "refused: a removal or restic's SIGHUP probe would hit a live process (--force)"
+                "refused: a removal or restic's SIGHUP probe would hit a live process, or locks were not seen (--force)"
             }
             (Exit::Restic(_), _) => {
                 "any other: restic's own exit code, passed through and named in the log"
@@ -76,7 +79,13 @@ impl Exit {
                 Exit::NoRepository,
                 Exit::WrongPassword,
             ],
-            For::Unlock => &[Exit::Ok, Exit::Config, Exit::Refused, Exit::Restic(1)],
+            For::Unlock => &[
+                Exit::Ok,
+                Exit::Other,
+                Exit::Config,
+                Exit::Refused,
+                Exit::Restic(1),
+            ],
         }
     }
 }

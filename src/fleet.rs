@@ -140,42 +140,29 @@ fn beside(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn member(
-    entry: Entry,
-    base: &Path,
-    env: &BTreeMap<String, String>,
-    default: Duration,
-) -> Result<Member, String> {
+/// What a table must and must not say, before anything is built from it.
+fn check(entry: &Entry) -> Result<(), String> {
     let n = &entry.name;
     if n.trim().is_empty() {
         return Err("a repository needs a non-empty name".into());
     }
-    match (&entry.repository, &entry.repository_file) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "{n:?}: repository and repository_file are both given: keep one"
-            ));
-        }
-        (None, None) => {
-            return Err(format!(
-                "{n:?}: needs repository (a location) or repository_file"
-            ));
-        }
-        _ => {}
-    }
-    match (&entry.password_file, &entry.password_command) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "{n:?}: password_file and password_command are both given: keep one"
-            ));
-        }
-        (None, None) => {
-            return Err(format!(
-                "{n:?}: needs password_file or password_command (a password is never written in this file)"
-            ));
-        }
-        _ => {}
-    }
+    let one_of = |a: bool, b: bool, both: &str, neither: &str| match (a, b) {
+        (true, true) => Err(format!("{n:?}: {both}")),
+        (false, false) => Err(format!("{n:?}: {neither}")),
+        _ => Ok(()),
+    };
+    one_of(
+        entry.repository.is_some(),
+        entry.repository_file.is_some(),
+        "repository and repository_file are both given: keep one",
+        "needs repository (a location) or repository_file",
+    )?;
+    one_of(
+        entry.password_file.is_some(),
+        entry.password_command.is_some(),
+        "password_file and password_command are both given: keep one",
+        "needs password_file or password_command (a password is never written in this file)",
+    )?;
     for (what, v) in [
         ("interval", entry.interval),
         ("timeout", entry.timeout),
@@ -185,6 +172,11 @@ fn member(
             return Err(format!("{n:?}: {what} must be at least 1"));
         }
     }
+    check_env(entry)
+}
+
+fn check_env(entry: &Entry) -> Result<(), String> {
+    let n = &entry.name;
     for k in entry.env.keys() {
         if k == "RESTIC_PASSWORD" || k == "RESTIC_REPOSITORY" {
             return Err(format!(
@@ -198,14 +190,30 @@ fn member(
             ));
         }
     }
+    Ok(())
+}
+
+/// The `-o` options as `key=value` strings.
+fn options_of(entry: &Entry) -> Result<Vec<String>, String> {
     let options = match &entry.options {
         None => Vec::new(),
         Some(Options::List(l)) => l.clone(),
         Some(Options::Table(t)) => t.iter().map(|(k, v)| format!("{k}={v}")).collect(),
     };
-    if let Some(bad) = options.iter().find(|o| !o.contains('=')) {
-        return Err(format!("{n:?}: option {bad:?} is not key=value"));
+    match options.iter().find(|o| !o.contains('=')) {
+        Some(bad) => Err(format!("{:?}: option {bad:?} is not key=value", entry.name)),
+        None => Ok(options),
     }
+}
+
+fn member(
+    entry: Entry,
+    base: &Path,
+    env: &BTreeMap<String, String>,
+    default: Duration,
+) -> Result<Member, String> {
+    check(&entry)?;
+    let options = options_of(&entry)?;
     let mut vars = env.clone();
     vars.extend(entry.env.clone());
     let options = RawRepoOptions {

@@ -61,13 +61,13 @@ pub fn install_tls_provider() {
 /// secrets scrubbed).
 pub async fn backend_for(cfg: &RepoConfig) -> Result<Arc<dyn Backend>, Error> {
     backend::open(&cfg.backend).await.map_err(|e| match e {
-        backend::SetupError::Unsupported(scheme) => Error::Unsupported {
+        backend::SetupError::Unsupported(kind) => Error::Unsupported {
             repo: cfg.masked.clone(),
-            scheme,
+            scheme: kind.scheme(),
         },
-        backend::SetupError::Failed(why) => Error::Backend {
+        err => Error::Backend {
             repo: cfg.masked.clone(),
-            why: cfg.redactor.scrub(&why),
+            err: err.scrubbed(|t| cfg.redactor.scrub(t)),
         },
     })
 }

@@ -89,10 +89,12 @@ pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<SmtpSetti
     }))
 }
 
-/// The account msmtp would use: `defaults`, overlaid by the account named `default` (or
-/// aliased by `account default : NAME`), else by the first account.
-pub fn from_msmtprc(text: &str, path: &str) -> Result<Option<SmtpSettings>, String> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+/// An msmtprc's sections in order: `<defaults>` or an account's name, with its keys.
+type Sections = Vec<(String, Vec<(String, String)>)>;
+
+/// The file's sections, and the account `account default : NAME` aliases, if any.
+fn msmtprc_sections(text: &str) -> (Sections, Option<String>) {
+    let mut sections: Sections = Vec::new();
     let mut default_alias = None;
     for raw in text.lines() {
         let line = raw.trim();
@@ -123,19 +125,22 @@ pub fn from_msmtprc(text: &str, path: &str) -> Result<Option<SmtpSettings>, Stri
             },
         }
     }
+    (sections, default_alias)
+}
+
+/// The keys msmtp would use: `defaults`, overlaid by the account named `default` (or
+/// aliased), else by the first account.
+fn msmtprc_account(text: &str) -> std::collections::HashMap<String, String> {
+    let (sections, default_alias) = msmtprc_sections(text);
+    let named = |pick: &dyn Fn(&str) -> bool| {
+        sections
+            .iter()
+            .find(|(n, _)| pick(n))
+            .map(|(n, _)| n.clone())
+    };
     let wanted = default_alias
-        .or_else(|| {
-            sections
-                .iter()
-                .find(|(n, _)| n == "default")
-                .map(|(n, _)| n.clone())
-        })
-        .or_else(|| {
-            sections
-                .iter()
-                .find(|(n, _)| n != "<defaults>")
-                .map(|(n, _)| n.clone())
-        });
+        .or_else(|| named(&|n| n == "default"))
+        .or_else(|| named(&|n| n != "<defaults>"));
     let mut kv = std::collections::HashMap::new();
     for (name, pairs) in &sections {
         if name == "<defaults>" {
@@ -147,6 +152,13 @@ pub fn from_msmtprc(text: &str, path: &str) -> Result<Option<SmtpSettings>, Stri
     {
         kv.extend(pairs.iter().cloned());
     }
+    kv
+}
+
+/// The account msmtp would use: `defaults`, overlaid by the account named `default` (or
+/// aliased by `account default : NAME`), else by the first account.
+pub fn from_msmtprc(text: &str, path: &str) -> Result<Option<SmtpSettings>, String> {
+    let kv = msmtprc_account(text);
     let Some(host) = kv.get("host").cloned() else {
         return Ok(None);
     };

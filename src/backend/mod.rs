@@ -42,17 +42,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A location whose backend this build leaves out (its Cargo feature is off).
-    #[error("the {0} backend is not in this build")]
-    Unsupported(&'static str),
-    /// A bad location, an unreadable CA certificate, a login that failed, rclone.
-    #[error("{0}")]
-    Failed(String),
+    #[error("the {} backend is not in this build", .0.scheme())]
+    Unsupported(Kind),
+    /// The backend's own account of why: a bad location, an unreadable CA certificate, a
+    /// login that failed, rclone that did not start.
+    #[error("{why}")]
+    Failed { kind: Kind, why: String },
+}
+
+impl SetupError {
+    /// The same error with `scrub` applied to the backend's words (they may quote a
+    /// server's answer or a credential).
+    pub fn scrubbed(self, scrub: impl Fn(&str) -> String) -> SetupError {
+        match self {
+            SetupError::Failed { kind, why } => SetupError::Failed {
+                kind,
+                why: scrub(&why),
+            },
+            other => other,
+        }
+    }
 }
 
 /// The one door to storage: a location and its settings (options, variables, limits) in,
 /// a backend out. Each location's backend is one match arm, its code one file.
 pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
-    let failed = SetupError::Failed;
+    let kind = cfg.location.kind;
+    let failed = |why| SetupError::Failed { kind, why };
     let cacerts = cfg.cacerts();
     #[cfg(feature = "object-store")]
     let object = |op: Result<opendal::Operator, String>, prefix: &str| {
@@ -62,7 +78,7 @@ pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
     };
     let spec = &cfg.location.spec;
     match cfg.location.kind {
-        Kind::Local => Ok(Arc::new(LocalBackend::new(&cfg.location.path()))),
+        Kind::Local => Ok(Arc::new(LocalBackend::new(cfg.location.path()))),
         Kind::Rest => RestBackend::new(
             spec,
             cfg.var("RESTIC_REST_USERNAME").map(str::to_string),
@@ -98,7 +114,7 @@ pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
         },
         // Reached when a backend's Cargo feature is off.
         #[allow(unreachable_patterns)]
-        other => Err(SetupError::Unsupported(other.scheme())),
+        other => Err(SetupError::Unsupported(other)),
     }
 }
 

@@ -76,6 +76,9 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The environment's values by name, empty ones as unset.
+type Vars<'a> = &'a (dyn Fn(&str) -> Option<&'a str> + Sync);
+
 /// Exchanges the environment's credentials for a storage URL and a token.
 pub async fn session(
     client: &reqwest::Client,
@@ -89,33 +92,46 @@ pub async fn session(
         });
     }
     if let (Some(auth), Some(user), Some(key)) = (var("ST_AUTH"), var("ST_USER"), var("ST_KEY")) {
-        let resp = super::net::send("Swift v1 authentication", || {
-            client
-                .get(auth)
-                .header("X-Auth-User", user)
-                .header("X-Auth-Key", key)
-        })
-        .await?;
-        if !resp.status().is_success() {
-            return Err(format!(
-                "Swift v1 authentication failed ({})",
-                resp.status()
-            ));
-        }
-        return match (
-            header(&resp, "x-storage-url"),
-            header(&resp, "x-auth-token"),
-        ) {
-            (Some(url), Some(token)) => Ok(Session {
-                storage_url: url,
-                token: Secret::new(token),
-            }),
-            _ => Err("Swift v1 authentication: no X-Storage-Url or X-Auth-Token".into()),
-        };
+        return v1_session(client, auth, user, key).await;
     }
-    let auth_url = var("OS_AUTH_URL").ok_or(
-        "set OS_STORAGE_URL and OS_AUTH_TOKEN, or ST_AUTH/ST_USER/ST_KEY, or OS_AUTH_URL with credentials",
-    )?;
+    keystone_session(client, &var).await
+}
+
+/// Swift's v1 authentication: `X-Auth-User` and `X-Auth-Key` for the URL and a token.
+async fn v1_session(
+    client: &reqwest::Client,
+    auth: &str,
+    user: &str,
+    key: &str,
+) -> Result<Session, String> {
+    let resp = super::net::send("Swift v1 authentication", || {
+        client
+            .get(auth)
+            .header("X-Auth-User", user)
+            .header("X-Auth-Key", key)
+    })
+    .await?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "Swift v1 authentication failed ({})",
+            resp.status()
+        ));
+    }
+    match (
+        header(&resp, "x-storage-url"),
+        header(&resp, "x-auth-token"),
+    ) {
+        (Some(url), Some(token)) => Ok(Session {
+            storage_url: url,
+            token: Secret::new(token),
+        }),
+        _ => Err("Swift v1 authentication: no X-Storage-Url or X-Auth-Token".into()),
+    }
+}
+
+/// Keystone v3's request body: who (application credential or user and password) and
+/// for which project.
+fn keystone_request(var: Vars<'_>) -> Result<serde_json::Value, String> {
     let identity = match (
         var("OS_APPLICATION_CREDENTIAL_ID"),
         var("OS_APPLICATION_CREDENTIAL_SECRET"),
@@ -143,6 +159,15 @@ pub async fn session(
     } else if let Some(id) = var("OS_PROJECT_ID").or(var("OS_TENANT_ID")) {
         auth["auth"]["scope"] = json!({"project": {"id": id}});
     }
+    Ok(auth)
+}
+
+/// Keystone v3: a token, and the object store's endpoint from its catalog.
+async fn keystone_session(client: &reqwest::Client, var: Vars<'_>) -> Result<Session, String> {
+    let auth_url = var("OS_AUTH_URL").ok_or(
+        "set OS_STORAGE_URL and OS_AUTH_TOKEN, or ST_AUTH/ST_USER/ST_KEY, or OS_AUTH_URL with credentials",
+    )?;
+    let auth = keystone_request(var)?;
     let url = format!("{}/auth/tokens", auth_url.trim_end_matches('/'));
     let resp =
         super::net::send("Keystone authentication", || client.post(&url).json(&auth)).await?;

@@ -156,46 +156,7 @@ impl Lock {
             if value.is_null() {
                 continue;
             }
-            let wrong = |want: &str| {
-                LoadError::Json(format!(
-                    "{field:?} is {} where restic wants {want}",
-                    kind(&value)
-                ))
-            };
-            let got: Result<(), LoadError> = match field {
-                "time" => match raw
-                    .get()
-                    .strip_prefix('"')
-                    .and_then(|r| r.strip_suffix('"'))
-                {
-                    Some(inner) => gotime::parse(inner)
-                        .map(|t| lock.time = t)
-                        .map_err(LoadError::Time),
-                    None => Err(wrong("an RFC 3339 string")),
-                },
-                "exclusive" => value
-                    .as_bool()
-                    .map(|b| lock.exclusive = b)
-                    .ok_or_else(|| wrong("true or false")),
-                "hostname" => value
-                    .as_str()
-                    .map(|s| lock.hostname = s.to_string())
-                    .ok_or_else(|| wrong("a string")),
-                "username" => value
-                    .as_str()
-                    .map(|s| lock.username = s.to_string())
-                    .ok_or_else(|| wrong("a string")),
-                "pid" => value
-                    .as_i64()
-                    .map(|n| lock.pid = n)
-                    .ok_or_else(|| wrong("a 64-bit integer")),
-                "uid" => as_u32(&value)
-                    .map(|n| lock.uid = n)
-                    .ok_or_else(|| wrong("a 32-bit unsigned integer")),
-                _ => as_u32(&value)
-                    .map(|n| lock.gid = n)
-                    .ok_or_else(|| wrong("a 32-bit unsigned integer")),
-            };
+            let got = lock.set(field, raw.get(), &value);
             if let Err(e) = got {
                 // Go goes on decoding and reports the first error at the end.
                 first_error.get_or_insert(e);
@@ -204,6 +165,49 @@ impl Lock {
         match first_error {
             Some(e) => Err(e),
             None => Ok(lock),
+        }
+    }
+}
+
+impl Lock {
+    /// One field, as Go's decoder sets it: `raw` as written, `value` parsed.
+    fn set(&mut self, field: &str, raw: &str, value: &Value) -> Result<(), LoadError> {
+        let wrong = |want: &str| {
+            LoadError::Json(format!(
+                "{field:?} is {} where restic wants {want}",
+                kind(value)
+            ))
+        };
+        let u32_wanted = "a 32-bit unsigned integer";
+        match field {
+            "time" => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(inner) => gotime::parse(inner)
+                    .map(|t| self.time = t)
+                    .map_err(LoadError::Time),
+                None => Err(wrong("an RFC 3339 string")),
+            },
+            "exclusive" => value
+                .as_bool()
+                .map(|b| self.exclusive = b)
+                .ok_or_else(|| wrong("true or false")),
+            "hostname" => value
+                .as_str()
+                .map(|s| self.hostname = s.to_string())
+                .ok_or_else(|| wrong("a string")),
+            "username" => value
+                .as_str()
+                .map(|s| self.username = s.to_string())
+                .ok_or_else(|| wrong("a string")),
+            "pid" => value
+                .as_i64()
+                .map(|n| self.pid = n)
+                .ok_or_else(|| wrong("a 64-bit integer")),
+            "uid" => as_u32(value)
+                .map(|n| self.uid = n)
+                .ok_or_else(|| wrong(u32_wanted)),
+            _ => as_u32(value)
+                .map(|n| self.gid = n)
+                .ok_or_else(|| wrong(u32_wanted)),
         }
     }
 }

@@ -66,6 +66,58 @@ fn is_on(v: Option<String>) -> bool {
     v.is_some_and(|v| v.eq_ignore_ascii_case("on"))
 }
 
+/// `HOOK_TIMEOUT`: seconds, 0 or unset for no limit; anything else warns, no limit.
+fn hook_timeout(v: Option<String>, warnings: &mut Vec<String>) -> Option<Duration> {
+    let v = v?;
+    match v.trim().parse::<u64>() {
+        Ok(0) => None,
+        Ok(n) => Some(Duration::from_secs(n)),
+        Err(_) => {
+            warnings.push(format!(
+                "WARNING: HOOK_TIMEOUT={v:?} is not a non-negative integer: no time limit"
+            ));
+            None
+        }
+    }
+}
+
+/// `WEBHOOK_TIMEOUT`: positive seconds, 10 when unset; anything else warns, 10.
+fn webhook_timeout(v: Option<String>, warnings: &mut Vec<String>) -> Duration {
+    let ten = Duration::from_secs(10);
+    let Some(v) = v else {
+        return ten;
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Duration::from_secs(n),
+        _ => {
+            warnings.push(format!(
+                "WARNING: WEBHOOK_TIMEOUT={v:?} is not a positive integer: using 10"
+            ));
+            ten
+        }
+    }
+}
+
+/// Every secret the run may meet: the secret variables and the repository's URL
+/// passwords (as given and from the repository file).
+fn redactor(set: &dyn Fn(&str) -> Option<String>, repo: &RawRepoOptions) -> Redactor {
+    let mut redactor = Redactor::default();
+    for k in crate::config::secret_vars() {
+        if let Some(v) = set(k) {
+            redactor.add(&v);
+        }
+    }
+    for given in [repo.repo.clone(), repo.resolve_repository().ok()]
+        .into_iter()
+        .flatten()
+    {
+        for pw in Masked::url_passwords(&given) {
+            redactor.add(&pw);
+        }
+    }
+    redactor
+}
+
 impl UnlockOptions {
     /// Reads the environment contract through `get` (tests pass their own).
     pub fn from_env(
@@ -76,48 +128,12 @@ impl UnlockOptions {
     ) -> UnlockOptions {
         let set = |k: &str| get(k).filter(|v| !v.is_empty());
         let mut warnings = Vec::new();
-        let hook_timeout = match set("HOOK_TIMEOUT") {
-            None => None,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(0) => None,
-                Ok(n) => Some(Duration::from_secs(n)),
-                Err(_) => {
-                    warnings.push(format!(
-                        "WARNING: HOOK_TIMEOUT={v:?} is not a non-negative integer: no time limit"
-                    ));
-                    None
-                }
-            },
-        };
-        let webhook_timeout = match set("WEBHOOK_TIMEOUT") {
-            None => Duration::from_secs(10),
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n > 0 => Duration::from_secs(n),
-                _ => {
-                    warnings.push(format!(
-                        "WARNING: WEBHOOK_TIMEOUT={v:?} is not a positive integer: using 10"
-                    ));
-                    Duration::from_secs(10)
-                }
-            },
-        };
+        let hook_timeout = hook_timeout(set("HOOK_TIMEOUT"), &mut warnings);
+        let webhook_timeout = webhook_timeout(set("WEBHOOK_TIMEOUT"), &mut warnings);
         let cacerts = set("RESTIC_CACERT")
             .map(|v| crate::backend::cacert_paths(&v))
             .unwrap_or_default();
-        let mut redactor = Redactor::default();
-        for k in crate::config::secret_vars() {
-            if let Some(v) = set(k) {
-                redactor.add(&v);
-            }
-        }
-        for given in [repo.repo.clone(), repo.resolve_repository().ok()]
-            .into_iter()
-            .flatten()
-        {
-            for pw in Masked::url_passwords(&given) {
-                redactor.add(&pw);
-            }
-        }
+        let redactor = redactor(&set, &repo);
         let msmtprc = set("MSMTP_CONFIG").unwrap_or_else(|| "/etc/msmtprc".into());
         UnlockOptions {
             asked,

@@ -353,10 +353,17 @@ impl TestRepo {
         child
     }
 
-    /// Waits until `locks/` has more than `before` entries.
+    /// Waits until `locks/` has more than `before` entries under their final names: a
+    /// `-tmp-` upload is not done yet (restic still sets its mode before the rename).
     pub fn wait_for_locks(&self, before: usize) {
         let start = Instant::now();
-        while self.lock_names().len() <= before {
+        let done = || {
+            self.lock_names()
+                .iter()
+                .filter(|n| locksmith::restic::is_id(n))
+                .count()
+        };
+        while done() <= before {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "no lock appeared within 60 s"

@@ -979,7 +979,7 @@ fn remove_all_over_an_incomplete_reading_is_refused() {
     let mut u = Unlock::new(2);
     let mut holder = Command::new("sleep").arg("120").spawn().unwrap();
     let live = u.t.seal(
-        &lock_at(minutes_ago(1), &this_host(), holder.id() as i64),
+        &lock_at(minutes_ago(0), &this_host(), holder.id() as i64),
         Encoding::Zstd,
     );
     let other =
@@ -1009,6 +1009,7 @@ fn remove_all_over_an_incomplete_reading_is_refused() {
             .contains("--force: running although 2 of the entries")
     );
     let _ = holder.kill();
+    let _ = holder.wait();
 }
 
 /// Plain `unlock` over an incomplete reading ran restic, whose probe SIGHUPed a live
