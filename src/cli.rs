@@ -309,7 +309,7 @@ impl ServeArgs {
             Some(path) => Source::File {
                 path: path.clone(),
                 env: backend_env(),
-                interval,
+                defaults: repo.fleet_defaults(interval),
             },
             None => Source::One {
                 options: Box::new(repo.to_options()),
@@ -413,6 +413,17 @@ impl RepoArgs {
             timeout: self.timeout.map(std::time::Duration::from_secs),
             deadline: self.deadline.map(std::time::Duration::from_secs),
             env: backend_env(),
+            rereads_password: false,
+        }
+    }
+}
+
+impl RepoArgs {
+    /// What a fleet file's repositories get where the file sets nothing.
+    pub fn fleet_defaults(&self, interval: std::time::Duration) -> locksmith::fleet::Defaults {
+        locksmith::fleet::Defaults {
+            interval,
+            deadline: self.deadline.map(std::time::Duration::from_secs),
         }
     }
 }

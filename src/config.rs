@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::process::{Command, Stdio};
-
 use crate::backend::{NetOptions, Settings};
 use crate::location::{Location, Masked};
 use crate::secret::{Redactor, Secret};
@@ -34,6 +32,9 @@ pub struct RawRepoOptions {
     pub deadline: Option<Duration>,
     /// The backends' environment (`RESTIC_*`, `AWS_*`, `AZURE_*` …), captured once.
     pub env: BTreeMap<String, String>,
+    /// The password is read again after failures (serve): a password file must then be a
+    /// regular file.
+    pub rereads_password: bool,
 }
 
 /// A repository to open and the password to open it with.
@@ -145,12 +146,8 @@ impl RawRepoOptions {
             given_path(&self.password_file),
         ) {
             (Some(_), Some(_)) => return Err(ConfigError::ConflictingPassword),
-            (Some(cmd), None) => run_password_command(cmd)?,
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| {
-                    ConfigError::PasswordFile(format!("cannot read {}: {e}", path.display()))
-                })?,
+            (Some(cmd), None) => crate::password::from_command(cmd)?,
+            (None, Some(path)) => crate::password::from_file(path, self.rereads_password)?,
             (None, None) => match &self.password {
                 Some(p) if !p.expose().is_empty() => p.expose().to_string(),
                 _ => return Err(ConfigError::NoPassword),
@@ -217,30 +214,6 @@ impl RawRepoOptions {
             redactor,
         })
     }
-}
-
-/// Runs the command as restic does: split like a shell, no shell, stdout trimmed.
-fn run_password_command(cmd: &str) -> Result<String, ConfigError> {
-    let words = shell_words::split(cmd)
-        .map_err(|e| ConfigError::PasswordCommand(format!("cannot split it: {e}")))?;
-    let Some((prog, args)) = words.split_first() else {
-        return Err(ConfigError::PasswordCommand("it is empty".into()));
-    };
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| ConfigError::PasswordCommand(format!("cannot run {prog:?}: {e}")))?;
-    if !out.status.success() {
-        return Err(ConfigError::PasswordCommand(format!(
-            "{prog:?} failed ({})",
-            out.status
-        )));
-    }
-    String::from_utf8(out.stdout)
-        .map(|s| s.trim().to_string())
-        .map_err(|_| ConfigError::PasswordCommand(format!("{prog:?} printed no UTF-8")))
 }
 
 #[cfg(test)]

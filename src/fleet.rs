@@ -14,6 +14,23 @@ use crate::config::RawRepoOptions;
 /// The default time between two refreshes of a repository.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// What applies where the file sets nothing: the command line's `--interval` and
+/// `--deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    pub interval: Duration,
+    pub deadline: Option<Duration>,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            interval: DEFAULT_INTERVAL,
+            deadline: None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -44,6 +61,8 @@ pub struct Entry {
     pub options: Option<Options>,
     pub connections: Option<usize>,
     pub timeout: Option<u64>,
+    /// Seconds one reading may take in all (`--deadline`).
+    pub deadline: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub interval: Option<u64>,
@@ -73,11 +92,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Reads and checks a fleet file. `env` is the process's backend environment, which each
-/// repository's own `env` table overrides; `interval` applies where the file sets none.
+/// repository's own `env` table overrides; `defaults` apply where the file sets nothing.
 pub fn load(
     path: &Path,
     env: &BTreeMap<String, String>,
-    interval: Duration,
+    defaults: Defaults,
 ) -> Result<Vec<Member>, FleetError> {
     let err = |line, why: String| FleetError {
         file: path.to_path_buf(),
@@ -85,14 +104,14 @@ pub fn load(
         why,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    parse(&text, path, env, interval).map_err(|(line, why)| err(line, why))
+    parse(&text, path, env, defaults).map_err(|(line, why)| err(line, why))
 }
 
 fn parse(
     text: &str,
     path: &Path,
     env: &BTreeMap<String, String>,
-    interval: Duration,
+    defaults: Defaults,
 ) -> Result<Vec<Member>, (Option<usize>, String)> {
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
@@ -106,7 +125,11 @@ fn parse(
             ));
         }
         Some(i) => Duration::from_secs(*i.get_ref()),
-        None => interval,
+        None => defaults.interval,
+    };
+    let defaults = Defaults {
+        interval: default,
+        ..defaults
     };
     if file.repository.is_empty() {
         return Err((None, "no [[repository]] table: nothing to watch".into()));
@@ -117,7 +140,7 @@ fn parse(
     for spanned in file.repository {
         let line = Some(line_of(text, spanned.span().start));
         let entry = spanned.into_inner();
-        let member = member(entry, base, env, default)
+        let member = member(entry, base, env, defaults)
             .map_err(|why| (line, why))
             .and_then(|m| {
                 if names.insert(m.name.clone()) {
@@ -166,6 +189,7 @@ fn check(entry: &Entry) -> Result<(), String> {
     for (what, v) in [
         ("interval", entry.interval),
         ("timeout", entry.timeout),
+        ("deadline", entry.deadline),
         ("connections", entry.connections.map(|c| c as u64)),
     ] {
         if v == Some(0) {
@@ -210,7 +234,7 @@ fn member(
     entry: Entry,
     base: &Path,
     env: &BTreeMap<String, String>,
-    default: Duration,
+    defaults: Defaults,
 ) -> Result<Member, String> {
     check(&entry)?;
     let options = options_of(&entry)?;
@@ -227,12 +251,18 @@ fn member(
         options,
         connections: entry.connections,
         timeout: entry.timeout.map(Duration::from_secs),
-        deadline: None,
+        deadline: entry
+            .deadline
+            .map(Duration::from_secs)
+            .or(defaults.deadline),
         env: vars,
+        rereads_password: false,
     };
     Ok(Member {
         name: entry.name.clone(),
-        interval: entry.interval.map_or(default, Duration::from_secs),
+        interval: entry
+            .interval
+            .map_or(defaults.interval, Duration::from_secs),
         entry,
         options,
         resolved: None,
@@ -248,7 +278,7 @@ mod tests {
             t,
             Path::new("/etc/locksmith/fleet.toml"),
             &BTreeMap::new(),
-            DEFAULT_INTERVAL,
+            Defaults::default(),
         )
     }
 
@@ -284,25 +314,45 @@ env = { AWS_ACCESS_KEY_ID = "id" }
     }
 
     #[test]
-    fn the_callers_interval_applies_where_the_file_sets_none() {
+    fn the_callers_defaults_apply_where_the_file_sets_none() {
         let t = "[[repository]]\nname = \"a\"\nrepository = \"/r\"\npassword_file = \"p\"\n";
         let m = parse(
             t,
             Path::new("f.toml"),
             &BTreeMap::new(),
-            Duration::from_secs(7),
+            Defaults {
+                interval: Duration::from_secs(7),
+                deadline: Some(Duration::from_secs(30)),
+            },
         )
         .unwrap();
         assert_eq!(m[0].interval, Duration::from_secs(7));
+        assert_eq!(m[0].options.deadline, Some(Duration::from_secs(30)));
         let t = format!("interval = 9\n{t}");
         let m = parse(
             &t,
             Path::new("f.toml"),
             &BTreeMap::new(),
-            Duration::from_secs(7),
+            Defaults {
+                interval: Duration::from_secs(7),
+                deadline: Some(Duration::from_secs(30)),
+            },
         )
         .unwrap();
         assert_eq!(m[0].interval, Duration::from_secs(9));
+        let t = format!("{t}deadline = 5\n");
+        let m = parse(
+            &t,
+            Path::new("f.toml"),
+            &BTreeMap::new(),
+            Defaults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            m[0].options.deadline,
+            Some(Duration::from_secs(5)),
+            "the file's own"
+        );
     }
 
     #[test]

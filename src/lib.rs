@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod location;
 pub mod locks;
 pub mod oneshot;
+pub mod password;
 pub mod printable;
 pub mod process;
 pub mod progress;

@@ -103,6 +103,54 @@ fn heuristic_password(rest: &str) -> Option<std::ops::Range<usize>> {
     (colon + 1 < at).then(|| start + colon + 1..start + at)
 }
 
+/// Whether an rclone connection-string parameter holds a secret (`password`, `pass`,
+/// `secret_access_key`, `token`, `sas_url` …); its value may be merely obscured, which
+/// `rclone reveal` undoes.
+fn rclone_secret_param(name: &str) -> bool {
+    let name = name.trim().to_ascii_lowercase();
+    [
+        "pass", "secret", "key", "token", "sas", "auth", "cred", "cookie",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// The byte ranges of secret values in an rclone connection string
+/// (`remote,name=value,name="quoted":path`, or `:backend,name=value:path`).
+fn rclone_secrets(s: &str) -> Vec<std::ops::Range<usize>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b',' {
+            if b[i] == b':' && i > 0 {
+                break; // the path begins
+            }
+            i += 1;
+            continue;
+        }
+        let name_start = i + 1;
+        let Some(eq) = s[name_start..].find('=').map(|e| name_start + e) else {
+            break;
+        };
+        let (start, end, next) = match b.get(eq + 1) {
+            Some(q @ (b'"' | b'\'')) => {
+                let close = s[eq + 2..].find(*q as char).map_or(b.len(), |c| eq + 2 + c);
+                (eq + 2, close, close + 1)
+            }
+            _ => {
+                let end = s[eq + 1..].find([',', ':']).map_or(b.len(), |c| eq + 1 + c);
+                (eq + 1, end, end)
+            }
+        };
+        if rclone_secret_param(&s[name_start..eq]) && start < end {
+            out.push(start..end);
+        }
+        i = next;
+    }
+    out
+}
+
 impl Masked {
     pub fn new(repo: &str) -> Masked {
         let (prefix, rest) = split_scheme(repo);
@@ -116,6 +164,13 @@ impl Masked {
         if prefix.is_empty() || prefix == "local:" {
             // A local path: never sent anywhere, shown as given.
             return Masked(repo.to_string());
+        }
+        if prefix == "rclone:" {
+            let mut shown = rest.to_string();
+            for range in rclone_secrets(rest).into_iter().rev() {
+                shown.replace_range(range, "***");
+            }
+            return Masked(format!("{prefix}{shown}"));
         }
         match heuristic_password(rest) {
             Some(range) => Masked(format!(
@@ -148,6 +203,13 @@ impl Masked {
         if let Some(range) = heuristic_password(rest) {
             out.push(rest[range].to_string());
         }
+        if repo.starts_with("rclone:") {
+            out.extend(
+                rclone_secrets(rest)
+                    .into_iter()
+                    .map(|r| rest[r].to_string()),
+            );
+        }
         out.retain(|p| !p.is_empty());
         out.dedup();
         out
@@ -163,6 +225,28 @@ impl fmt::Display for Masked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection string's obscured password was shown on /locks, the page and in
+    /// `--json`; `rclone reveal` turns it back into the password.
+    #[test]
+    fn rclone_connection_string_secrets_are_masked() {
+        let given = "rclone::crypt,remote=/srv/x,password=ob5cur3d,password2='p2,x':repo";
+        let shown = Masked::new(given);
+        assert_eq!(
+            shown.as_str(),
+            "rclone::crypt,remote=/srv/x,password=***,password2='***':repo"
+        );
+        let found = Masked::url_passwords(given);
+        assert!(found.contains(&"ob5cur3d".to_string()), "{found:?}");
+        assert!(found.contains(&"p2,x".to_string()), "{found:?}");
+        let plain = "rclone:s3remote:bucket/path";
+        assert_eq!(Masked::new(plain).as_str(), plain);
+        let keyed = "rclone::s3,access_key_id=AKIA,secret_access_key=s3cr3t:b/p";
+        assert_eq!(
+            Masked::new(keyed).as_str(),
+            "rclone::s3,access_key_id=***,secret_access_key=***:b/p"
+        );
+    }
 
     #[test]
     fn parses_every_restic_scheme() {

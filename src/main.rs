@@ -40,7 +40,10 @@ fn dispatch(cli: cli::Cli) -> Exit {
         (None, Some(cli::Command::Locks(args))) => {
             let req = args.to_request(cli.color);
             match &args.fleet.config {
-                Some(path) => locksmith::oneshot::fleet(path, &cli::backend_env(), &req),
+                Some(path) => {
+                    let defaults = cli.repo.fleet_defaults(locksmith::fleet::DEFAULT_INTERVAL);
+                    locksmith::oneshot::fleet(path, &cli::backend_env(), defaults, &req)
+                }
                 None => locksmith::oneshot::one(&cli.repo.to_options_asking(), &req),
             }
         }

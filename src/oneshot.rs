@@ -50,8 +50,13 @@ pub fn one(options: &RawRepoOptions, req: &Request) -> Exit {
 }
 
 /// Every repository of a fleet file, read at once (keys derived concurrently).
-pub fn fleet(path: &Path, env: &BTreeMap<String, String>, req: &Request) -> Exit {
-    let members = match fleet::load(path, env, fleet::DEFAULT_INTERVAL) {
+pub fn fleet(
+    path: &Path,
+    env: &BTreeMap<String, String>,
+    defaults: fleet::Defaults,
+    req: &Request,
+) -> Exit {
+    let members = match fleet::load(path, env, defaults) {
         Ok(m) => m,
         Err(e) => {
             complain(&e);

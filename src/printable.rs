@@ -5,10 +5,18 @@
 
 use std::borrow::Cow;
 
-/// Control characters (C0, DEL, C1) and the Unicode controls that reorder text on screen.
+/// Control characters (C0, DEL, C1) and Unicode's format characters (category Cf): the
+/// controls that reorder text on screen (bidi) and the invisible ones (zero-width space,
+/// word joiner, soft hyphen, BOM, tags), which make `node\u{200b}1` look like `node1`.
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(c,
+            '\u{ad}' | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+            | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+            | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{110bd}' | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}' | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
 }
 
 /// `s` with every such character written as a Rust-style escape (`\n`, `\u{1b}`).
@@ -39,5 +47,19 @@ mod tests {
         assert_eq!(printable("a\r\tb\u{7f}\u{9b}"), "a\\r\\tb\\u{7f}\\u{9b}");
         assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(printable("Zürich ✓"), "Zürich ✓");
+        // Invisible: each of these made a host name look like another.
+        for c in [
+            '\u{61c}',
+            '\u{200b}',
+            '\u{2060}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
+            let shown = printable(&format!("node{c}1")).into_owned();
+            assert_eq!(shown, format!("node{}1", c.escape_default()), "{c:?}");
+        }
+        // Combining marks are visible, not format characters: they stay.
+        assert_eq!(printable("a\u{301}"), "a\u{301}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendError};
-use crate::config::{RawRepoOptions, RepoConfig};
+use crate::config::{ConfigError, RawRepoOptions, RepoConfig};
 use crate::error::Error;
 use crate::inventory::{self, Cache, Reading};
 use crate::process::HostView;
@@ -86,7 +86,11 @@ impl Watch {
     async fn ready(&mut self) -> Result<(RepoConfig, Arc<dyn Backend>), Error> {
         if self.cfg.is_none() {
             // Resolved anew after every failure to open: a fixed password file is picked up.
-            self.cfg = Some(self.options.resolve()?);
+            // Off the runtime: a password command may take its time (it is bounded), and
+            // the other repositories and the endpoints must not wait for it.
+            let options = self.options.clone();
+            let resolved = tokio::task::spawn_blocking(move || options.resolve()).await;
+            self.cfg = Some(resolved.map_err(|_| ConfigError::PasswordCommand("stopped".into()))??);
         }
         let cfg = self.cfg.clone().expect("resolved");
         let backend = match &self.backend {

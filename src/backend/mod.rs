@@ -93,7 +93,12 @@ pub async fn open(cfg: &Settings) -> Result<Arc<dyn Backend>, SetupError> {
                 .options
                 .get("rclone.program")
                 .map_or("rclone", String::as_str);
-            RcloneBackend::start(spec, program, cfg.net.clone())
+            let (spec, program) = (spec.clone(), program.to_string());
+            let (env, net) = (cfg.env.clone(), cfg.net.clone());
+            // Off the runtime: it waits (up to 20 s) for rclone to listen.
+            tokio::task::spawn_blocking(move || RcloneBackend::start(&spec, &program, &env, net))
+                .await
+                .unwrap_or_else(|_| Err("rclone's start was interrupted".into()))
                 .map(|b| Arc::new(b) as Arc<dyn Backend>)
                 .map_err(failed)
         }

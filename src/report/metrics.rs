@@ -205,16 +205,7 @@ fn count_samples(x: &mut Exposition, repo: &str, r: &Report) {
         repo.into(),
         c.restic_unlock_removes,
     );
-    for (kind, n) in [
-        ("exclusive", c.exclusive),
-        ("non_exclusive", c.non_exclusive),
-    ] {
-        x.add(
-            "locksmith_locks",
-            format!("{repo},{}", label("kind", kind)),
-            n,
-        );
-    }
+    by_kind(x, "locksmith_locks", repo, r);
     x.add("locksmith_locks_stale", repo.into(), c.stale);
     x.add("locksmith_locks_unsafe", repo.into(), c.unsafe_);
     let abandoned = r.locks.iter().filter(|l| l.verdict.abandoned).count();
@@ -226,6 +217,15 @@ fn count_samples(x: &mut Exposition, repo: &str, r: &Report) {
         repo.into(),
         oldest_age(r),
     );
+}
+
+/// One sample per kind of lock, under `labels` and `kind`.
+fn by_kind(x: &mut Exposition, name: &str, labels: &str, r: &Report) {
+    let c = &r.counts;
+    for (exclusive, n) in [(true, c.exclusive), (false, c.non_exclusive)] {
+        let kind = label("kind", kind_of(exclusive));
+        x.add(name, format!("{labels},{kind}"), n);
+    }
 }
 
 fn oldest_age(r: &Report) -> i64 {
@@ -356,16 +356,7 @@ pub fn unlock_run(run: &RunMetrics, locks: Option<&Report>) -> String {
     );
     if let Some(r) = locks {
         let c = &r.counts;
-        for (kind, n) in [
-            ("exclusive", c.exclusive),
-            ("non_exclusive", c.non_exclusive),
-        ] {
-            x.add(
-                "restic_unlock_locks",
-                format!("{host},{}", label("kind", kind)),
-                n,
-            );
-        }
+        by_kind(&mut x, "restic_unlock_locks", &host, r);
         x.add("restic_unlock_locks_stale", host.clone(), c.stale);
         x.add("restic_unlock_locks_unsafe", host.clone(), c.unsafe_);
         x.add("restic_unlock_locks_unreadable", host.clone(), c.unreadable);

@@ -38,8 +38,8 @@ pub enum Source {
         path: PathBuf,
         /// The process's backend variables, under each repository's own `env`.
         env: std::collections::BTreeMap<String, String>,
-        /// Where the file sets no interval (`--interval`).
-        interval: Duration,
+        /// Where the file sets no interval or deadline (`--interval`, `--deadline`).
+        defaults: fleet::Defaults,
     },
 }
 
@@ -166,15 +166,28 @@ fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Sh
     slots
 }
 
-/// The members of `source`, or why they cannot be had (a configuration error).
+/// The members of `source`, or why they cannot be had (a configuration error). serve
+/// reads passwords again after failures, so a password file must be a regular file.
 pub fn members(source: &Source) -> Result<Vec<Member>, Error> {
+    let mut members = members_as_given(source)?;
+    for m in &mut members {
+        m.options.rereads_password = true;
+    }
+    Ok(members)
+}
+
+fn members_as_given(source: &Source) -> Result<Vec<Member>, Error> {
     match source {
         Source::One { options, interval } => {
+            let options = RawRepoOptions {
+                rereads_password: true,
+                ..(**options).clone()
+            };
             let cfg = options.resolve()?;
             Ok(vec![Member {
                 name: cfg.masked.to_string(),
                 entry: fleet::Entry::default(),
-                options: (**options).clone(),
+                options,
                 resolved: Some(cfg),
                 interval: *interval,
             }])
@@ -182,8 +195,8 @@ pub fn members(source: &Source) -> Result<Vec<Member>, Error> {
         Source::File {
             path,
             env,
-            interval,
-        } => Ok(fleet::load(path, env, *interval)?),
+            defaults,
+        } => Ok(fleet::load(path, env, *defaults)?),
     }
 }
 
@@ -208,7 +221,10 @@ pub fn run(opts: &ServeOptions) -> Exit {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    rt.block_on(serve(opts, members))
+    let exit = rt.block_on(serve(opts, members));
+    // A password command still running in a blocking thread must not hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    exit
 }
 
 async fn serve(opts: &ServeOptions, initial: Vec<Member>) -> Exit {

@@ -5,7 +5,6 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use html_escape::encode_text as t;
 
 use crate::report::Status;
 use crate::report::{TABLE_HEADER, Tone};
@@ -23,6 +22,12 @@ th,td{text-align:left;padding:.2em .8em .2em 0;white-space:nowrap;vertical-align
 td:last-child{white-space:normal;min-width:24em}
 tr.unsafe td{color:#c00;font-weight:bold}tr.removable td{color:#a60}tr.alive td{color:#060}
 .unreadable{color:#777}";
+
+/// Text from a repository or a server, for the page: what a terminal would act on, and
+/// invisible characters, escaped as in the table; then HTML-escaped.
+fn t(s: &str) -> String {
+    html_escape::encode_text(&crate::printable::printable(s)).into_owned()
+}
 
 /// Seconds since `then`, in the table's words.
 fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {

@@ -119,7 +119,7 @@ fn installed_binary_runs_from_an_extracted_package() {
     let members = locksmith::fleet::load(
         &fleet,
         &Default::default(),
-        locksmith::fleet::DEFAULT_INTERVAL,
+        locksmith::fleet::Defaults::default(),
     )
     .unwrap();
     assert_eq!(members.len(), 1);

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use locksmith::seal::Encoding;
+use regex::Regex;
 use serde_json::Value;
 
 use crate::common::*;
@@ -813,4 +814,148 @@ fn a_vanished_repository_fails_its_refresh() {
     std::fs::rename(&aside, &t.path).unwrap();
     serve.wait_settled(&[]);
     assert_eq!(serve.metrics().get("locksmith_refresh_success", "a"), 1.0);
+}
+
+/// The rclone children of `serve`, by PID.
+fn rclone_children(serve: &Serve) -> Vec<u32> {
+    let parent = serve.child.as_ref().unwrap().id().to_string();
+    let out = Command::new("pgrep")
+        .args(["-P", &parent, "rclone"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// An `rclone:` repository's server listened without authentication on a port named in
+/// its world-readable command line: any local user could list keys/, plant files and
+/// delete locks. It now asks for credentials drawn at random and passed in its
+/// environment; it is started again after it dies (no zombie), and a fleet member's `env`
+/// reaches it.
+#[test]
+fn rclone_port_is_closed_to_other_users_and_restarted() {
+    crate::needs!("restic", "rclone");
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(3), "otherhost", 5), Encoding::Zstd);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    let member = Member {
+        name: "viaenv",
+        repository: format!("rclone:viaenv:{}", t.path.display()),
+        password_file: pw,
+        extra: "env = { RCLONE_CONFIG_VIAENV_TYPE = \"local\" }",
+    };
+    write_fleet(&fleet, 1, &[member]);
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+    let first = rclone_children(&serve);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", first[0])).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        !cmdline.contains("--user") && !cmdline.contains("--pass"),
+        "{cmdline}"
+    );
+    let port = Regex::new(r"127\.0\.0\.1:(\d+)")
+        .unwrap()
+        .captures(&cmdline)
+        .unwrap()[1]
+        .to_string();
+    let anyone = reqwest::blocking::get(format!("http://127.0.0.1:{port}/keys/")).unwrap();
+    assert_eq!(anyone.status().as_u16(), 401, "listed without credentials");
+
+    Command::new("kill")
+        .args(["-9", &first[0].to_string()])
+        .status()
+        .unwrap();
+    serve.wait_for(30, "rclone started again", |_| {
+        let now = rclone_children(&serve);
+        now.len() == 1 && now != first
+    });
+    serve.wait_settled(&[]);
+    assert_eq!(
+        serve.metrics().get("locksmith_refresh_success", "viaenv"),
+        1.0
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", first[0])).exists(),
+        "the dead rclone was reaped"
+    );
+}
+
+/// rclone's stderr was discarded ("exited (exit status: 1)"): its own words are in the
+/// error now.
+#[test]
+fn rclone_failure_says_what_rclone_said() {
+    crate::needs!("restic", "rclone");
+    let t = TestRepo::new(2);
+    let out = t
+        .locksmith()
+        .env("RESTIC_REPOSITORY", "rclone:no-such-remote:x")
+        .arg("locks")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("no-such-remote") && e.contains("exited"), "{e}");
+    assert!(e.contains("config"), "rclone's own words: {e}");
+}
+
+/// A password command that hangs, or a password file that is a FIFO, was run or read
+/// inside the refresh task: /healthz and /metrics stopped, SIGTERM froze. Each now fails
+/// its repository only (a FIFO is refused: serve reads passwords again), and the others
+/// and the endpoints go on.
+#[test]
+fn a_hanging_password_source_fails_its_repository_only() {
+    let t = TestRepo::new(2);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fifo = t.dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fleet = t.dir.path().join("fleet.toml");
+    let repo = t.path.to_str().unwrap();
+    std::fs::write(
+        &fleet,
+        format!(
+            "interval = 1\n\
+             [[repository]]\nname = \"good\"\nrepository = {repo:?}\npassword_file = {pw:?}\n\
+             [[repository]]\nname = \"hangs\"\nrepository = {repo:?}\npassword_command = \"sleep 600\"\n\
+             [[repository]]\nname = \"fifo\"\nrepository = {repo:?}\npassword_file = {fifo:?}\n"
+        ),
+    )
+    .unwrap();
+    let mut serve = Serve::with_config(&fleet);
+    let doc = serve.wait_for(30, "good read, fifo refused", |doc| {
+        let r = |n: &str| {
+            doc["repositories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == n)
+                .cloned()
+                .unwrap()
+        };
+        r("good")["error"].is_null()
+            && !r("good")["refreshed_at"].is_null()
+            && !r("fifo")["error"].is_null()
+    });
+    assert!(doc.to_string().contains("not a regular file"), "{doc:#}");
+    for path in ["/healthz", "/metrics"] {
+        let (status, _, took) = serve.get(path);
+        assert_eq!(status, 200, "{path}");
+        assert!(took < Duration::from_secs(2), "{path} took {took:?}");
+    }
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_refresh_success", "good"), 1.0);
+    assert_eq!(m.get("locksmith_refresh_success", "hangs"), 0.0);
+    let (status, took) = serve.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
 }
