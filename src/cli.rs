@@ -192,6 +192,31 @@ pub struct ServeArgs {
     pub interval: u64,
     #[command(flatten)]
     pub fleet: FleetArg,
+    /// An exporter web configuration (Prometheus exporter-toolkit's YAML): TLS, client
+    /// certificates, basic auth users (bcrypt), response headers.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LOCKSMITH_WEB_CONFIG",
+        hide_env_values = true
+    )]
+    pub web_config: Option<PathBuf>,
+    /// Host names the endpoints answer for, besides IP literals, `localhost` and this
+    /// host's name (against DNS rebinding); `*` for any.
+    #[arg(
+        long,
+        value_name = "HOST,…",
+        value_delimiter = ',',
+        env = "LOCKSMITH_ALLOWED_HOSTS",
+        hide_env_values = true
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Requests answered at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: u64,
+    /// Connections open at once (default: what the open-files limit leaves room for).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 }
 
 /// `--config`, the same for `serve` and `locks`.
@@ -319,6 +344,10 @@ impl ServeArgs {
         ServeOptions {
             listen: self.listen,
             source,
+            web_config: self.web_config.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            max_requests: Some(self.max_requests as usize),
+            max_connections: self.max_connections.map(|n| n as usize),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! and the last state of each served at once (`/metrics`, `/locks`, `/`, `/healthz`) —
 //! a scrape never waits for a backend.
 
+pub mod http;
 pub mod page;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +49,26 @@ pub enum Source {
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub source: Source,
+    /// The exporter web configuration (TLS, basic auth, headers).
+    pub web_config: Option<PathBuf>,
+    /// Host names answered besides IP literals, `localhost` and this host's name.
+    pub allowed_hosts: Vec<String>,
+    /// Requests answered at once (`None`: 40).
+    pub max_requests: Option<usize>,
+    /// Connections open at once (`None`: what the open-files limit leaves room for).
+    pub max_connections: Option<usize>,
+}
+
+impl ServeOptions {
+    /// The listener's limits: the defaults, and what was asked.
+    fn limits(&self) -> http::Limits {
+        let d = http::Limits::default();
+        http::Limits {
+            max_requests: self.max_requests.unwrap_or(d.max_requests),
+            max_connections: self.max_connections.unwrap_or_else(http::connection_budget),
+            ..d
+        }
+    }
 }
 
 struct Slot {
@@ -209,6 +231,14 @@ pub fn run(opts: &ServeOptions) -> Exit {
         let _ =
             rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     }
+    let web = match opts.web_config.as_deref().map(web::WebConfig::load) {
+        None => web::WebConfig::default(),
+        Some(Ok(w)) => w,
+        Some(Err(e)) => {
+            eprintln!("locksmith: {}", crate::printable::printable(&e.to_string()));
+            return Exit::Config;
+        }
+    };
     let members = match members(&opts.source) {
         Ok(m) => m,
         Err(e) => {
@@ -221,14 +251,26 @@ pub fn run(opts: &ServeOptions) -> Exit {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    let exit = rt.block_on(serve(opts, members));
+    let exit = rt.block_on(serve(opts, web, members));
     // A password command still running in a blocking thread must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     exit
 }
 
-async fn serve(opts: &ServeOptions, initial: Vec<Member>) -> Exit {
-    use tokio::signal::unix::{SignalKind, signal};
+/// The endpoints, every one behind the guard.
+fn router(shared: Arc<Shared>, guard: http::Guard) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/locks", get(locks_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/-/healthy", get(|| async { "ok\n" }))
+        .route("/-/ready", get(ready_handler))
+        .route("/", get(page_handler))
+        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(guard, http::guard))
+}
+
+async fn serve(opts: &ServeOptions, web: web::WebConfig, initial: Vec<Member>) -> Exit {
     let listener = match tokio::net::TcpListener::bind(opts.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -238,34 +280,56 @@ async fn serve(opts: &ServeOptions, initial: Vec<Member>) -> Exit {
     };
     let host = Arc::new(ThisHost::new());
     let shared = Arc::new(Shared::default());
-    let mut slots = apply(Vec::new(), initial, &host, &shared);
+    let slots = apply(Vec::new(), initial, &host, &shared);
+    let limits = opts.limits();
     log(&format!(
-        "listening on http://{} ({} repositor{})",
+        "listening on {}://{} ({} repositor{}; at most {} connections, {} requests at once)",
+        if web.tls.is_some() { "https" } else { "http" },
         listener.local_addr().unwrap_or(opts.listen),
         slots.len(),
-        if slots.len() == 1 { "y" } else { "ies" }
+        if slots.len() == 1 { "y" } else { "ies" },
+        limits.max_connections,
+        limits.max_requests,
     ));
-    let app = axum::Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/locks", get(locks_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(page_handler))
-        .with_state(shared.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let guard = http::Guard {
+        web: web.clone(),
+        hosts: http::AllowedHosts::new(&opts.allowed_hosts),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
+    };
+    let app = router(shared.clone(), guard);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::serve(listener, app, web, limits, stop_rx));
+    let Some(slots) = until_stopped(opts, slots, &host, &shared).await else {
+        eprintln!("locksmith: cannot install signal handlers");
+        return Exit::Other;
+    };
+    for s in &slots {
+        s.task.abort();
+    }
+    let _ = stop_tx.send(true);
+    // Open connections get a moment to finish; the process ends within a second regardless.
+    let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+    for s in slots {
+        let _ = s.task.await;
+    }
+    log("stopped");
+    Exit::Ok
+}
+
+/// Reloads on SIGHUP until SIGTERM or SIGINT; the repositories watched by then.
+async fn until_stopped(
+    opts: &ServeOptions,
+    mut slots: Vec<Slot>,
+    host: &Arc<ThisHost>,
+    shared: &Shared,
+) -> Option<Vec<Slot>> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        eprintln!("locksmith: cannot install signal handlers");
-        return Exit::Other;
+        return None;
     };
     loop {
         tokio::select! {
@@ -274,7 +338,7 @@ async fn serve(opts: &ServeOptions, initial: Vec<Member>) -> Exit {
             _ = hup.recv() => match &opts.source {
                 Source::File { path, .. } => match members(&opts.source) {
                     Ok(m) => {
-                        slots = apply(slots, m, &host, &shared);
+                        slots = apply(slots, m, host, shared);
                         log(&format!("reloaded {} ({} repositories)", path.display(), slots.len()));
                     }
                     Err(why) => log(&format!("reload failed, keeping the previous configuration: {why}")),
@@ -283,17 +347,26 @@ async fn serve(opts: &ServeOptions, initial: Vec<Member>) -> Exit {
             },
         }
     }
-    for s in &slots {
-        s.task.abort();
+    Some(slots)
+}
+
+/// Ready once every repository was read, or failed, once.
+async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let snap = shared.snapshot();
+    let waiting = snap
+        .iter()
+        .filter(|s| s.refreshed_at.is_none() && s.error.is_none())
+        .count();
+    match waiting {
+        0 => (axum::http::StatusCode::OK, "ready\n".to_string()),
+        n => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {n} repositor{} not read yet\n",
+                if n == 1 { "y" } else { "ies" }
+            ),
+        ),
     }
-    let _ = stop_tx.send(());
-    // Open connections get a moment to finish; the process ends within a second regardless.
-    let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
-    for s in slots {
-        let _ = s.task.await;
-    }
-    log("stopped");
-    Exit::Ok
 }
 
 async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
