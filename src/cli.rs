@@ -217,6 +217,10 @@ pub struct ServeArgs {
     /// Connections open at once (default: what the open-files limit leaves room for).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
+    /// Seconds a client has to send a request's headers, and the longest a connection may
+    /// wait idle between requests.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
 }
 
 /// `--config`, the same for `serve` and `locks`.
@@ -348,6 +352,7 @@ impl ServeArgs {
             allowed_hosts: self.allowed_hosts.clone(),
             max_requests: Some(self.max_requests as usize),
             max_connections: self.max_connections.map(|n| n as usize),
+            header_timeout: Some(std::time::Duration::from_secs(self.header_timeout)),
         }
     }
 }

@@ -157,7 +157,7 @@ fn textfile(req: &Request, statuses: &[Status], exit: Exit) -> Exit {
     let Some(path) = &req.textfile else {
         return exit;
     };
-    let text = metrics::repositories(statuses);
+    let text = metrics::repositories(statuses, None);
     match crate::audit::write_atomic(path, text.as_bytes()) {
         Ok(()) => exit,
         Err(e) => {

@@ -57,7 +57,11 @@ impl Exposition {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
             }
         }
         out
@@ -144,14 +148,35 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "counter",
         "Lock files read from the backend.",
     ),
+    (
+        "locksmith_http_connections",
+        "gauge",
+        "Connections open to serve's listener.",
+    ),
+    (
+        "locksmith_http_connections_max",
+        "gauge",
+        "Connections serve's listener holds at most (--max-connections).",
+    ),
 ];
+
+/// serve's listener, for its own series (absent from one-shot textfiles).
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    pub open: usize,
+    pub max: usize,
+}
 
 /// The unit test ties these words to `verdict::ABANDONED_AFTER`, so the help cannot drift from it.
 const ABANDONED_HELP: &str = "Locks not refreshed for over 10 minutes (two missed refreshes): their holder has almost surely stopped.";
 
-/// The exposition for every repository, families in a fixed order.
-pub fn repositories(statuses: &[Status]) -> String {
+/// The exposition for every repository, families in a fixed order; `listener`: serve's.
+pub fn repositories(statuses: &[Status], listener: Option<Listener>) -> String {
     let mut x = Exposition::of(REPOSITORY_FAMILIES);
+    if let Some(l) = listener {
+        x.add("locksmith_http_connections", String::new(), l.open);
+        x.add("locksmith_http_connections_max", String::new(), l.max);
+    }
     for s in statuses {
         let repo = label("repository", &s.name);
         refresh_samples(&mut x, &repo, s);
@@ -415,7 +440,7 @@ mod tests {
             name: "r".into(),
             ..Status::default()
         };
-        let text = repositories(&[s]);
+        let text = repositories(&[s], None);
         assert!(
             text.contains("locksmith_refresh_success{repository=\"r\"} 0\n"),
             "{text}"

@@ -52,7 +52,7 @@ pub fn connection_budget() -> usize {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.maximum > limit.current {
         limit.current = limit.maximum;
-        let _ = setrlimit(Resource::Nofile, limit.clone());
+        let _ = setrlimit(Resource::Nofile, limit);
     }
     let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
     (soft.saturating_sub(256) as usize).clamp(16, 16384)
@@ -86,7 +86,7 @@ impl AllowedHosts {
             None => host.rsplit_once(':').map_or(host, |(h, _)| h),
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        name.parse::<IpAddr>().is_ok() || self.names.iter().any(|n| *n == name)
+        name.parse::<IpAddr>().is_ok() || self.names.contains(&name)
     }
 }
 
@@ -181,8 +181,10 @@ pub async fn serve(
     app: axum::Router,
     web: WebConfig,
     limits: Limits,
+    open: Arc<std::sync::atomic::AtomicUsize>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    use std::sync::atomic::Ordering::Relaxed;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
@@ -200,9 +202,11 @@ pub async fn serve(
                 }
             },
         };
-        let (app, web) = (app.clone(), web.clone());
+        let (app, web, open) = (app.clone(), web.clone(), open.clone());
+        open.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             connection(tcp, app, web, limits).await;
+            open.fetch_sub(1, Relaxed);
             drop(permit);
         });
     }

@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub max_requests: Option<usize>,
     /// Connections open at once (`None`: what the open-files limit leaves room for).
     pub max_connections: Option<usize>,
+    /// Time to send a request's headers, and the longest idle wait (`None`: 10 s).
+    pub header_timeout: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -66,6 +68,7 @@ impl ServeOptions {
         http::Limits {
             max_requests: self.max_requests.unwrap_or(d.max_requests),
             max_connections: self.max_connections.unwrap_or_else(http::connection_budget),
+            header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
             ..d
         }
     }
@@ -82,6 +85,9 @@ struct Shared {
     statuses: RwLock<Vec<Arc<Mutex<Status>>>>,
     /// The status page reloads at the shortest interval (at least every 5 s, at most 60 s).
     reload: std::sync::atomic::AtomicU64,
+    /// Connections open to the listener, and the most it holds.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    max_connections: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -298,7 +304,11 @@ async fn serve(opts: &ServeOptions, web: web::WebConfig, initial: Vec<Member>) -
     };
     let app = router(shared.clone(), guard);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, app, web, limits, stop_rx));
+    shared
+        .max_connections
+        .store(limits.max_connections, std::sync::atomic::Ordering::Relaxed);
+    let open = shared.connections.clone();
+    let server = tokio::spawn(http::serve(listener, app, web, limits, open, stop_rx));
     let Some(slots) = until_stopped(opts, slots, &host, &shared).await else {
         eprintln!("locksmith: cannot install signal handlers");
         return Exit::Other;
@@ -375,7 +385,17 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::repositories(&shared.snapshot()),
+        metrics::repositories(
+            &shared.snapshot(),
+            Some(metrics::Listener {
+                open: shared
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                max: shared
+                    .max_connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            }),
+        ),
     )
 }
 

@@ -82,6 +82,10 @@ pub fn render(statuses: &[Status], now: DateTime<Utc>, reload: u64) -> String {
         if stale > 0 { "warn" } else { "ok" },
         now.format("%Y-%m-%d %H:%M:%S")
     );
+    o.push_str(
+        "<p class=\"meta\"><a href=\"/metrics\">metrics</a> · <a href=\"/locks\">locks (JSON)</a> · \
+         <a href=\"/-/healthy\">healthy</a> · <a href=\"/-/ready\">ready</a></p>",
+    );
     // Failing repositories first: they are what the reader came for.
     let mut order: Vec<&Status> = statuses.iter().collect();
     order.sort_by_key(|s| s.error.is_none());

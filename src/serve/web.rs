@@ -51,6 +51,9 @@ pub struct WebConfigError {
     pub why: String,
 }
 
+/// Outcomes of bcrypt checks by user and the password's SHA-256.
+type Verified = HashMap<(String, [u8; 32]), bool>;
+
 /// A checked web configuration.
 #[derive(Clone, Default)]
 pub struct WebConfig {
@@ -60,7 +63,7 @@ pub struct WebConfig {
     users: Arc<BTreeMap<String, String>>,
     /// Credentials already checked, by user and the password's SHA-256: bcrypt costs tens
     /// of milliseconds, and a scraper sends the same ones every time.
-    verified: Arc<Mutex<HashMap<(String, [u8; 32]), bool>>>,
+    verified: Arc<Mutex<Verified>>,
     pub headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
@@ -185,6 +188,7 @@ fn versions(t: &TlsFile) -> Result<Vec<&'static rustls::SupportedProtocolVersion
 }
 
 fn tls_config(t: &TlsFile, base: &Path) -> Result<Arc<ServerConfig>, String> {
+    let versions = versions(t)?;
     let (cert_file, key_file) = (beside(base, &t.cert_file), beside(base, &t.key_file));
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
         .and_then(|i| i.collect())
@@ -199,7 +203,7 @@ fn tls_config(t: &TlsFile, base: &Path) -> Result<Arc<ServerConfig>, String> {
         .map_err(|e| format!("tls_server_config.key_file {}: {e}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions(t)?)
+        .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?;
     let auth = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
     let builder = match (auth, &t.client_ca_file) {
@@ -270,6 +274,6 @@ pub fn san_allowed(cert: &CertificateDer<'_>, allowed: &[String]) -> bool {
             },
             _ => return false,
         };
-        allowed.iter().any(|a| *a == name)
+        allowed.contains(&name)
     })
 }

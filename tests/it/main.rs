@@ -17,3 +17,4 @@ mod serve;
 mod snapshots;
 mod unlock;
 mod unreadable;
+mod web;

@@ -14,15 +14,15 @@ use crate::common::*;
 use crate::services::{Fault, RestServer, TestServer, free_port, wait_for_port};
 
 /// A running `locksmith serve`, stopped by PID (SIGTERM, then SIGKILL) when dropped.
-struct Serve {
-    port: u16,
-    child: Option<Child>,
+pub(crate) struct Serve {
+    pub(crate) port: u16,
+    pub(crate) child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Serve {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
+    pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
         let port = free_port();
@@ -44,12 +44,12 @@ impl Serve {
         }
     }
 
-    fn with_config(config: &Path) -> Serve {
+    pub(crate) fn with_config(config: &Path) -> Serve {
         Serve::start(&["--config", config.to_str().unwrap()], &[])
     }
 
     /// GET `path`: the status, the body and how long the answer took.
-    fn get(&self, path: &str) -> (u16, String, Duration) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String, Duration) {
         locksmith::install_tls_provider();
         let started = Instant::now();
         let r = reqwest::blocking::Client::new()
@@ -62,18 +62,18 @@ impl Serve {
         (status, body, started.elapsed())
     }
 
-    fn metrics(&self) -> Metrics {
+    pub(crate) fn metrics(&self) -> Metrics {
         let (status, body, took) = self.get("/metrics");
         assert_eq!(status, 200);
         assert!(took < Duration::from_secs(1), "/metrics took {took:?}");
         Metrics(body)
     }
 
-    fn locks(&self) -> Value {
+    pub(crate) fn locks(&self) -> Value {
         serde_json::from_str(&self.get("/locks").1).unwrap()
     }
 
-    fn repository(&self, name: &str) -> Value {
+    pub(crate) fn repository(&self, name: &str) -> Value {
         let doc = self.locks();
         doc["repositories"]
             .as_array()
@@ -85,7 +85,7 @@ impl Serve {
     }
 
     /// Waits (up to `secs`) until `ok` holds of `/locks`.
-    fn wait_for(&self, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&self, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let started = Instant::now();
         loop {
             let doc = self.locks();
@@ -102,7 +102,7 @@ impl Serve {
     }
 
     /// Waits until every repository has a reading, or an error for those in `failing`.
-    fn wait_settled(&self, failing: &[&str]) -> Value {
+    pub(crate) fn wait_settled(&self, failing: &[&str]) -> Value {
         self.wait_for(60, "every repository settled", |doc| {
             doc["repositories"].as_array().unwrap().iter().all(|r| {
                 if failing.contains(&r["name"].as_str().unwrap()) {
@@ -114,18 +114,18 @@ impl Serve {
         })
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         let pid = self.child.as_ref().unwrap().id() as i32;
         // SAFETY: kill(2) on our own child's PID.
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     }
 
     /// SIGTERM, and how long the process took to exit, and with what.
-    fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
+    pub(crate) fn stop(&mut self) -> (std::process::ExitStatus, Duration) {
         self.signal(libc::SIGTERM);
         let started = Instant::now();
         let mut child = self.child.take().unwrap();
@@ -155,11 +155,11 @@ impl Drop for Serve {
 }
 
 /// A Prometheus exposition, read by series.
-struct Metrics(String);
+pub(crate) struct Metrics(pub(crate) String);
 
 impl Metrics {
     /// The value of `name` for `repository`, where the other labels contain `extra`.
-    fn value(&self, name: &str, repository: &str, extra: &str) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, repository: &str, extra: &str) -> Option<f64> {
         let head = format!("{name}{{repository=\"{repository}\"");
         self.0
             .lines()
@@ -167,13 +167,13 @@ impl Metrics {
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
     }
 
-    fn get(&self, name: &str, repository: &str) -> f64 {
+    pub(crate) fn get(&self, name: &str, repository: &str) -> f64 {
         self.value(name, repository, "")
             .unwrap_or_else(|| panic!("no {name} for {repository} in\n{}", self.0))
     }
 
     /// The `id` labels of the per-lock series of `repository`.
-    fn lock_ids(&self, repository: &str) -> Vec<String> {
+    pub(crate) fn lock_ids(&self, repository: &str) -> Vec<String> {
         let head = format!("locksmith_lock_age_seconds{{repository=\"{repository}\",id=\"");
         let mut ids: Vec<String> = self
             .0
@@ -207,7 +207,7 @@ fn write_fleet(path: &Path, interval: u64, members: &[Member]) {
     }
 }
 
-fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
+pub(crate) fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, format!("{password}\n")).unwrap();
     p
