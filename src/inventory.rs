@@ -7,7 +7,10 @@
 //! - nothing is written, no lock is taken;
 //! - error texts are scrubbed of secrets before they leave;
 //! - a [`Cache`] (serve's) spares the reads of entries already decoded: lock files are
-//!   content-addressed, so an entry listed again under the same name and size is the same.
+//!   content-addressed, so an entry listed again under the same name, size and (where the
+//!   backend says) modification time is the same — unless it was damaged in place without
+//!   a trace in the listing, so a reading [`REVALIDATE_AFTER`] since the last full one
+//!   reads and checks every entry again.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -31,10 +34,19 @@ pub const HELD_BYTES: usize = 8 << 20;
 /// What one lock file decoded to; fixed by its content.
 pub type Decoded = Result<Lock, (Problem, String)>;
 
-/// Decoded lock files by name, with the size they were listed at, kept between readings.
+/// How long a cache is trusted: a byte flipped in place keeps the name and the size, and
+/// not every backend lists modification times.
+pub const REVALIDATE_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What the listing said of an entry when it was read.
+type Listed = (Option<u64>, Option<std::time::SystemTime>);
+
+/// Decoded lock files by name, with how they were listed, kept between readings.
 #[derive(Debug, Default)]
 pub struct Cache {
-    seen: HashMap<String, (Option<u64>, Decoded)>,
+    seen: HashMap<String, (Listed, Decoded)>,
+    /// When every entry was last read and checked.
+    validated: Option<std::time::Instant>,
 }
 
 impl Cache {
@@ -43,11 +55,23 @@ impl Cache {
         self.seen.clear();
     }
 
-    fn hit(&self, name: &str, size: Option<u64>) -> Option<&Decoded> {
+    fn hit(&self, name: &str, listed: Listed) -> Option<&Decoded> {
         self.seen
             .get(name)
-            .filter(|(s, _)| *s == size)
+            .filter(|(l, _)| *l == listed)
             .map(|(_, d)| d)
+    }
+
+    /// Whether its entries may be taken as they are this time; if not, this reading is a
+    /// full one.
+    fn trusted(&mut self) -> bool {
+        let trusted = self
+            .validated
+            .is_some_and(|at| at.elapsed() < REVALIDATE_AFTER);
+        if !trusted {
+            self.validated = Some(std::time::Instant::now());
+        }
+        trusted
     }
 }
 
@@ -108,8 +132,8 @@ struct Sorter<'a> {
     held: Vec<(String, Vec<u8>)>,
     held_bytes: usize,
     cache: Option<&'a mut Cache>,
-    /// The listed size of each entry being read, for the cache.
-    sizes: HashMap<String, Option<u64>>,
+    /// How each entry being read was listed, for the cache.
+    sizes: HashMap<String, Listed>,
 }
 
 impl Sorter<'_> {
@@ -137,8 +161,8 @@ impl Sorter<'_> {
             self.inv.fresh_mac_failures += 1;
         }
         if let Some(cache) = self.cache.as_deref_mut() {
-            let size = self.sizes.get(&id).copied().flatten();
-            cache.seen.insert(id.clone(), (size, decoded.clone()));
+            let listed = self.sizes.get(&id).copied().unwrap_or_default();
+            cache.seen.insert(id.clone(), (listed, decoded.clone()));
         }
         self.inv.place(id, decoded);
     }
@@ -167,17 +191,24 @@ impl Sorter<'_> {
             cache.seen.retain(|name, _| listed.contains(name));
         }
         let mut to_read = Vec::new();
+        let trusted = self.cache.as_deref_mut().is_some_and(Cache::trusted);
         for e in entries {
             let Some(e) = classify(e, &mut self.inv) else {
                 continue;
             };
-            match self.cache.as_deref().and_then(|c| c.hit(&e.name, e.size)) {
+            let listed = (e.size, e.modified);
+            let hit = self
+                .cache
+                .as_deref()
+                .filter(|_| trusted)
+                .and_then(|c| c.hit(&e.name, listed));
+            match hit {
                 Some(decoded) => {
                     let decoded = decoded.clone();
                     self.inv.place(e.name, decoded);
                 }
                 None => {
-                    self.sizes.insert(e.name.clone(), e.size);
+                    self.sizes.insert(e.name.clone(), listed);
                     to_read.push(e.name);
                 }
             }

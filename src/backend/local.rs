@@ -83,6 +83,7 @@ fn list_dir(dir: &Path) -> Result<Vec<Entry>, BackendError> {
             name,
             size: Some(meta.len()),
             is_file: meta.is_file(),
+            modified: meta.modified().ok(),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -156,6 +156,8 @@ pub struct Entry {
     pub size: Option<u64>,
     /// Something other than a plain file (a directory, a socket): never read.
     pub is_file: bool,
+    /// When it was last written, where the backend says (a local file's mtime).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -155,6 +155,7 @@ pub fn parse_listing(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Entr
                 name: e.name,
                 size: Some(e.size),
                 is_file: true,
+                modified: None,
             })
             .collect()
     } else {
@@ -166,6 +167,7 @@ pub fn parse_listing(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Entr
                 name,
                 size: None,
                 is_file: true,
+                modified: None,
             })
             .collect()
     };

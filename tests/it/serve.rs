@@ -959,3 +959,28 @@ fn a_hanging_password_source_fails_its_repository_only() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
 }
+
+/// serve's cache kept a decoded lock by name and size: a byte flipped in place (restic:
+/// "invalid data returned") still showed a healthy lock, so ResticUnreadableLock never
+/// fired. The listing's modification time now tells (and a full reading every 5 minutes
+/// where a backend lists none).
+#[test]
+fn a_lock_damaged_in_place_is_read_again() {
+    let t = TestRepo::new(2);
+    let id = t.seal(&lock_at(minutes_ago(3), "otherhost", 78), Encoding::Zstd);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+    let path = t.locks_dir().join(&id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    serve.wait_for(20, "the damaged lock unreadable", |_| {
+        serve.repository("a")["counts"]["unreadable"] == 1
+    });
+    let a = serve.repository("a");
+    assert_eq!(a["counts"]["total"], 0, "{a:#}");
+    assert_eq!(serve.metrics().get("locksmith_locks_unreadable", "a"), 1.0);
+}

@@ -133,6 +133,7 @@ impl Backend for Phantom {
                 name: "9f".repeat(32),
                 size: Some(150),
                 is_file: true,
+                modified: None,
             });
         }
         Ok(v)
