@@ -13,8 +13,8 @@ pub use crate::restic::lock::Lock;
 
 /// Real lock files are 130–160 bytes; anything past this is junk and is not read whole.
 pub const LOCK_FILE_CAP: u64 = 64 << 10;
-/// Cap on a decompressed lock, against zstd bombs.
-const PLAIN_CAP: u64 = 1 << 20;
+/// Cap on a decompressed lock, against zstd bombs (a real one is about 150 bytes).
+const PLAIN_CAP: u64 = 64 << 10;
 
 /// Why a lock file could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -164,6 +164,38 @@ impl Inventory {
     }
 }
 
+/// Host and user names are at most this long anywhere locksmith shows them (a host name
+/// is at most 255 bytes by DNS, 64 on Linux): a lock may carry megabytes in either.
+pub const NAME_CAP: usize = 255;
+/// What a name that was cut ends with.
+pub const CUT_MARK: &str = "…[cut]";
+
+/// `s` cut to [`NAME_CAP`] bytes (at a character boundary) and marked; whether it was.
+fn cut(s: &mut String) -> bool {
+    if s.len() <= NAME_CAP {
+        return false;
+    }
+    let mut end = NAME_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(CUT_MARK);
+    true
+}
+
+/// Cuts a lock's host and user names. The cut cannot change a verdict: no host's own name
+/// is that long, so a cut name is another host's either way.
+fn cut_names(lock: &mut Lock) {
+    cut(&mut lock.hostname);
+    cut(&mut lock.username);
+}
+
+/// Whether a name was cut by [`cut_names`].
+pub fn was_cut(name: &str) -> bool {
+    name.ends_with(CUT_MARK) && name.len() > NAME_CAP
+}
+
 fn problem(kind: Problem, error: impl Into<String>) -> (Problem, String) {
     (kind, error.into())
 }
@@ -224,12 +256,14 @@ impl LockDecoder {
             }
             (_, None) => return Err(problem(Problem::BadJson, "empty plaintext")),
         };
-        Lock::from_go_json(&json).map_err(|e| match e {
+        let mut lock = Lock::from_go_json(&json).map_err(|e| match e {
             LoadError::Time(why) => problem(Problem::BadTime, why),
             LoadError::Json(why) => {
                 problem(Problem::BadJson, format!("restic cannot load it: {why}"))
             }
-        })
+        })?;
+        cut_names(&mut lock);
+        Ok(lock)
     }
 
     /// Streams the frame (restic's frames carry no content size), capped against bombs.
@@ -245,7 +279,7 @@ impl LockDecoder {
         if out.len() as u64 > PLAIN_CAP {
             return Err(problem(
                 Problem::TooLarge,
-                "decompresses to more than 1 MiB",
+                "decompresses to more than 64 KiB",
             ));
         }
         Ok(out)

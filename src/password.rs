@@ -78,6 +78,10 @@ pub fn from_command(cmd: &str) -> Result<String, ConfigError> {
         return Err(fail(format!("{prog:?}: {why}")));
     };
     let bytes = reader.join().ok().and_then(Result::ok).unwrap_or_default();
+    // A command cut off at the cap may die of SIGPIPE: the size is what to say.
+    if bytes.len() > MAX_PASSWORD {
+        return Err(fail(format!("{prog:?}: {}", too_large())));
+    }
     if !status.success() {
         return Err(fail(format!("{prog:?} failed ({status})")));
     }

@@ -21,14 +21,21 @@ impl Report {
     }
 }
 
+/// Locks listed per repository on `/locks` and in `locks --config --json`; the counts and
+/// `locks_omitted` say how many more there are (`locks --json` lists every lock).
+pub const LOCKS_CAP: usize = 1000;
+
 /// A repository's JSON on `/locks`: the `locks --json` document plus its reading's state.
 #[derive(Serialize)]
 pub struct RepositoryJson<'a> {
     pub name: &'a str,
     pub refreshed_at: Option<String>,
     pub error: Option<String>,
+    /// Locks past [`LOCKS_CAP`], left out of `locks` (oldest first, so the newest go);
+    /// `unreadable`, `ignored` and `vanished` are cut alike, their counts whole.
+    pub locks_omitted: usize,
     #[serde(flatten)]
-    pub report: Option<&'a Report>,
+    pub report: Option<std::borrow::Cow<'a, Report>>,
 }
 
 impl<'a> RepositoryJson<'a> {
@@ -39,9 +46,37 @@ impl<'a> RepositoryJson<'a> {
                 .refreshed_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             error: s.error_text(),
-            report: s.report.as_deref(),
+            locks_omitted: s
+                .report
+                .as_ref()
+                .map_or(0, |r| r.locks.len().saturating_sub(LOCKS_CAP)),
+            report: s.report.as_deref().map(capped),
         }
     }
+}
+
+/// The report with at most [`LOCKS_CAP`] entries in each list (the counts stay whole).
+fn capped(r: &Report) -> std::borrow::Cow<'_, Report> {
+    let within = |n: usize| n <= LOCKS_CAP;
+    if within(r.locks.len()) && within(r.unreadable.len()) && within(r.ignored.len()) {
+        return std::borrow::Cow::Borrowed(r);
+    }
+    fn first<T: Clone>(v: &[T]) -> Vec<T> {
+        v[..v.len().min(LOCKS_CAP)].to_vec()
+    }
+    std::borrow::Cow::Owned(Report {
+        repository: r.repository.clone(),
+        repository_id: r.repository_id.clone(),
+        repository_version: r.repository_version,
+        checked_on: r.checked_on.clone(),
+        checked_at: r.checked_at.clone(),
+        counts: r.counts.clone(),
+        locks: first(&r.locks),
+        unreadable: first(&r.unreadable),
+        ignored: first(&r.ignored),
+        vanished: first(&r.vanished),
+        incomplete: r.incomplete.clone(),
+    })
 }
 
 /// Every repository's reading, in order.

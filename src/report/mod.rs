@@ -29,6 +29,8 @@ pub struct Counts {
     pub unreadable: usize,
     pub ignored: usize,
     pub vanished: usize,
+    /// Locks whose host or user name was cut to 255 bytes in every output.
+    pub names_cut: usize,
 }
 
 impl Counts {
@@ -211,6 +213,12 @@ impl Report {
             unreadable: inv.unreadable.len(),
             ignored: inv.ignored.len(),
             vanished: inv.vanished.len(),
+            names_cut: locks
+                .iter()
+                .filter(|l| {
+                    crate::locks::was_cut(&l.hostname) || crate::locks::was_cut(&l.username)
+                })
+                .count(),
         };
         Report {
             repository: repository.to_string(),

@@ -435,3 +435,87 @@ fn unreadable_lock_blocks_restic_from_015_and_the_report_says_so() {
         assert_eq!(t.lock_names().len(), 1, "{r}: restic unlock keeps it");
     }
 }
+
+/// Lock contents were capped per file but not per field: 40 lock files of 7,880 bytes in
+/// all (zstd) added 289 MB of RSS and made a 39 MB /metrics of 700 KB label values. Names
+/// are cut to 255 bytes (and counted) in every output, and a plaintext over 64 KiB is not
+/// a lock.
+#[test]
+fn huge_names_are_cut_in_every_output() {
+    crate::needs!("restic");
+    let t = TestRepo::new(2);
+    for i in 0..40 {
+        let mut lock = lock_at(minutes_ago(2), &format!("{i}{}", "h".repeat(30_000)), i);
+        lock.username = "u".repeat(30_000);
+        t.seal(&lock, Encoding::Zstd);
+    }
+    let mut bomb = lock_at(minutes_ago(2), &"b".repeat(700_000), 1);
+    bomb.username = "x".into();
+    t.seal(&bomb, Encoding::Zstd);
+    let textfile = t.dir.path().join("locks.prom");
+    let mut cmd = t.locksmith();
+    cmd.args(["locks", "--json", "--textfile"]).arg(&textfile);
+    let (code, peak) = peak_rss_kib(&cmd);
+    assert_eq!(code, Some(0));
+    assert!(peak < 64 << 10, "peak RSS {} MiB", peak >> 10);
+    let report = t.locks_json();
+    assert_eq!(report["counts"]["total"], 40);
+    assert_eq!(report["counts"]["names_cut"], 40);
+    assert_eq!(
+        report["unreadable"][0]["kind"], "too_large",
+        "{:#}",
+        report["unreadable"]
+    );
+    for l in report["locks"].as_array().unwrap() {
+        for field in ["hostname", "username"] {
+            let name = l[field].as_str().unwrap();
+            assert!(
+                name.len() <= 255 + "…[cut]".len() && name.ends_with("…[cut]"),
+                "{field}"
+            );
+        }
+    }
+    let metrics = std::fs::read_to_string(&textfile).unwrap();
+    let longest = metrics.lines().map(str::len).max().unwrap();
+    assert!(longest < 1000, "a line of {longest} bytes");
+    let table = t.locksmith().arg("locks").output().unwrap();
+    let longest = String::from_utf8_lossy(&table.stdout)
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest < 1000, "a table line of {longest} bytes");
+}
+
+/// U+061C, U+200B, U+2060, U+FEFF and U+00AD passed unescaped: `node\u200b1` looked like
+/// `node1` in the table, yet is judged another host. The table escapes them; JSON keeps
+/// the name exact.
+#[test]
+fn invisible_characters_in_host_names_are_shown() {
+    crate::needs!("restic");
+    let t = TestRepo::new(2);
+    for c in ['\u{61c}', '\u{200b}', '\u{2060}', '\u{feff}', '\u{ad}'] {
+        t.seal(
+            &lock_at(minutes_ago(1), &format!("node{c}1"), 7),
+            Encoding::Zstd,
+        );
+    }
+    let table = String::from_utf8(t.locksmith().arg("locks").output().unwrap().stdout).unwrap();
+    for shown in [
+        "node\\u{61c}1",
+        "node\\u{200b}1",
+        "node\\u{2060}1",
+        "node\\u{feff}1",
+        "node\\u{ad}1",
+    ] {
+        assert!(table.contains(shown), "{shown} in\n{table}");
+    }
+    let json = t.locks_json();
+    let hosts: Vec<&str> = json["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["hostname"].as_str().unwrap())
+        .collect();
+    assert!(hosts.contains(&"node\u{200b}1"), "{hosts:?}");
+}

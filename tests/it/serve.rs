@@ -984,3 +984,39 @@ fn a_lock_damaged_in_place_is_read_again() {
     assert_eq!(a["counts"]["total"], 0, "{a:#}");
     assert_eq!(serve.metrics().get("locksmith_locks_unreadable", "a"), 1.0);
 }
+
+/// `--deadline` was ignored with `--config`: every member got 120 s. It now bounds each
+/// member, and a member's own `deadline` wins.
+#[test]
+fn deadline_bounds_every_fleet_member() {
+    crate::needs!("restic", "rclone");
+    let t = TestRepo::new(2);
+    let srv = RestServer::start(t.dir.path(), None, None);
+    let stalls = TestServer::proxy(srv.port);
+    stalls.set_fault(Fault::Stall);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    let member = |name, deadline: &'static str| Member {
+        name,
+        repository: format!("rest:http://127.0.0.1:{}/repo/", stalls.port),
+        password_file: pw.clone(),
+        extra: deadline,
+    };
+    for (args, extra, limit) in [
+        (&["--deadline", "3"][..], "", 3),
+        (&[][..], "deadline = 2", 2),
+    ] {
+        write_fleet(&fleet, 60, &[member("stalled", extra)]);
+        let started = Instant::now();
+        let out = locksmith_cmd()
+            .args(args)
+            .args(["locks", "--config", fleet.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(e.contains(&format!("the {limit} s deadline")), "{e}");
+        assert!(took < Duration::from_secs(60), "took {took:?}");
+    }
+}

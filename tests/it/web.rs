@@ -359,3 +359,52 @@ fn idle_connections_are_closed_after_the_header_timeout() {
         );
     }
 }
+
+/// A real Prometheus scrapes serve with the README's configuration: HTTPS with the CA, a
+/// client certificate, basic auth from a password file; the target is up.
+#[test]
+fn prometheus_scrapes_through_tls_client_certificates_and_basic_auth() {
+    crate::needs!("restic", "prometheus");
+    let t = TestRepo::new(2);
+    let dir = t.dir.path();
+    let web = web_config(dir, true, &[("prometheus", "scrape-secret")]);
+    let serve = serve_one(&t, &["--web-config", web.to_str().unwrap()]);
+    std::fs::write(dir.join("scrape.password"), "scrape-secret\n").unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: locksmith\n    scheme: https\n    tls_config:\n      ca_file: {d}/ca.pem\n      cert_file: {d}/client.pem\n      key_file: {d}/client.key\n    basic_auth:\n      username: prometheus\n      password_file: {d}/scrape.password\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+            serve.port,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let port = crate::services::free_port();
+    let mut cmd = std::process::Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _prometheus = crate::services::KillOnDrop(cmd.spawn().unwrap());
+    locksmith::install_tls_provider();
+    let started = Instant::now();
+    loop {
+        let targets = reqwest::blocking::get(format!("http://127.0.0.1:{port}/api/v1/targets"))
+            .ok()
+            .and_then(|r| r.text().ok())
+            .unwrap_or_default();
+        if targets.contains("\"health\":\"up\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "target not up: {targets}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
