@@ -447,7 +447,7 @@ impl RepoArgs {
             timeout: self.timeout.map(std::time::Duration::from_secs),
             deadline: self.deadline.map(std::time::Duration::from_secs),
             env: backend_env(),
-            rereads_password: false,
+            regular_password_file: false,
         }
     }
 }

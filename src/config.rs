@@ -32,9 +32,10 @@ pub struct RawRepoOptions {
     pub deadline: Option<Duration>,
     /// The backends' environment (`RESTIC_*`, `AWS_*`, `AZURE_*` …), captured once.
     pub env: BTreeMap<String, String>,
-    /// The password is read again after failures (serve): a password file must then be a
-    /// regular file.
-    pub rereads_password: bool,
+    /// A password file must be a regular file: serve reads it again after failures, and a
+    /// fleet file's members are read at once (a pipe or a device would block or never
+    /// end). A one-shot run reads a pipe (`-p <(pass show x)`) as restic does.
+    pub regular_password_file: bool,
 }
 
 /// A repository to open and the password to open it with.
@@ -147,7 +148,7 @@ impl RawRepoOptions {
         ) {
             (Some(_), Some(_)) => return Err(ConfigError::ConflictingPassword),
             (Some(cmd), None) => crate::password::from_command(cmd)?,
-            (None, Some(path)) => crate::password::from_file(path, self.rereads_password)?,
+            (None, Some(path)) => crate::password::from_file(path, self.regular_password_file)?,
             (None, None) => match &self.password {
                 Some(p) if !p.expose().is_empty() => p.expose().to_string(),
                 _ => return Err(ConfigError::NoPassword),

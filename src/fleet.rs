@@ -256,7 +256,7 @@ fn member(
             .map(Duration::from_secs)
             .or(defaults.deadline),
         env: vars,
-        rereads_password: false,
+        regular_password_file: true,
     };
     Ok(Member {
         name: entry.name.clone(),

@@ -80,7 +80,14 @@ pub fn fleet(
 /// One member, timed on its own.
 async fn read_member(m: &fleet::Member, host: &ThisHost) -> (Result<Report, Error>, f64) {
     let started = Instant::now();
-    let got = match m.options.resolve() {
+    // Off the runtime: one member's password command must not hold the others.
+    let options = m.options.clone();
+    let resolved = tokio::task::spawn_blocking(move || options.resolve())
+        .await
+        .unwrap_or(Err(crate::config::ConfigError::PasswordCommand(
+            "stopped".into(),
+        )));
+    let got = match resolved {
         Ok(cfg) => {
             warn_ignored(&cfg, &format!("{}: ", m.name));
             crate::inspect_showing(&cfg, host, false).await

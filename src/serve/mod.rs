@@ -199,7 +199,7 @@ fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Sh
 pub fn members(source: &Source) -> Result<Vec<Member>, Error> {
     let mut members = members_as_given(source)?;
     for m in &mut members {
-        m.options.rereads_password = true;
+        m.options.regular_password_file = true;
     }
     Ok(members)
 }
@@ -208,7 +208,7 @@ fn members_as_given(source: &Source) -> Result<Vec<Member>, Error> {
     match source {
         Source::One { options, interval } => {
             let options = RawRepoOptions {
-                rereads_password: true,
+                regular_password_file: true,
                 ..(**options).clone()
             };
             let cfg = options.resolve()?;

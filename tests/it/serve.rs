@@ -1020,3 +1020,76 @@ fn deadline_bounds_every_fleet_member() {
         assert!(took < Duration::from_secs(60), "took {took:?}");
     }
 }
+
+/// In `locks --config`, a member's password file that was a FIFO froze the whole fleet
+/// run. A fleet file's password files must be regular files; the other members are read.
+#[test]
+fn a_fifo_password_file_fails_its_fleet_member_only() {
+    let t = TestRepo::new(2);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fifo = t.dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fleet = t.dir.path().join("fleet.toml");
+    let good = local(&t, "good", &pw);
+    let stuck = Member {
+        name: "fifo",
+        password_file: fifo,
+        ..local(&t, "fifo", &pw)
+    };
+    write_fleet(&fleet, 60, &[good, stuck]);
+    let started = Instant::now();
+    let out = locksmith_cmd()
+        .args(["locks", "--json", "--config", fleet.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let repos = doc["repositories"].as_array().unwrap();
+    assert!(
+        repos[0]["error"].is_null() && !repos[0]["refreshed_at"].is_null(),
+        "{doc:#}"
+    );
+    assert!(
+        repos[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{doc:#}"
+    );
+}
+
+/// A repository replaced by one with another password kept reporting success under the
+/// old ID until a lock appeared. With no lock to fail its MAC, `config` tells: the new
+/// repository does not open with the password, and the refresh says so.
+#[test]
+fn a_repository_replaced_under_another_password_fails_its_refresh() {
+    let t = TestRepo::new(2);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+    let other = TestRepo::fixture("repo-v2");
+    std::fs::remove_dir_all(&t.path).unwrap();
+    copy_dir(&other.path, &t.path);
+    std::fs::remove_dir_all(t.locks_dir()).unwrap();
+    std::fs::create_dir_all(t.locks_dir()).unwrap();
+    let doc = serve.wait_settled(&["a"]);
+    let a = &doc["repositories"][0];
+    assert!(
+        a["error"].as_str().unwrap().contains("wrong password"),
+        "{a:#}"
+    );
+    assert_eq!(serve.metrics().get("locksmith_refresh_success", "a"), 0.0);
+}
