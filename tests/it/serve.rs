@@ -658,7 +658,13 @@ fn status_page_renders_in_headless_chromium() {
     let serve = Serve::with_config(&fleet);
     serve.wait_settled(&["offsite"]);
     let (_, html, _) = serve.get("/");
-    assert!(!html.contains("src=") && !html.contains("href="), "{html}");
+    // Self-contained: no scripts or external assets; links only to serve's own endpoints.
+    assert!(!html.contains("src="), "{html}");
+    assert_eq!(
+        html.matches("href=").count(),
+        html.matches("href=\"/").count(),
+        "{html}"
+    );
 
     let profile = tempfile::tempdir().unwrap();
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
