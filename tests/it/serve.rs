@@ -207,6 +207,19 @@ fn write_fleet(path: &Path, interval: u64, members: &[Member]) {
     }
 }
 
+/// A FIFO named `fifo` in `dir`, that nobody writes: a password file that never ends.
+fn fifo_in(dir: &Path) -> PathBuf {
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fifo
+}
+
 pub(crate) fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, format!("{password}\n")).unwrap();
@@ -917,14 +930,7 @@ fn rclone_failure_says_what_rclone_said() {
 fn a_hanging_password_source_fails_its_repository_only() {
     let t = TestRepo::new(2);
     let pw = password_file(t.dir.path(), "pw", PASSWORD);
-    let fifo = t.dir.path().join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = fifo_in(t.dir.path());
     let fleet = t.dir.path().join("fleet.toml");
     let repo = t.path.to_str().unwrap();
     std::fs::write(
@@ -1033,14 +1039,7 @@ fn deadline_bounds_every_fleet_member() {
 fn a_fifo_password_file_fails_its_fleet_member_only() {
     let t = TestRepo::new(2);
     let pw = password_file(t.dir.path(), "pw", PASSWORD);
-    let fifo = t.dir.path().join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    let fifo = fifo_in(t.dir.path());
     let fleet = t.dir.path().join("fleet.toml");
     let good = local(&t, "good", &pw);
     let stuck = Member {
