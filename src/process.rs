@@ -121,12 +121,58 @@ fn boot_time() -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Field 22 of `/proc/PID/stat`: start time in clock ticks after boot. The command name
-/// (field 2) may hold spaces and parentheses, so count from the last `)`.
-fn start_ticks(pid: i32) -> Option<u64> {
+/// The fields of `/proc/PID/stat` from field 3 on. The command name (field 2) may hold
+/// spaces and parentheses, so count from the last `)`.
+fn stat_fields(pid: &str) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    // Field 3 is the state letter; the rest are numbers.
+    Some(
+        after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// Field `n` (1-based, as proc(5) numbers them, `n` ≥ 3).
+fn field(fields: &[u64], n: usize) -> Option<u64> {
+    fields.get(n - 3).copied()
+}
+
+/// Field 22 of `/proc/PID/stat`: start time in clock ticks after boot.
+fn start_ticks(pid: i32) -> Option<u64> {
+    field(&stat_fields(&pid.to_string())?, 22)
+}
+
+/// This process's resources, for the `process_*` series Prometheus clients export.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub start_time_seconds: f64,
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: u64,
+    pub virtual_memory_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: u64,
+}
+
+/// This process's [`Usage`], where `/proc` tells it.
+pub fn own_usage() -> Option<Usage> {
+    let f = stat_fields("self")?;
+    let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
+    let page = rustix::param::page_size() as u64;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let max_fds = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    Some(Usage {
+        start_time_seconds: boot_time()? as f64 + field(&f, 22)? as f64 / ticks,
+        cpu_seconds: (field(&f, 14)? + field(&f, 15)?) as f64 / ticks,
+        resident_memory_bytes: field(&f, 24)? * page,
+        virtual_memory_bytes: field(&f, 23)?,
+        open_fds,
+        max_fds,
+    })
 }
 
 impl HostView for ThisHost {
@@ -172,6 +218,20 @@ fn errno_state(res: Result<(), Errno>) -> PidState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_usage_is_plausible() {
+        let u = own_usage().expect("/proc/self");
+        let started = ThisHost::new().started(std::process::id() as i32).unwrap();
+        assert!(
+            (u.start_time_seconds - started.timestamp() as f64).abs() < 2.0,
+            "{u:?}"
+        );
+        assert!(
+            u.resident_memory_bytes > 1 << 20 && u.virtual_memory_bytes >= u.resident_memory_bytes
+        );
+        assert!(u.open_fds >= 3 && u.max_fds >= u.open_fds, "{u:?}");
+    }
 
     #[test]
     fn own_process_is_signalable_and_started_recently() {

@@ -14,7 +14,12 @@ use crate::inventory::{self, Cache, Reading};
 use crate::process::HostView;
 use crate::progress::Progress;
 use crate::repo::{OpenError, Repository};
-use crate::report::{Costs, Report};
+use crate::report::{Costs, Memory, Report};
+
+/// After a wrong password, the next attempt waits this much at most (doubling from twice
+/// the interval): each attempt is a full key derivation, and a fixed password file is
+/// still picked up within it.
+pub const AUTH_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The state kept between refreshes of one repository.
 pub struct Watch {
@@ -23,6 +28,10 @@ pub struct Watch {
     backend: Option<Arc<dyn Backend>>,
     repo: Option<Repository>,
     cache: Cache,
+    /// The holders seen so far, and the exclusive time they held.
+    memory: Memory,
+    /// Refreshes in a row that failed because no key opened with the password.
+    auth_failures: u32,
     pub costs: Costs,
 }
 
@@ -45,6 +54,8 @@ impl Watch {
             backend: None,
             repo: None,
             cache: Cache::default(),
+            memory: Memory::default(),
+            auth_failures: 0,
             costs: Costs::default(),
         }
     }
@@ -52,6 +63,21 @@ impl Watch {
     /// The repository's location as it may be shown, once resolved.
     pub fn masked(&self) -> Option<String> {
         self.cfg.as_ref().map(|c| c.masked.to_string())
+    }
+
+    /// Seconds an exclusive lock was held over the readings seen.
+    pub fn exclusive_held_seconds(&self) -> f64 {
+        self.memory.exclusive_held_seconds
+    }
+
+    /// How long to wait before the next refresh: `interval`, or after wrong passwords a
+    /// delay that doubles each time (up to [`AUTH_BACKOFF_MAX`], or `interval` if longer).
+    pub fn next_delay(&self, interval: std::time::Duration) -> std::time::Duration {
+        if self.auth_failures == 0 {
+            return interval;
+        }
+        let grown = interval.saturating_mul(1 << self.auth_failures.min(16));
+        grown.min(AUTH_BACKOFF_MAX.max(interval))
     }
 
     /// The time limit of one refresh.
@@ -154,13 +180,16 @@ impl Watch {
                 }
             }
         }
-        let report = Report::of(&cfg, &repo, inv, host);
+        let mut report = Report::of(&cfg, &repo, inv, host);
         match &report.incomplete {
             Some(why) => Err(Error::Incomplete {
                 repo: cfg.masked.clone(),
                 why: why.clone(),
             }),
-            None => Ok(Some(report)),
+            None => {
+                self.memory.update(&mut report, chrono::Utc::now());
+                Ok(Some(report))
+            }
         }
     }
 
@@ -205,5 +234,17 @@ pub async fn refresh_within(
         }),
     };
     watch.costs.failures += u64::from(got.is_err());
+    let wrong_password = matches!(
+        &got,
+        Err(Error::Open {
+            err: OpenError::WrongPassword { .. } | OpenError::KeyChanged,
+            ..
+        })
+    );
+    watch.auth_failures = if wrong_password {
+        watch.auth_failures.saturating_add(1)
+    } else {
+        0
+    };
     got
 }

@@ -31,6 +31,9 @@ pub struct RepositoryJson<'a> {
     pub name: &'a str,
     pub refreshed_at: Option<String>,
     pub error: Option<String>,
+    /// While serve backs off after a wrong password: when it tries again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
     /// Locks past [`LOCKS_CAP`], left out of `locks` (oldest first, so the newest go);
     /// `unreadable`, `ignored` and `vanished` are cut alike, their counts whole.
     pub locks_omitted: usize,
@@ -46,6 +49,9 @@ impl<'a> RepositoryJson<'a> {
                 .refreshed_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             error: s.error_text(),
+            retry_at: s
+                .retry_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             locks_omitted: s
                 .report
                 .as_ref()
@@ -58,7 +64,11 @@ impl<'a> RepositoryJson<'a> {
 /// The report with at most [`LOCKS_CAP`] entries in each list (the counts stay whole).
 fn capped(r: &Report) -> std::borrow::Cow<'_, Report> {
     let within = |n: usize| n <= LOCKS_CAP;
-    if within(r.locks.len()) && within(r.unreadable.len()) && within(r.ignored.len()) {
+    if within(r.locks.len())
+        && within(r.holders.len())
+        && within(r.unreadable.len())
+        && within(r.ignored.len())
+    {
         return std::borrow::Cow::Borrowed(r);
     }
     fn first<T: Clone>(v: &[T]) -> Vec<T> {
@@ -71,6 +81,7 @@ fn capped(r: &Report) -> std::borrow::Cow<'_, Report> {
         checked_on: r.checked_on.clone(),
         checked_at: r.checked_at.clone(),
         counts: r.counts.clone(),
+        holders: first(&r.holders),
         locks: first(&r.locks),
         unreadable: first(&r.unreadable),
         ignored: first(&r.ignored),

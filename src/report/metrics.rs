@@ -109,14 +109,49 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "Seconds since the oldest lock was last refreshed (0 when there is none).",
     ),
     (
-        "locksmith_lock_age_seconds",
+        "locksmith_lock_info",
         "gauge",
-        "Seconds since each lock was last refreshed, oldest first, at most 50 per repository.",
+        "1 for each lock file, oldest first, at most 50 per repository; its labels never change.",
+    ),
+    (
+        "locksmith_lock_timestamp_seconds",
+        "gauge",
+        "When each lock was written (restic's time field), in seconds since the epoch.",
+    ),
+    (
+        "locksmith_lock_stale",
+        "gauge",
+        "1 when the lock is stale by locksmith's rule, else 0.",
+    ),
+    (
+        "locksmith_lock_unsafe",
+        "gauge",
+        "1 when removing the lock with restic unlock (or its probe) would hit a live process, else 0.",
     ),
     (
         "locksmith_lock_series_omitted",
         "gauge",
-        "Locks left out of locksmith_lock_age_seconds by its cap.",
+        "Locks left out of the per-lock series by their cap.",
+    ),
+    (
+        "locksmith_holder_since_timestamp_seconds",
+        "gauge",
+        "Since when each job (host, user, PID, kind) has held its lock across restic's lock replacements, in seconds since the epoch; at most 50 per repository.",
+    ),
+    (
+        "locksmith_holder_series_omitted",
+        "gauge",
+        "Holders left out of locksmith_holder_since_timestamp_seconds by its cap.",
+    ),
+    (
+        "locksmith_exclusive_held",
+        "gauge",
+        "1 while an exclusive lock is held (prune, forget, check … running or died), else 0.",
+    ),
+    (
+        "locksmith_exclusive_held_seconds_total",
+        "counter",
+        "Seconds an exclusive lock was held, over the readings of this serve process.",
     ),
     (
         "locksmith_refresh_success",
@@ -149,6 +184,11 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "Lock files read from the backend.",
     ),
     (
+        "locksmith_build_info",
+        "gauge",
+        "1, labelled with the version of locksmith that wrote these series.",
+    ),
+    (
         "locksmith_http_connections",
         "gauge",
         "Connections open to serve's listener.",
@@ -158,24 +198,57 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "gauge",
         "Connections serve's listener holds at most (--max-connections).",
     ),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+    (
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    ),
+    (
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    ),
+    (
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    ),
+    (
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+    ),
 ];
 
-/// serve's listener, for its own series (absent from one-shot textfiles).
+/// serve's own state, for its own series (absent from one-shot textfiles).
 #[derive(Debug, Clone, Copy)]
-pub struct Listener {
+pub struct Serving {
+    /// Connections open to the listener, and the most it holds.
     pub open: usize,
     pub max: usize,
+    pub usage: Option<crate::process::Usage>,
 }
 
 /// The unit test ties these words to `verdict::ABANDONED_AFTER`, so the help cannot drift from it.
 const ABANDONED_HELP: &str = "Locks not refreshed for over 10 minutes (two missed refreshes): their holder has almost surely stopped.";
 
-/// The exposition for every repository, families in a fixed order; `listener`: serve's.
-pub fn repositories(statuses: &[Status], listener: Option<Listener>) -> String {
+/// The exposition for every repository, families in a fixed order; `serving`: serve's.
+pub fn repositories(statuses: &[Status], serving: Option<Serving>) -> String {
     let mut x = Exposition::of(REPOSITORY_FAMILIES);
-    if let Some(l) = listener {
-        x.add("locksmith_http_connections", String::new(), l.open);
-        x.add("locksmith_http_connections_max", String::new(), l.max);
+    let version = label("version", env!("CARGO_PKG_VERSION"));
+    x.add("locksmith_build_info", version, 1);
+    if let Some(s) = serving {
+        serving_samples(&mut x, s);
     }
     for s in statuses {
         let repo = label("repository", &s.name);
@@ -184,9 +257,44 @@ pub fn repositories(statuses: &[Status], listener: Option<Listener>) -> String {
         if let Some(r) = &s.report {
             count_samples(&mut x, &repo, r);
             lock_samples(&mut x, &repo, r);
+            holder_samples(&mut x, &repo, r);
+        }
+        if let Some(held) = s.exclusive_held_seconds {
+            let name = "locksmith_exclusive_held_seconds_total";
+            x.add(name, repo.clone(), format!("{held:.3}"));
         }
     }
     x.write()
+}
+
+fn serving_samples(x: &mut Exposition, s: Serving) {
+    x.add("locksmith_http_connections", String::new(), s.open);
+    x.add("locksmith_http_connections_max", String::new(), s.max);
+    if let Some(u) = s.usage {
+        let none = String::new;
+        x.add(
+            "process_start_time_seconds",
+            none(),
+            format!("{:.2}", u.start_time_seconds),
+        );
+        x.add(
+            "process_cpu_seconds_total",
+            none(),
+            format!("{:.2}", u.cpu_seconds),
+        );
+        x.add(
+            "process_resident_memory_bytes",
+            none(),
+            u.resident_memory_bytes,
+        );
+        x.add(
+            "process_virtual_memory_bytes",
+            none(),
+            u.virtual_memory_bytes,
+        );
+        x.add("process_open_fds", none(), u.open_fds);
+        x.add("process_max_fds", none(), u.max_fds);
+    }
 }
 
 fn refresh_samples(x: &mut Exposition, repo: &str, s: &Status) {
@@ -269,25 +377,59 @@ fn kind_of(exclusive: bool) -> &'static str {
     }
 }
 
+/// Per lock, series whose labels never change: what the lock is (`locksmith_lock_info`)
+/// apart from what is judged of it (a verdict changes its value, not its series).
 fn lock_samples(x: &mut Exposition, repo: &str, r: &Report) {
-    let yes_no = |b: bool| if b { "true" } else { "false" };
     for l in r.locks.iter().take(LOCK_SERIES_CAP) {
-        let v = &l.verdict;
-        let labels = [
-            label("id", &l.id),
+        let id = format!("{repo},{}", label("id", &l.id));
+        let info = [
             label("kind", kind_of(l.exclusive)),
             label("hostname", &l.hostname),
             label("username", &l.username),
             label("pid", &l.pid.to_string()),
-            label("holder", v.holder.as_str()),
-            label("stale", yes_no(v.stale)),
-            label("unsafe", yes_no(v.unsafe_)),
         ];
-        let labels = format!("{repo},{}", labels.join(","));
-        x.add("locksmith_lock_age_seconds", labels, v.age_seconds.max(0));
+        x.add("locksmith_lock_info", format!("{id},{}", info.join(",")), 1);
+        let at = l.at.timestamp_millis() as f64 / 1000.0;
+        x.add(
+            "locksmith_lock_timestamp_seconds",
+            id.clone(),
+            format!("{at:.3}"),
+        );
+        x.add(
+            "locksmith_lock_stale",
+            id.clone(),
+            u8::from(l.verdict.stale),
+        );
+        x.add("locksmith_lock_unsafe", id, u8::from(l.verdict.unsafe_));
     }
     let left_out = r.locks.len().saturating_sub(LOCK_SERIES_CAP);
     x.add("locksmith_lock_series_omitted", repo.into(), left_out);
+}
+
+/// Per job, since when it has held its lock. An earlier job of the same host, user and PID
+/// (its lock predates the live process) is left out: its labels are the live job's.
+fn holder_samples(x: &mut Exposition, repo: &str, r: &Report) {
+    let exclusive = r.holders.iter().any(|h| h.exclusive);
+    x.add("locksmith_exclusive_held", repo.into(), u8::from(exclusive));
+    let current = r.holders.iter().filter(|h| !h.key.earlier);
+    let mut shown = 0;
+    for h in current.clone().take(LOCK_SERIES_CAP) {
+        let labels = [
+            label("hostname", &h.hostname),
+            label("username", &h.username),
+            label("pid", &h.pid.to_string()),
+            label("kind", kind_of(h.exclusive)),
+        ];
+        let name = "locksmith_holder_since_timestamp_seconds";
+        x.add(
+            name,
+            format!("{repo},{}", labels.join(",")),
+            h.held_since.timestamp(),
+        );
+        shown += 1;
+    }
+    let left_out = current.count() - shown;
+    x.add("locksmith_holder_series_omitted", repo.into(), left_out);
 }
 
 /// How the last unlock run ended, for `restic_unlock.prom`.

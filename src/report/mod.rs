@@ -1,6 +1,7 @@
 //! A judged inventory, and every way it is shown: `locks`, `unlock` and `serve` all render
 //! here — the table, the JSON documents and the one Prometheus exposition.
 
+pub mod holders;
 pub mod json;
 pub mod metrics;
 mod status;
@@ -9,9 +10,10 @@ pub mod table;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+pub use holders::{JudgedHolder, Memory};
 pub use json::{Document, RepositoryJson};
 pub use status::{Costs, Status};
-pub use table::{TABLE_HEADER, Tone};
+pub use table::{HOLDER_HEADER, TABLE_HEADER, Tone};
 
 use crate::locks::{Ignored, Inventory, LockEntry, Problem, Unreadable};
 use crate::process::HostView;
@@ -31,6 +33,8 @@ pub struct Counts {
     pub vanished: usize,
     /// Locks whose host or user name was cut to 255 bytes in every output.
     pub names_cut: usize,
+    /// Jobs holding the locks (a job's lock files are one holder).
+    pub holders: usize,
 }
 
 impl Counts {
@@ -60,6 +64,9 @@ pub struct JudgedLock {
     pub gid: u32,
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// `time`, for arithmetic.
+    #[serde(skip)]
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +78,8 @@ pub struct Report {
     pub checked_on: String,
     pub checked_at: String,
     pub counts: Counts,
+    /// The jobs behind `locks`, longest held first.
+    pub holders: Vec<JudgedHolder>,
     pub locks: Vec<JudgedLock>,
     pub unreadable: Vec<Unreadable>,
     pub ignored: Vec<Ignored>,
@@ -189,6 +198,7 @@ impl Report {
             .into_iter()
             .map(|LockEntry { id, lock }| JudgedLock {
                 verdict: judge(&lock, now, host),
+                at: lock.time.with_timezone(&Utc),
                 time: lock.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 id,
                 exclusive: lock.exclusive,
@@ -200,6 +210,7 @@ impl Report {
             })
             .collect();
         let exclusive = locks.iter().filter(|l| l.exclusive).count();
+        let holders = holders::group(&locks, now, host);
         let counts = Counts {
             total: locks.len(),
             exclusive,
@@ -219,6 +230,7 @@ impl Report {
                     crate::locks::was_cut(&l.hostname) || crate::locks::was_cut(&l.username)
                 })
                 .count(),
+            holders: holders.len(),
         };
         Report {
             repository: repository.to_string(),
@@ -227,6 +239,7 @@ impl Report {
             checked_on: host.hostname().to_string(),
             checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             counts,
+            holders,
             locks,
             unreadable: inv.unreadable,
             ignored: inv.ignored,

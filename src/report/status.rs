@@ -33,6 +33,10 @@ pub struct Status {
     /// Seconds the last reading took.
     pub duration: Option<f64>,
     pub costs: Costs,
+    /// serve: seconds an exclusive lock was held over the readings it saw.
+    pub exclusive_held_seconds: Option<f64>,
+    /// serve: when the next attempt is, while it backs off after a wrong password.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl Status {
@@ -59,6 +63,8 @@ impl Status {
                 lock_files_read: read,
                 failures,
             },
+            exclusive_held_seconds: None,
+            retry_at: None,
         }
     }
 

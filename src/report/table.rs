@@ -2,7 +2,7 @@
 
 use anstyle::Style;
 
-use super::{JudgedLock, Report};
+use super::{JudgedHolder, JudgedLock, Report};
 use crate::printable::printable as p;
 use crate::restic::short_id as short;
 use crate::verdict::{Holder, Verdict, human_age};
@@ -10,9 +10,9 @@ use crate::verdict::{Holder, Verdict, human_age};
 /// The colours of the table, whole rows at a time (so column widths stay those of the
 /// text): unsafe red, stale or removable yellow, a live holder green. The caller's stream
 /// (`anstream`) drops them when colour is off; the unlock log never has them.
-fn row_style(v: &Verdict) -> Style {
+fn row_style(tone: Tone) -> Style {
     use anstyle::AnsiColor;
-    match Tone::of(v) {
+    match tone {
         Tone::Unsafe => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
         Tone::Removable => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
         Tone::Alive => Style::new().fg_color(Some(AnsiColor::Green.into())),
@@ -31,15 +31,56 @@ pub enum Tone {
 
 impl Tone {
     pub fn of(v: &Verdict) -> Tone {
-        if v.unsafe_ {
+        Tone::judged(v.unsafe_, v.stale || v.restic_unlock_removes, v.holder)
+    }
+
+    pub fn of_holder(h: &JudgedHolder) -> Tone {
+        Tone::judged(h.unsafe_, h.stale || h.restic_unlock_removes, h.holder)
+    }
+
+    fn judged(unsafe_: bool, removable: bool, holder: Holder) -> Tone {
+        if unsafe_ {
             Tone::Unsafe
-        } else if v.stale || v.restic_unlock_removes {
+        } else if removable {
             Tone::Removable
-        } else if v.holder == Holder::Alive {
+        } else if holder == Holder::Alive {
             Tone::Alive
         } else {
             Tone::Plain
         }
+    }
+}
+
+/// The holders table's columns: one row per job, however many lock files it went through.
+pub const HOLDER_HEADER: [&str; 8] = [
+    "HELD BY",
+    "PID",
+    "TYPE",
+    "HELD SINCE",
+    "FOR",
+    "LOCKS",
+    "HOLDER",
+    "STALE",
+];
+
+fn kind(exclusive: bool) -> String {
+    if exclusive { "exclusive" } else { "shared" }.to_string()
+}
+
+impl JudgedHolder {
+    /// The holder's row in the table and on the status page.
+    pub fn table_cells(&self) -> [String; 8] {
+        let held = (self.last_seen - self.held_since).num_seconds().max(0);
+        [
+            format!("{}@{}", p(&self.username), p(&self.hostname)),
+            self.pid.to_string(),
+            kind(self.exclusive),
+            self.held_since.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            human_age(held),
+            self.lock_ids.len().to_string(),
+            self.holder.as_str().to_string(),
+            if self.stale { "yes" } else { "no" }.to_string(),
+        ]
     }
 }
 
@@ -76,12 +117,7 @@ impl JudgedLock {
         };
         [
             short(&self.id).to_string(),
-            if self.exclusive {
-                "exclusive"
-            } else {
-                "shared"
-            }
-            .to_string(),
+            kind(self.exclusive),
             format!("{}@{} ({})", p(&self.username), p(&self.hostname), self.uid),
             self.pid.to_string(),
             age,
@@ -126,9 +162,21 @@ impl Report {
             write!(w, "{}, {} unsafe", c.headline(), c.unsafe_)?;
         }
         writeln!(w, " · {} unreadable · {} ignored", c.unreadable, c.ignored)?;
+        if !self.holders.is_empty() {
+            writeln!(w, "\nheld by {} job(s):", self.holders.len())?;
+            let rows = self
+                .holders
+                .iter()
+                .map(|h| (h.table_cells(), Tone::of_holder(h)));
+            write_rows(&mut w, HOLDER_HEADER, rows)?;
+        }
         if !self.locks.is_empty() {
             writeln!(w)?;
-            self.write_lock_rows(&mut w)?;
+            let rows = self
+                .locks
+                .iter()
+                .map(|l| (l.table_cells(), Tone::of(&l.verdict)));
+            write_rows(&mut w, TABLE_HEADER, rows)?;
         }
         let mut warnings = self.locks.iter().filter(|l| l.verdict.unsafe_).peekable();
         if warnings.peek().is_some() {
@@ -163,30 +211,38 @@ impl Report {
         }
         w.flush()
     }
+}
 
-    fn write_lock_rows(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        let cells = JudgedLock::table_cells;
-        let mut widths = TABLE_HEADER.map(|h| h.chars().count());
-        for l in &self.locks {
-            for (w, cell) in widths.iter_mut().zip(cells(l)) {
-                *w = (*w).max(cell.chars().count());
-            }
+/// Rows under `header`, columns as wide as their widest cell. `rows` is walked twice (once
+/// for the widths), so a report of 100,000 locks is never held as text at once.
+fn write_rows<const N: usize, I>(
+    w: &mut impl std::io::Write,
+    header: [&str; N],
+    rows: I,
+) -> std::io::Result<()>
+where
+    I: Iterator<Item = ([String; N], Tone)> + Clone,
+{
+    let mut widths = header.map(|h| h.chars().count());
+    for (cells, _) in rows.clone() {
+        for (w, cell) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(cell.chars().count());
         }
-        let mut line = |row: &[String], style: Style| -> std::io::Result<()> {
-            write!(w, "{style}")?;
-            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    write!(w, "{cell}")?;
-                } else {
-                    write!(w, "{cell}{}", " ".repeat(width - cell.chars().count() + 2))?;
-                }
-            }
-            writeln!(w, "{style:#}")
-        };
-        line(&TABLE_HEADER.map(String::from), Style::new().bold())?;
-        for l in &self.locks {
-            line(&cells(l), row_style(&l.verdict))?;
-        }
-        Ok(())
     }
+    let mut line = |row: &[String], style: Style| -> std::io::Result<()> {
+        write!(w, "{style}")?;
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                write!(w, "{cell}")?;
+            } else {
+                write!(w, "{cell}{}", " ".repeat(width - cell.chars().count() + 2))?;
+            }
+        }
+        writeln!(w, "{style:#}")
+    };
+    line(&header.map(String::from), Style::new().bold())?;
+    for (cells, tone) in rows {
+        line(&cells, row_style(tone))?;
+    }
+    Ok(())
 }

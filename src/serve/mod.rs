@@ -119,10 +119,14 @@ async fn watch_loop(member: Member, status: Arc<Mutex<Status>>, host: Arc<ThisHo
         let started = std::time::Instant::now();
         let got = refresh_within(&mut watch, host.as_ref()).await;
         let took = started.elapsed().as_secs_f64();
+        let delay = jittered(watch.next_delay(member.interval));
         {
             let mut s = status.lock().expect("not poisoned");
             s.duration = Some(took);
             s.costs = watch.costs;
+            s.exclusive_held_seconds = Some(watch.exclusive_held_seconds());
+            s.retry_at = (delay > member.interval.mul_f64(1.1))
+                .then(|| Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
             if let Some(m) = watch.masked() {
                 s.location = Some(m);
             }
@@ -143,7 +147,7 @@ async fn watch_loop(member: Member, status: Arc<Mutex<Status>>, host: Arc<ThisHo
                 }
             }
         }
-        tokio::time::sleep(jittered(member.interval)).await;
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -387,13 +391,14 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse
         )],
         metrics::repositories(
             &shared.snapshot(),
-            Some(metrics::Listener {
+            Some(metrics::Serving {
                 open: shared
                     .connections
                     .load(std::sync::atomic::Ordering::Relaxed),
                 max: shared
                     .max_connections
                     .load(std::sync::atomic::Ordering::Relaxed),
+                usage: crate::process::own_usage(),
             }),
         ),
     )

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use crate::report::Status;
-use crate::report::{TABLE_HEADER, Tone};
+use crate::report::{HOLDER_HEADER, Report, TABLE_HEADER, Tone};
 
 const STYLE: &str =
     "body{font:15px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
@@ -18,6 +18,7 @@ section.failing{border-color:#c00}
 .error{color:#fff;background:#c00;padding:.4em .6em;border-radius:4px;margin:.5em 0}
 .ok{color:#060}.warn{color:#a60}.bad{color:#c00;font-weight:bold}
 table{border-collapse:collapse;margin-top:.5em;font:13px ui-monospace,monospace}
+caption{text-align:left;font:600 13px system-ui,sans-serif;color:#444}
 th,td{text-align:left;padding:.2em .8em .2em 0;white-space:nowrap;vertical-align:top}
 td:last-child{white-space:normal;min-width:24em}
 tr.unsafe td{color:#c00;font-weight:bold}tr.removable td{color:#a60}tr.alive td{color:#060}
@@ -113,9 +114,15 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
     }
     o.push_str("</div>");
     if let Some(e) = &s.error {
+        let retry = s.retry_at.map_or(String::new(), |at| {
+            format!(
+                "; next attempt at {} UTC (waiting longer after each wrong password)",
+                at.format("%H:%M:%S")
+            )
+        });
         let _ = write!(
             o,
-            "<div class=\"error\">Cannot refresh: {}{}</div>",
+            "<div class=\"error\">Cannot refresh: {}{retry}{}</div>",
             t(&e.to_string()),
             if s.report.is_some() {
                 " — showing the last good reading below."
@@ -134,21 +141,19 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
     } else {
         let _ = write!(
             o,
-            "<p>{}, <span class=\"{}\">{} unsafe</span></p><table><tr>",
+            "<p>{}, <span class=\"{}\">{} unsafe</span></p>",
             c.headline(),
             if c.unsafe_ > 0 { "bad" } else { "ok" },
             c.unsafe_
         );
+        holders_table(o, r);
+        o.push_str("<table class=\"locks\"><tr>");
         for h in TABLE_HEADER {
             let _ = write!(o, "<th>{h}</th>");
         }
         o.push_str("<th>WHY</th></tr>");
         for l in &r.locks {
-            let _ = write!(o, "<tr class=\"{}\">", tone_class(Tone::of(&l.verdict)));
-            for cell in l.table_cells() {
-                let _ = write!(o, "<td>{}</td>", t(&cell));
-            }
-            let _ = write!(o, "<td>{}</td></tr>", t(&l.verdict.reason));
+            row(o, Tone::of(&l.verdict), &l.table_cells(), &l.verdict.reason);
         }
         o.push_str("</table>");
     }
@@ -171,4 +176,30 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
         o.push_str("</ul>");
     }
     o.push_str("</section>");
+}
+
+/// The jobs behind the locks, one row each, however many lock files each went through.
+fn holders_table(o: &mut String, r: &Report) {
+    let _ = write!(
+        o,
+        "<table class=\"holders\"><caption>held by {} job{}</caption><tr>",
+        r.holders.len(),
+        if r.holders.len() == 1 { "" } else { "s" }
+    );
+    for h in HOLDER_HEADER {
+        let _ = write!(o, "<th>{h}</th>");
+    }
+    o.push_str("<th>WHY</th></tr>");
+    for h in &r.holders {
+        row(o, Tone::of_holder(h), &h.table_cells(), &h.reason);
+    }
+    o.push_str("</table>");
+}
+
+fn row(o: &mut String, tone: Tone, cells: &[String], why: &str) {
+    let _ = write!(o, "<tr class=\"{}\">", tone_class(tone));
+    for cell in cells {
+        let _ = write!(o, "<td>{}</td>", t(cell));
+    }
+    let _ = write!(o, "<td>{}</td></tr>", t(why));
 }

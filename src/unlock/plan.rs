@@ -141,6 +141,7 @@ mod tests {
             id: format!("{:064}", safe_after.unwrap_or(0)),
             exclusive: false,
             time: String::new(),
+            at: t0(),
             hostname: "h".into(),
             username: "u".into(),
             pid: 7,

@@ -174,7 +174,7 @@ impl Metrics {
 
     /// The `id` labels of the per-lock series of `repository`.
     pub(crate) fn lock_ids(&self, repository: &str) -> Vec<String> {
-        let head = format!("locksmith_lock_age_seconds{{repository=\"{repository}\",id=\"");
+        let head = format!("locksmith_lock_info{{repository=\"{repository}\",id=\"");
         let mut ids: Vec<String> = self
             .0
             .lines()
@@ -184,6 +184,17 @@ impl Metrics {
         ids.sort();
         ids
     }
+}
+
+/// serve watching `t` alone, refreshed every second.
+pub(crate) fn serve_one(t: &TestRepo, extra: &[&str]) -> Serve {
+    let repo = t.path.display().to_string();
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let mut args = vec!["-r", &repo, "-p", pw.to_str().unwrap(), "--interval", "1"];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Serve::start(&args, &[])
 }
 
 /// One `[[repository]]` table.

@@ -1,0 +1,322 @@
+//! Holders: the jobs behind the lock files. restic replaces its lock file at every
+//! refresh (a new ID, the age back to 0), so a job that runs for hours is a string of
+//! files; an operator asks about the job. A holder is one repository's (host, user, PID,
+//! kind). A lock written before the process now holding its PID started is an earlier
+//! job's: a holder of its own, not the live one's.
+//!
+//! [`group`] is pure; [`Memory`] is what serve carries from one reading to the next.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+
+use super::{JudgedLock, Report};
+use crate::process::HostView;
+use crate::verdict::Holder;
+
+/// What makes two lock files one job's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HolderKey {
+    pub hostname: String,
+    pub username: String,
+    pub pid: i64,
+    pub exclusive: bool,
+    /// Written before the live process with this PID started: an earlier job.
+    pub earlier: bool,
+}
+
+impl HolderKey {
+    fn of(l: &JudgedLock) -> HolderKey {
+        HolderKey {
+            hostname: l.hostname.clone(),
+            username: l.username.clone(),
+            pid: l.pid,
+            exclusive: l.exclusive,
+            earlier: l.verdict.holder == Holder::Reused,
+        }
+    }
+}
+
+/// One job and its verdict: the verdict of its newest lock (its latest sign of life),
+/// unsafe when any of its locks is.
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgedHolder {
+    pub hostname: String,
+    pub username: String,
+    pub pid: i64,
+    pub exclusive: bool,
+    /// The earliest lock time seen for this job (in serve, across every replacement it
+    /// watched), or its process's start time where this host can tell and it is earlier.
+    #[serde(serialize_with = "ser_time")]
+    pub held_since: DateTime<Utc>,
+    /// The reading that last saw it.
+    #[serde(serialize_with = "ser_time")]
+    pub last_seen: DateTime<Utc>,
+    /// Its lock files now, oldest first.
+    pub lock_ids: Vec<String>,
+    pub holder: Holder,
+    pub stale: bool,
+    #[serde(rename = "unsafe")]
+    pub unsafe_: bool,
+    pub restic_unlock_removes: bool,
+    pub abandoned: bool,
+    /// Seconds since its newest lock was written.
+    pub age_seconds: i64,
+    pub reason: String,
+    #[serde(skip)]
+    pub key: HolderKey,
+}
+
+fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// The holders of `locks` (oldest first, as a report keeps them), longest held first.
+/// `host` tells the start time of this host's live holders.
+pub fn group(locks: &[JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Vec<JudgedHolder> {
+    let mut by_key: HashMap<HolderKey, Vec<&JudgedLock>> = HashMap::new();
+    for l in locks {
+        by_key.entry(HolderKey::of(l)).or_default().push(l);
+    }
+    let mut holders: Vec<JudgedHolder> = by_key
+        .into_iter()
+        .map(|(key, ls)| judged(key, &ls, now, host))
+        .collect();
+    holders.sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
+    holders
+}
+
+/// `ls`: one holder's locks, oldest first (never empty).
+fn judged(
+    key: HolderKey,
+    ls: &[&JudgedLock],
+    now: DateTime<Utc>,
+    host: &dyn HostView,
+) -> JudgedHolder {
+    let newest = ls.last().expect("a holder has a lock");
+    let deciding = ls.iter().find(|l| l.verdict.unsafe_).unwrap_or(newest);
+    let v = &newest.verdict;
+    let oldest = ls.first().expect("a holder has a lock").at;
+    // restic takes its lock as it starts: a live holder here has held it since its start.
+    let started = (v.holder == Holder::Alive && newest.hostname == host.hostname())
+        .then(|| i32::try_from(key.pid).ok().and_then(|p| host.started(p)))
+        .flatten();
+    JudgedHolder {
+        hostname: key.hostname.clone(),
+        username: key.username.clone(),
+        pid: key.pid,
+        exclusive: key.exclusive,
+        held_since: started.map_or(oldest, |s| s.min(oldest)),
+        last_seen: now,
+        lock_ids: ls.iter().map(|l| l.id.clone()).collect(),
+        holder: v.holder,
+        stale: v.stale,
+        unsafe_: ls.iter().any(|l| l.verdict.unsafe_),
+        restic_unlock_removes: ls.iter().any(|l| l.verdict.restic_unlock_removes),
+        abandoned: v.abandoned,
+        age_seconds: v.age_seconds,
+        reason: deciding.verdict.reason.clone(),
+        key,
+    }
+}
+
+/// What serve remembers of a repository's holders between readings: when each was first
+/// held, and how long an exclusive lock has been held in all.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    held_since: HashMap<HolderKey, DateTime<Utc>>,
+    /// The last reading remembered, and when its exclusive holders were held from.
+    last: Option<DateTime<Utc>>,
+    /// Seconds an exclusive lock was held, over the readings seen.
+    pub exclusive_held_seconds: f64,
+}
+
+impl Memory {
+    /// Carries what earlier readings saw into `report`: a holder keeps the earliest
+    /// `held_since` of any reading, and one absent from this reading is forgotten (its job
+    /// ended). A failed reading is not passed here: it ends no holder.
+    pub fn update(&mut self, report: &mut Report, now: DateTime<Utc>) {
+        let mut kept = HashMap::with_capacity(report.holders.len());
+        for h in &mut report.holders {
+            if let Some(earlier) = self.held_since.get(&h.key) {
+                h.held_since = h.held_since.min(*earlier);
+            }
+            kept.insert(h.key.clone(), h.held_since);
+        }
+        self.held_since = kept;
+        report
+            .holders
+            .sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
+        let exclusive_since = report
+            .holders
+            .iter()
+            .filter(|h| h.exclusive)
+            .map(|h| h.held_since)
+            .min();
+        if let (Some(last), Some(since)) = (self.last, exclusive_since) {
+            let from = since.max(last);
+            self.exclusive_held_seconds += (now - from).num_milliseconds().max(0) as f64 / 1000.0;
+        }
+        self.last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::locks::{Inventory, Lock, LockEntry};
+    use crate::process::PidState;
+
+    /// This host ("here"): PID 100 alive since `t(-60)`, every other PID gone.
+    struct Here;
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    impl HostView for Here {
+        fn hostname(&self) -> &str {
+            "here"
+        }
+        fn probe(&self, pid: i32) -> PidState {
+            if pid == 100 {
+                PidState::Signalable
+            } else {
+                PidState::Absent
+            }
+        }
+        fn probe_group(&self, _: i32) -> PidState {
+            PidState::Absent
+        }
+        fn started(&self, pid: i32) -> Option<DateTime<Utc>> {
+            (pid == 100).then(|| t(-60))
+        }
+        fn command(&self, _: i32) -> Option<String> {
+            Some("restic".into())
+        }
+    }
+
+    fn lock(n: u8, minutes: i64, host: &str, pid: i64, exclusive: bool) -> LockEntry {
+        LockEntry {
+            id: format!("{n:02x}").repeat(32),
+            lock: Lock {
+                time: t(minutes).fixed_offset(),
+                exclusive,
+                hostname: host.into(),
+                username: "root".into(),
+                pid,
+                uid: 0,
+                gid: 0,
+            },
+        }
+    }
+
+    fn report(now: i64, locks: Vec<LockEntry>) -> Report {
+        let mut inv = Inventory {
+            locks,
+            ..Inventory::default()
+        };
+        inv.sort();
+        Report::new("/r", "id", 2, inv, t(now), &Here)
+    }
+
+    /// (locks, holders as (host, pid, exclusive, held_since in minutes, lock count)).
+    #[test]
+    fn locks_group_into_holders() {
+        type Case = (Vec<LockEntry>, Vec<(&'static str, i64, bool, i64, usize)>);
+        let cases: Vec<Case> = vec![
+            // Another host's job, two files (restic crashed between create and remove).
+            (
+                vec![lock(1, -10, "b", 7, false), lock(2, -5, "b", 7, false)],
+                vec![("b", 7, false, -10, 2)],
+            ),
+            // Kind and PID apart.
+            (
+                vec![
+                    lock(1, -10, "b", 7, true),
+                    lock(2, -5, "b", 7, false),
+                    lock(3, -1, "b", 8, false),
+                ],
+                vec![
+                    ("b", 7, true, -10, 1),
+                    ("b", 7, false, -5, 1),
+                    ("b", 8, false, -1, 1),
+                ],
+            ),
+            // A live holder here has held it since its process started.
+            (
+                vec![lock(1, -3, "here", 100, true)],
+                vec![("here", 100, true, -60, 1)],
+            ),
+            // A lock older than the process now holding its PID: an earlier job of its own.
+            (
+                vec![
+                    lock(1, -90, "here", 100, true),
+                    lock(2, -3, "here", 100, true),
+                ],
+                vec![("here", 100, true, -90, 1), ("here", 100, true, -60, 1)],
+            ),
+            // A gone holder here: since its oldest lock.
+            (
+                vec![lock(1, -40, "here", 55, false)],
+                vec![("here", 55, false, -40, 1)],
+            ),
+        ];
+        for (locks, want) in cases {
+            let r = report(0, locks);
+            let got: Vec<_> = r
+                .holders
+                .iter()
+                .map(|h| {
+                    let since = (h.held_since - t(0)).num_minutes();
+                    (
+                        h.hostname.as_str(),
+                        h.pid,
+                        h.exclusive,
+                        since,
+                        h.lock_ids.len(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn a_holder_takes_its_newest_locks_verdict_and_any_unsafe() {
+        let r = report(
+            0,
+            vec![lock(1, -40, "b", 7, false), lock(2, -2, "b", 7, false)],
+        );
+        let h = &r.holders[0];
+        assert!(r.locks[0].verdict.stale && !h.stale, "{h:?}");
+        assert_eq!(h.age_seconds, 120);
+        assert!(h.restic_unlock_removes, "its old file is removed by restic");
+        let gone = report(0, vec![lock(1, -3, "here", 55, false)]);
+        assert!(gone.holders[0].stale);
+        assert_eq!(gone.holders[0].holder, Holder::Gone);
+    }
+
+    #[test]
+    fn memory_keeps_held_since_across_replacements_and_forgets_ended_jobs() {
+        let mut m = Memory::default();
+        let mut first = report(0, vec![lock(1, -1, "b", 7, true)]);
+        m.update(&mut first, t(0));
+        // restic wrote a new file and removed the old one.
+        let mut second = report(5, vec![lock(2, 4, "b", 7, true)]);
+        m.update(&mut second, t(5));
+        assert_eq!(second.holders[0].held_since, t(-1));
+        assert_eq!(second.holders[0].lock_ids, vec!["02".repeat(32)]);
+        assert_eq!(m.exclusive_held_seconds, 300.0);
+        // The job ended: a reading without it; the next job of that name starts afresh.
+        let mut empty = report(10, vec![]);
+        m.update(&mut empty, t(10));
+        let mut third = report(15, vec![lock(3, 14, "b", 7, true)]);
+        m.update(&mut third, t(15));
+        assert_eq!(third.holders[0].held_since, t(14));
+        assert_eq!(m.exclusive_held_seconds, 360.0, "only the minute since 14");
+    }
+}
