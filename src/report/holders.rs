@@ -16,36 +16,35 @@ use crate::process::HostView;
 use crate::verdict::Holder;
 
 /// What makes two lock files one job's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct HolderKey {
     pub hostname: String,
     pub username: String,
     pub pid: i64,
     pub exclusive: bool,
     /// Written before the live process with this PID started: an earlier job.
+    #[serde(skip)]
     pub earlier: bool,
 }
 
-impl HolderKey {
-    fn of(l: &JudgedLock) -> HolderKey {
-        HolderKey {
-            hostname: l.hostname.clone(),
-            username: l.username.clone(),
-            pid: l.pid,
-            exclusive: l.exclusive,
-            earlier: l.verdict.holder == Holder::Reused,
-        }
-    }
+/// A lock's [`HolderKey`], borrowed: grouping clones a key once per holder, not per lock.
+fn key_of(l: &JudgedLock) -> (&str, &str, i64, bool, bool) {
+    (
+        &l.hostname,
+        &l.username,
+        l.pid,
+        l.exclusive,
+        l.verdict.holder == Holder::Reused,
+    )
 }
 
 /// One job and its verdict: the verdict of its newest lock (its latest sign of life),
 /// unsafe when any of its locks is.
 #[derive(Debug, Clone, Serialize)]
 pub struct JudgedHolder {
-    pub hostname: String,
-    pub username: String,
-    pub pid: i64,
-    pub exclusive: bool,
+    /// `hostname`, `username`, `pid`, `exclusive`.
+    #[serde(flatten)]
+    pub key: HolderKey,
     /// The earliest lock time seen for this job (in serve, across every replacement it
     /// watched), or its process's start time where this host can tell and it is earlier.
     #[serde(serialize_with = "ser_time")]
@@ -64,8 +63,6 @@ pub struct JudgedHolder {
     /// Seconds since its newest lock was written.
     pub age_seconds: i64,
     pub reason: String,
-    #[serde(skip)]
-    pub key: HolderKey,
 }
 
 fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -75,26 +72,28 @@ fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
 /// The holders of `locks` (oldest first, as a report keeps them), longest held first.
 /// `host` tells the start time of this host's live holders.
 pub fn group(locks: &[JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Vec<JudgedHolder> {
-    let mut by_key: HashMap<HolderKey, Vec<&JudgedLock>> = HashMap::new();
-    for l in locks {
-        by_key.entry(HolderKey::of(l)).or_default().push(l);
-    }
-    let mut holders: Vec<JudgedHolder> = by_key
-        .into_iter()
-        .map(|(key, ls)| judged(key, &ls, now, host))
+    let mut sorted: Vec<&JudgedLock> = locks.iter().collect();
+    // Stable: each holder's locks stay oldest first.
+    sorted.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+    let mut holders: Vec<JudgedHolder> = sorted
+        .chunk_by(|a, b| key_of(a) == key_of(b))
+        .map(|ls| judged(ls, now, host))
         .collect();
     holders.sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
     holders
 }
 
 /// `ls`: one holder's locks, oldest first (never empty).
-fn judged(
-    key: HolderKey,
-    ls: &[&JudgedLock],
-    now: DateTime<Utc>,
-    host: &dyn HostView,
-) -> JudgedHolder {
+fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> JudgedHolder {
     let newest = ls.last().expect("a holder has a lock");
+    let (hostname, username, pid, exclusive, earlier) = key_of(newest);
+    let key = HolderKey {
+        hostname: hostname.to_string(),
+        username: username.to_string(),
+        pid,
+        exclusive,
+        earlier,
+    };
     let deciding = ls.iter().find(|l| l.verdict.unsafe_).unwrap_or(newest);
     let v = &newest.verdict;
     let oldest = ls.first().expect("a holder has a lock").at;
@@ -103,10 +102,6 @@ fn judged(
         .then(|| i32::try_from(key.pid).ok().and_then(|p| host.started(p)))
         .flatten();
     JudgedHolder {
-        hostname: key.hostname.clone(),
-        username: key.username.clone(),
-        pid: key.pid,
-        exclusive: key.exclusive,
         held_since: started.map_or(oldest, |s| s.min(oldest)),
         last_seen: now,
         lock_ids: ls.iter().map(|l| l.id.clone()).collect(),
@@ -125,8 +120,10 @@ fn judged(
 /// held, and how long an exclusive lock has been held in all.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
-    held_since: HashMap<HolderKey, DateTime<Utc>>,
-    /// The last reading remembered, and when its exclusive holders were held from.
+    /// Each holder's earliest `held_since`, and the reading that last saw it.
+    held_since: HashMap<HolderKey, (DateTime<Utc>, u64)>,
+    readings: u64,
+    /// The last reading remembered.
     last: Option<DateTime<Utc>>,
     /// Seconds an exclusive lock was held, over the readings seen.
     pub exclusive_held_seconds: f64,
@@ -137,21 +134,28 @@ impl Memory {
     /// `held_since` of any reading, and one absent from this reading is forgotten (its job
     /// ended). A failed reading is not passed here: it ends no holder.
     pub fn update(&mut self, report: &mut Report, now: DateTime<Utc>) {
-        let mut kept = HashMap::with_capacity(report.holders.len());
+        self.readings += 1;
+        let this = self.readings;
         for h in &mut report.holders {
-            if let Some(earlier) = self.held_since.get(&h.key) {
-                h.held_since = h.held_since.min(*earlier);
+            match self.held_since.get_mut(&h.key) {
+                Some((since, seen)) => {
+                    h.held_since = h.held_since.min(*since);
+                    *since = h.held_since;
+                    *seen = this;
+                }
+                None => {
+                    self.held_since.insert(h.key.clone(), (h.held_since, this));
+                }
             }
-            kept.insert(h.key.clone(), h.held_since);
         }
-        self.held_since = kept;
+        self.held_since.retain(|_, (_, seen)| *seen == this);
         report
             .holders
             .sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
         let exclusive_since = report
             .holders
             .iter()
-            .filter(|h| h.exclusive)
+            .filter(|h| h.key.exclusive)
             .map(|h| h.held_since)
             .min();
         if let (Some(last), Some(since)) = (self.last, exclusive_since) {
@@ -273,9 +277,9 @@ mod tests {
                 .map(|h| {
                     let since = (h.held_since - t(0)).num_minutes();
                     (
-                        h.hostname.as_str(),
-                        h.pid,
-                        h.exclusive,
+                        h.key.hostname.as_str(),
+                        h.key.pid,
+                        h.key.exclusive,
                         since,
                         h.lock_ids.len(),
                     )

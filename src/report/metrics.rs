@@ -409,16 +409,16 @@ fn lock_samples(x: &mut Exposition, repo: &str, r: &Report) {
 /// Per job, since when it has held its lock. An earlier job of the same host, user and PID
 /// (its lock predates the live process) is left out: its labels are the live job's.
 fn holder_samples(x: &mut Exposition, repo: &str, r: &Report) {
-    let exclusive = r.holders.iter().any(|h| h.exclusive);
+    let exclusive = r.holders.iter().any(|h| h.key.exclusive);
     x.add("locksmith_exclusive_held", repo.into(), u8::from(exclusive));
     let current = r.holders.iter().filter(|h| !h.key.earlier);
     let mut shown = 0;
     for h in current.clone().take(LOCK_SERIES_CAP) {
         let labels = [
-            label("hostname", &h.hostname),
-            label("username", &h.username),
-            label("pid", &h.pid.to_string()),
-            label("kind", kind_of(h.exclusive)),
+            label("hostname", &h.key.hostname),
+            label("username", &h.key.username),
+            label("pid", &h.key.pid.to_string()),
+            label("kind", kind_of(h.key.exclusive)),
         ];
         let name = "locksmith_holder_since_timestamp_seconds";
         x.add(

@@ -72,9 +72,9 @@ impl JudgedHolder {
     pub fn table_cells(&self) -> [String; 8] {
         let held = (self.last_seen - self.held_since).num_seconds().max(0);
         [
-            format!("{}@{}", p(&self.username), p(&self.hostname)),
-            self.pid.to_string(),
-            kind(self.exclusive),
+            format!("{}@{}", p(&self.key.username), p(&self.key.hostname)),
+            self.key.pid.to_string(),
+            kind(self.key.exclusive),
             self.held_since.format("%Y-%m-%d %H:%M:%SZ").to_string(),
             human_age(held),
             self.lock_ids.len().to_string(),
