@@ -98,13 +98,13 @@ impl ColorWhen {
     }
 }
 
-/// The command line, with `--version` saying which scrypt core this CPU runs.
+/// The command line, with `--version` saying which scrypt engine this CPU runs fastest.
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let long = format!(
-        "{} (scrypt core: {})",
+        "{} (scrypt: {})",
         env!("CARGO_PKG_VERSION"),
-        locksmith::restic::scrypt::Core::detected().name()
+        locksmith::restic::scrypt::Engine::chosen().name()
     );
     let long: &'static str = Box::leak(long.into_boxed_str());
     let matches = Cli::command().long_version(long).get_matches();
@@ -419,6 +419,10 @@ pub struct RepoArgs {
     /// not read by then is reported as not read [default: 120].
     #[arg(long, global = true, env = "LOCKSMITH_DEADLINE", value_parser = clap::value_parser!(u64).range(1..), hide_env_values = true)]
     pub deadline: Option<u64>,
+    /// Memory scrypt's lanes may hold at once (e.g. 64MiB): less is slower, never wrong.
+    /// A cgroup's memory.max lowers it [default: 256MiB].
+    #[arg(long, global = true, env = "LOCKSMITH_SCRYPT_MEMORY", value_name = "SIZE", value_parser = locksmith::restic::memory::parse_size)]
+    pub scrypt_memory: Option<u64>,
 }
 
 impl RepoArgs {
@@ -431,6 +435,13 @@ impl RepoArgs {
             o.password = ask_password().map(Secret::new);
         }
         o
+    }
+
+    /// Settings for the whole process rather than one repository (the lanes' memory).
+    pub fn apply_to_process(&self) {
+        if let Some(bytes) = self.scrypt_memory {
+            locksmith::restic::memory::set_budget(bytes);
+        }
     }
 
     pub fn to_options(&self) -> RawRepoOptions {

@@ -13,6 +13,7 @@ fn main() {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let exit = if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
         let cli = cli::UnlockCli::parse();
+        cli.repo.apply_to_process();
         locksmith::unlock::run(&cli.args.to_options(&cli.repo))
     } else {
         dispatch(cli::parse())
@@ -21,6 +22,7 @@ fn main() {
 }
 
 fn dispatch(cli: cli::Cli) -> Exit {
+    cli.repo.apply_to_process();
     match (&cli.generate, &cli.command) {
         (Some(kind), _) => match cli::generate(*kind, &mut std::io::stdout().lock()) {
             Ok(()) => Exit::Ok,

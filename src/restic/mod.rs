@@ -7,6 +7,7 @@ pub mod gotime;
 pub mod kdf;
 pub mod key;
 pub mod lock;
+pub mod memory;
 pub mod scrypt;
 
 /// A storage name restic gives a file: 64 lower-case hex digits.

@@ -8,7 +8,10 @@
 //! with the V block is fused into the block mix instead of being a pass of its own. A
 //! chain leaves most of a core's execution units idle, so the SIMD cores can run two
 //! lanes at once, their instructions interleaved: a pair takes 1.3 to 1.5 times one lane.
-//! A pair needs a second V, so it is used where the derivation has one thread.
+//! Which core, paired or not, is fastest depends on the microarchitecture (on an AMD EPYC
+//! the scalar code beat AVX-512), so each is timed at the first derivation and the fastest
+//! kept ([`Engine::chosen`]). A pair needs a second V: lanes pair on every thread where
+//! the memory budget ([`super::memory`]) holds both V, else fewer lanes are in flight.
 //! Checked against RFC 7914's vectors and, on random parameters, against the `scrypt`
 //! crate (tests below).
 
@@ -29,28 +32,6 @@ pub enum Core {
 }
 
 impl Core {
-    /// The core this CPU runs best, chosen once (`LOCKSMITH_SCRYPT_CORE` names one, for
-    /// benchmarks). AVX-512VL wins wherever it exists; between SSE2 and scalar code the
-    /// microarchitecture decides (one has the shorter chain, the other four chains at once),
-    /// so the two are timed on a small lane, about 2 ms in all.
-    pub fn detected() -> Core {
-        static CORE: std::sync::OnceLock<Core> = std::sync::OnceLock::new();
-        *CORE.get_or_init(|| {
-            let all = Core::available();
-            if let Ok(asked) = std::env::var("LOCKSMITH_SCRYPT_CORE")
-                && let Some(c) = all.iter().find(|c| c.name() == asked)
-            {
-                return *c;
-            }
-            match all.as_slice() {
-                [only] => *only,
-                #[cfg(target_arch = "x86_64")]
-                [Core::Avx512, ..] => Core::Avx512,
-                candidates => fastest(candidates),
-            }
-        })
-    }
-
     /// Every core this CPU can run, fastest first.
     pub fn available() -> Vec<Core> {
         #[allow(unused_mut)]
@@ -118,47 +99,155 @@ impl Core {
     }
 }
 
-/// The candidate that runs a small lane (N=128, r=8, in L2) fastest, best of three each.
-fn fastest(candidates: &[Core]) -> Core {
-    let mut lane = vec![7u8; 128 * 8];
-    let mut v = vec![0u32; 32 * 8 * 128];
-    let mut time = |c: Core, lane: &mut [u8]| {
+/// How lanes run: a core, and whether each thread interleaves two lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Engine {
+    pub core: Core,
+    pub pairs: bool,
+}
+
+impl Engine {
+    /// As `--version` and `compare.py` name it: `avx512, paired`.
+    pub fn name(self) -> String {
+        if self.pairs {
+            format!("{}, paired", self.core.name())
+        } else {
+            self.core.name().to_string()
+        }
+    }
+
+    /// Every engine this CPU can run.
+    pub fn candidates() -> Vec<Engine> {
+        let mut v = Vec::new();
+        for core in Core::available() {
+            v.push(Engine { core, pairs: false });
+            if core.pairs() {
+                v.push(Engine { core, pairs: true });
+            }
+        }
+        v
+    }
+
+    /// The engine that runs a lane fastest here, timed once per process at the first
+    /// derivation (about 4 ms). `LOCKSMITH_SCRYPT_CORE` (a core's name) and
+    /// `LOCKSMITH_SCRYPT_PAIRS` (`0`, `1`) narrow the candidates, for benchmarks.
+    pub fn chosen() -> Engine {
+        static CHOSEN: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let core = std::env::var("LOCKSMITH_SCRYPT_CORE").ok();
+            let pairs = match std::env::var("LOCKSMITH_SCRYPT_PAIRS").as_deref() {
+                Ok("0") => Some(false),
+                Ok("1") => Some(true),
+                _ => None,
+            };
+            let all = Engine::candidates();
+            let narrowed = |pairs: Option<bool>| -> Vec<Engine> {
+                all.iter()
+                    .copied()
+                    .filter(|e| core.as_deref().is_none_or(|c| c == e.core.name()))
+                    .filter(|e| pairs.is_none_or(|p| p == e.pairs))
+                    .collect()
+            };
+            // An unknown name, or pairs asked of a core that does not pair, narrows nothing.
+            let mut candidates = narrowed(pairs);
+            if candidates.is_empty() {
+                candidates = narrowed(None);
+            }
+            if candidates.is_empty() {
+                candidates = all.clone();
+            }
+            fastest(&candidates)
+        })
+    }
+
+    /// Seconds per lane of a small lane (N=128, r=8, in L2): a pair's time over two.
+    fn lane_time(self, lanes: &mut [u8], v: &mut [u32], w: &mut [u32]) -> std::time::Duration {
         let t = std::time::Instant::now();
-        romix(c, lane, 128, 8, &mut v);
-        t.elapsed()
-    };
-    let mut best = (std::time::Duration::MAX, Core::Scalar);
+        let (first, second) = lanes.split_at_mut(128 * 8);
+        if self.pairs {
+            romix2(self.core, [first, second], 128, 8, [v, w]);
+            t.elapsed() / 2
+        } else {
+            romix(self.core, first, 128, 8, v);
+            t.elapsed()
+        }
+    }
+}
+
+/// The candidate with the shortest time per lane, best of three each, taken in turns.
+fn fastest(candidates: &[Engine]) -> Engine {
+    if let [only] = candidates {
+        return *only;
+    }
+    let mut lanes = vec![7u8; 2 * 128 * 8];
+    let (mut v, mut w) = (vec![0u32; 32 * 8 * 128], vec![0u32; 32 * 8 * 128]);
+    let mut best = (std::time::Duration::MAX, candidates[0]);
     for _ in 0..3 {
-        for &c in candidates {
-            let took = time(c, &mut lane);
+        for &e in candidates {
+            let took = e.lane_time(&mut lanes, &mut v, &mut w);
             if took < best.0 {
-                best = (took, c);
+                best = (took, e);
             }
         }
     }
     best.1
 }
 
+/// Lanes in flight: how many threads run lanes, and whether each runs two at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flight {
+    pub threads: usize,
+    pub pairs: bool,
+}
+
+/// The lanes in flight for `p` lanes of `v` bytes each on up to `threads` threads within
+/// `budget` bytes: as many threads as the budget holds one V for (at least one), and
+/// pairs (`pairs`: the engine's) only where every thread's second V fits too. More
+/// threads first: two threads with a lane each beat one thread with a pair.
+pub fn flight(pairs: bool, threads: usize, p: usize, v: usize, budget: u64) -> Flight {
+    let slots = usize::try_from(budget / v.max(1) as u64)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let threads = threads.clamp(1, p.max(1)).min(slots);
+    let needed: usize = shares(p, threads).iter().map(|&n| n.min(2)).sum();
+    let pairs = pairs && v <= PAIR_MAX_V && p > threads && needed <= slots;
+    Flight { threads, pairs }
+}
+
+/// How `p` lanes split over `threads`: even shares, the larger first.
+fn shares(p: usize, threads: usize) -> Vec<usize> {
+    let mut left = p;
+    (1..=threads)
+        .rev()
+        .map(|t| {
+            let take = left.div_ceil(t);
+            left -= take;
+            take
+        })
+        .collect()
+}
+
 /// Word `i` of a diagonal block holds word `DIAGONAL[i]` of the plain block.
 const DIAGONAL: [usize; 16] = [0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11];
 
 /// Derives `out.len()` bytes. `n` must be a power of two ≥ 2 and `r`, `p` ≥ 1 (the
-/// caller's bounds keep them sane).
+/// caller's bounds keep them sane). The chosen engine, with as many lanes in flight as
+/// the memory budget holds.
 pub fn scrypt(password: &[u8], salt: &[u8], n: usize, r: usize, p: usize, out: &mut [u8]) {
-    // Pairs cost a second V per thread. With one thread (one core, or a container given
-    // one CPU) that is the two V that two threads would hold anyway; with more, the
-    // memory bound of one V per core holds (100 MiB at 10,000 locks on two cores).
-    // `LOCKSMITH_SCRYPT_PAIRS` (0 or 1) decides instead, for benchmarks.
-    let pairs = match std::env::var("LOCKSMITH_SCRYPT_PAIRS").as_deref() {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => rayon::current_num_threads() == 1,
-    };
-    scrypt_with(Core::detected(), pairs, password, salt, n, r, p, out)
+    let engine = Engine::chosen();
+    let threads = rayon::current_num_threads();
+    let f = flight(
+        engine.pairs,
+        threads,
+        p,
+        128 * r * n,
+        super::memory::budget(),
+    );
+    derive(engine.core, f, password, salt, n, r, p, out)
 }
 
-/// As [`scrypt`] with a given core, and lanes paired where a thread runs two (`pairs`) or
-/// not (benchmarks and tests compare them).
+/// As [`scrypt`] with a given core on every thread, lanes paired where a thread runs two
+/// (`pairs`) or not, whatever the budget (benchmarks and tests compare them).
 #[allow(clippy::too_many_arguments)]
 pub fn scrypt_with(
     core: Core,
@@ -170,22 +259,42 @@ pub fn scrypt_with(
     p: usize,
     out: &mut [u8],
 ) {
+    let threads = rayon::current_num_threads().clamp(1, p);
+    derive(
+        core,
+        Flight { threads, pairs },
+        password,
+        salt,
+        n,
+        r,
+        p,
+        out,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn derive(
+    core: Core,
+    flight: Flight,
+    password: &[u8],
+    salt: &[u8],
+    n: usize,
+    r: usize,
+    p: usize,
+    out: &mut [u8],
+) {
     let lane = 128 * r;
     let mut b = vec![0u8; lane * p];
     pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, 1, &mut b);
-    // Each thread takes an even share of the lanes and owns the V (128·r·N bytes) they
-    // run in, one per lane in flight: exactly that much memory, however the allocator
-    // caches freed blocks. Lanes run in pairs where asked, where the core pairs them and
-    // where V is no larger than restic's calibration ever makes it (32 MiB).
-    let threads = rayon::current_num_threads().clamp(1, p);
-    let pairs = pairs && core.pairs() && 128 * r * n <= PAIR_MAX_V;
+    // Each share is a rayon task that owns the V (128·r·N bytes) its lanes run in, one per
+    // lane in flight: exactly that much memory, however the allocator caches freed blocks.
+    let pairs = flight.pairs && core.pairs() && 128 * r * n <= PAIR_MAX_V;
     let mut lanes: Vec<&mut [u8]> = b.chunks_mut(lane).collect();
-    let mut shares: Vec<Vec<&mut [u8]>> = Vec::with_capacity(threads);
-    for t in (1..=threads).rev() {
-        let take = lanes.len().div_ceil(t);
-        shares.push(lanes.drain(..take).collect());
+    let mut taken: Vec<Vec<&mut [u8]>> = Vec::with_capacity(flight.threads);
+    for take in shares(p, flight.threads.clamp(1, p)) {
+        taken.push(lanes.drain(..take).collect());
     }
-    shares.into_par_iter().for_each(|share| {
+    taken.into_par_iter().for_each(|share| {
         let mut v = vec![0u32; 32 * r * n];
         let mut w = Vec::new();
         let mut share = share.into_iter();
@@ -628,6 +737,51 @@ mod tests {
             "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887",
         ),
     ];
+
+    /// (pairs wanted, threads, p, V MiB, budget MiB) → (threads, pairs).
+    #[test]
+    fn lanes_in_flight_follow_the_budget() {
+        let mib = 1 << 20;
+        let cases = [
+            // restic's p=7 key on 2 cores, 256 MiB: pairs on both threads (4 V).
+            ((true, 2, 7, 32, 256), (2, true)),
+            // 64 MiB: one V per thread, unpaired.
+            ((true, 2, 7, 32, 64), (2, false)),
+            // 48 MiB: one thread, one lane at a time (fewer lanes in flight).
+            ((true, 2, 7, 32, 48), (1, false)),
+            // Less than one V: one lane all the same (the derivation must happen).
+            ((true, 2, 7, 32, 16), (1, false)),
+            // One core: a pair in two V.
+            ((true, 1, 7, 32, 64), (1, true)),
+            // No second lane on any thread: nothing to pair.
+            ((true, 2, 2, 32, 256), (2, false)),
+            // The engine does not pair.
+            ((false, 2, 7, 32, 256), (2, false)),
+            // 3 lanes on 2 threads need 3 V to pair one of them.
+            ((true, 2, 3, 32, 96), (2, true)),
+            ((true, 2, 3, 32, 80), (2, false)),
+            // A V beyond restic's calibration is never paired.
+            ((true, 2, 7, 64, 1024), (2, false)),
+        ];
+        for ((pairs, threads, p, v, budget), (t, paired)) in cases {
+            let f = flight(pairs, threads, p, v * mib, budget as u64 * mib as u64);
+            assert_eq!(
+                (f.threads, f.pairs),
+                (t, paired),
+                "{pairs} {threads} {p} {v} {budget}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_chosen_engine_is_a_candidate_and_agrees_with_rfc7914() {
+        let e = Engine::chosen();
+        assert!(Engine::candidates().contains(&e), "{e:?}");
+        let (pw, salt, n, r, p, want) = VECTORS[1];
+        let mut out = [0u8; 64];
+        scrypt(pw.as_bytes(), salt.as_bytes(), n, r, p, &mut out);
+        assert_eq!(hex::encode(out), want);
+    }
 
     #[test]
     fn rfc7914_vectors_on_every_core() {

@@ -11,6 +11,7 @@ mod fixtures;
 mod holders;
 mod hostile;
 mod live;
+mod memory;
 mod package;
 mod password;
 mod sealed;
