@@ -421,7 +421,7 @@ pub struct RepoArgs {
     pub deadline: Option<u64>,
     /// Memory scrypt's lanes may hold at once (e.g. 64MiB): less is slower, never wrong.
     /// A cgroup's memory.max lowers it [default: 256MiB].
-    #[arg(long, global = true, env = "LOCKSMITH_SCRYPT_MEMORY", value_name = "SIZE", value_parser = locksmith::restic::memory::parse_size)]
+    #[arg(long, global = true, env = "LOCKSMITH_SCRYPT_MEMORY", value_name = "SIZE", value_parser = locksmith::restic::memory::parse_size, hide_env_values = true)]
     pub scrypt_memory: Option<u64>,
 }
 

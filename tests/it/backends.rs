@@ -40,6 +40,12 @@ fn essence(r: &Value) -> Value {
         l.remove("age_seconds");
         l.remove("reason");
     }
+    for h in o.get_mut("holders").unwrap().as_array_mut().unwrap() {
+        let h = h.as_object_mut().unwrap();
+        h.remove("age_seconds");
+        h.remove("reason");
+        h.remove("last_seen");
+    }
     r
 }
 
