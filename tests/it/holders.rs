@@ -193,6 +193,10 @@ fn restic_backup_refreshing_its_own_lock_stays_one_holder() {
         );
         std::thread::sleep(Duration::from_secs(2));
     };
+    // While the job still runs (its lock goes when it ends): the same series, labels and
+    // value, across the replacement.
+    let m = serve.metrics();
+    assert_eq!(series(&m, HOLDER_SINCE, &name), holder_series, "{}", m.0);
     // The job ends well: restic's own refresh found nothing amiss.
     {
         use std::io::Write;
@@ -207,8 +211,6 @@ fn restic_backup_refreshing_its_own_lock_stays_one_holder() {
         !t.lock_names()
             .contains(&first_ids[0].as_str().unwrap().to_string())
     );
-    let m = serve.metrics();
-    assert_eq!(series(&m, HOLDER_SINCE, &name), holder_series, "{}", m.0);
 }
 
 /// A wrong password is tried again at growing intervals, not at every refresh (each try is
