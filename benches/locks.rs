@@ -126,6 +126,21 @@ fn unchanged_refresh(c: &mut Criterion) {
     c.bench_function("serve refresh, 1000 unchanged locks", |b| {
         b.iter(|| rt.block_on(watch.refresh(&host)).unwrap())
     });
+    // As serve's loop does it with a history: the refresh, then what changed recorded.
+    let state = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        locksmith::history::Store::open(state.path()).unwrap(),
+    ));
+    let (mut recorder, _) = locksmith::history::Recorder::open(store, "bench").unwrap();
+    c.bench_function("serve refresh with history, 1000 unchanged locks", |b| {
+        b.iter(|| {
+            let report = rt.block_on(watch.refresh(&host)).unwrap();
+            let changes = watch.take_changes();
+            recorder
+                .good(&report, &changes, chrono::Utc::now())
+                .unwrap();
+        })
+    });
     assert_eq!(
         watch.costs.lock_files_read, read_before,
         "nothing read again"
@@ -146,5 +161,54 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-criterion_group!(benches, per_lock, kdf, unchanged_refresh);
+/// The history's size for 1,000 jobs, each seen begin and end (one lock file each, as a
+/// backup run leaves): printed, not timed.
+fn history_growth(_: &mut Criterion) {
+    use locksmith::report::{Memory, Report};
+    let state = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(std::sync::Mutex::new(
+        locksmith::history::Store::open(state.path()).unwrap(),
+    ));
+    let (mut recorder, _) = locksmith::history::Recorder::open(store.clone(), "bench").unwrap();
+    let host = locksmith::process::ThisHost::new();
+    let mut memory = Memory::default();
+    // The database file once the write-ahead log is folded in (the retention does that).
+    let size = || {
+        let keep = locksmith::history::Retention::default();
+        store
+            .lock()
+            .unwrap()
+            .prune(keep, chrono::Utc::now())
+            .unwrap();
+        let db = state.path().join(locksmith::history::FILE_NAME);
+        std::fs::metadata(&db).unwrap().len()
+    };
+    let mut lock = sample_lock();
+    let start = chrono::Utc::now() - chrono::Duration::days(30);
+    let mut record = |n: i64, with_lock: bool| {
+        let now = start + chrono::Duration::minutes(n);
+        let mut inv = locksmith::locks::Inventory::default();
+        if with_lock {
+            lock.pid = 10_000 + n;
+            lock.time = now.into();
+            inv.locks.push(locksmith::locks::LockEntry {
+                id: format!("{n:064x}"),
+                lock: lock.clone(),
+            });
+        }
+        let mut report = Report::new("/r", "id", 2, inv, now, &host);
+        let changes = memory.update(&mut report, now);
+        recorder.good(&report, &changes, now).unwrap();
+    };
+    record(0, false);
+    let before = size();
+    for n in 0..1000 {
+        record(2 * n + 1, true);
+        record(2 * n + 2, false);
+    }
+    let grown = size().saturating_sub(before);
+    eprintln!("history growth: {grown} bytes for 1000 jobs");
+}
+
+criterion_group!(benches, per_lock, kdf, unchanged_refresh, history_growth);
 criterion_main!(benches);

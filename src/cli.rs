@@ -98,16 +98,20 @@ impl ColorWhen {
     }
 }
 
-/// The command line, with `--version` saying which scrypt engine this CPU runs fastest.
+/// The command line, with `--version` saying which scrypt engine this CPU runs fastest
+/// (timed only when asked: the engines are timed at the first derivation otherwise).
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
-    let long = format!(
-        "{} (scrypt: {})",
-        env!("CARGO_PKG_VERSION"),
-        locksmith::restic::scrypt::Engine::chosen().name()
-    );
-    let long: &'static str = Box::leak(long.into_boxed_str());
-    let matches = Cli::command().long_version(long).get_matches();
+    let mut cmd = Cli::command();
+    if std::env::args_os().any(|a| a == "--version") {
+        let long = format!(
+            "{} (scrypt: {})",
+            env!("CARGO_PKG_VERSION"),
+            locksmith::restic::scrypt::Engine::chosen().name()
+        );
+        cmd = cmd.long_version(&*Box::leak(long.into_boxed_str()));
+    }
+    let matches = cmd.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
@@ -179,6 +183,51 @@ pub enum Command {
     /// Watch one repository or a fleet: Prometheus metrics, JSON and a status page.
     #[command(after_help = format!("{SERVE_NOTE}\n\n{SERVE_EXAMPLES}"))]
     Serve(ServeArgs),
+    /// What serve's history holds: each job's span, and per repository how long exclusive
+    /// locks were held (for sizing --retry-lock and schedules).
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
+}
+
+const HISTORY_EXAMPLES: &str = "Examples:
+  locksmith history                       the last 7 days, every repository
+  locksmith history --since 30d --json    a month, as JSON
+  locksmith history --state-dir /var/lib/locksmith --repository nas";
+
+/// Where the history is kept: `serve` writes it, `history` reads it, `unlock` records
+/// its removals in it.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state directory [default: systemd's STATE_DIRECTORY, else
+    /// $XDG_STATE_HOME/locksmith, else ~/.local/state/locksmith].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "LOCKSMITH_STATE_DIR",
+        hide_env_values = true
+    )]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    pub fn place(&self) -> Option<locksmith::history::Place> {
+        locksmith::history::locate(self.state_dir.as_deref(), &|k| std::env::var(k).ok())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// How far back (e.g. 24h, 7d, 30d).
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = locksmith::duration::parse_age)]
+    pub since: chrono::Duration,
+    /// One repository, by the name serve shows it under.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// The history as one JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +270,17 @@ pub struct ServeArgs {
     /// wait idle between requests.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Keep no history: nothing is written to disk, and a restart starts afresh.
+    #[arg(long)]
+    pub no_history: bool,
+    /// Days a job's record is kept after it ended.
+    #[arg(long, value_name = "DAYS", env = "LOCKSMITH_HISTORY_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
+    pub history_days: u32,
+    /// The history's largest size (e.g. 64MiB); past it the oldest records go first.
+    #[arg(long, value_name = "SIZE", env = "LOCKSMITH_HISTORY_SIZE", default_value = "64MiB", value_parser = locksmith::restic::memory::parse_size, hide_env_values = true)]
+    pub history_size: u64,
 }
 
 /// `--config`, the same for `serve` and `locks`.
@@ -279,6 +339,10 @@ pub struct UnlockArgs {
         hide_env_values = true
     )]
     pub hook_dir: PathBuf,
+    /// Where serve's history is: the locks removed are recorded there (only in a state
+    /// directory given, or in a history that exists already).
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 impl UnlockArgs {
@@ -299,7 +363,9 @@ impl UnlockArgs {
             log: self.log_dir.clone(),
             hooks: self.hook_dir.clone(),
         };
-        UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw, asked, dirs)
+        let mut o = UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw, asked, dirs);
+        o.state = self.state.place().filter(|p| p.chosen || p.exists());
+        o
     }
 }
 
@@ -353,6 +419,13 @@ impl ServeArgs {
             max_requests: Some(self.max_requests as usize),
             max_connections: self.max_connections.map(|n| n as usize),
             header_timeout: Some(std::time::Duration::from_secs(self.header_timeout)),
+            history: (!self.no_history).then(|| locksmith::serve::HistoryOptions {
+                place: self.state.place(),
+                keep: locksmith::history::Retention {
+                    days: self.history_days,
+                    size: self.history_size,
+                },
+            }),
         }
     }
 }

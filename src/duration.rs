@@ -24,6 +24,24 @@ pub fn human(secs: i64, style: Style) -> String {
     format!("{sign}{body}")
 }
 
+/// `30m`, `24h`, `7d`, `2w`: a span back from now.
+pub fn parse_age(s: &str) -> Result<chrono::Duration, String> {
+    let bad = || format!("{s:?}: a number and a unit, one of m, h, d, w (e.g. 7d)");
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let minutes = match unit {
+        "m" => 1,
+        "h" => 60,
+        "d" => 24 * 60,
+        "w" => 7 * 24 * 60,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(minutes) {
+        Some(m) if n > 0 && m <= 100 * 365 * 24 * 60 => Ok(chrono::Duration::minutes(m)),
+        _ => Err(bad()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

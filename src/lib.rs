@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod exit;
 pub mod fleet;
+pub mod history;
 pub mod inventory;
 pub mod location;
 pub mod locks;

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::BackendError;
@@ -17,7 +17,7 @@ pub const LOCK_FILE_CAP: u64 = 64 << 10;
 const PLAIN_CAP: u64 = 64 << 10;
 
 /// Why a lock file could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     TooLarge,
@@ -34,7 +34,7 @@ pub enum Problem {
     NotRead,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Unreadable {
     pub id: String,
     pub kind: Problem,
@@ -69,7 +69,7 @@ impl Serialize for Unreadable {
 }
 
 /// Why an entry was not treated as a lock at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IgnoreReason {
     /// Not 64 hex characters, e.g. a local backend's `-tmp-` upload.
@@ -89,7 +89,7 @@ impl IgnoreReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
     pub name: String,
     pub reason: IgnoreReason,

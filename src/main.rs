@@ -49,6 +49,12 @@ fn dispatch(cli: cli::Cli) -> Exit {
                 None => locksmith::oneshot::one(&cli.repo.to_options_asking(), &req),
             }
         }
+        (None, Some(cli::Command::History(args))) => locksmith::history::run(
+            args.state.place(),
+            args.since,
+            args.repository.as_deref(),
+            args.json,
+        ),
         (None, Some(cli::Command::Serve(args))) => {
             locksmith::serve::run(&args.to_options(&cli.repo))
         }

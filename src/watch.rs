@@ -14,7 +14,7 @@ use crate::inventory::{self, Cache, Reading};
 use crate::process::HostView;
 use crate::progress::Progress;
 use crate::repo::{OpenError, Repository};
-use crate::report::{Costs, Memory, Report};
+use crate::report::{Costs, Life, Memory, Report};
 
 /// After a wrong password, the next attempt waits this much at most (doubling from twice
 /// the interval): each attempt is a full key derivation, and a fixed password file is
@@ -30,6 +30,8 @@ pub struct Watch {
     cache: Cache,
     /// The holders seen so far, and the exclusive time they held.
     memory: Memory,
+    /// Lives the last refresh began, changed or ended, for the history.
+    changed: Vec<Life>,
     /// Refreshes in a row that failed because no key opened with the password.
     auth_failures: u32,
     pub costs: Costs,
@@ -55,6 +57,7 @@ impl Watch {
             repo: None,
             cache: Cache::default(),
             memory: Memory::default(),
+            changed: Vec::new(),
             auth_failures: 0,
             costs: Costs::default(),
         }
@@ -63,6 +66,16 @@ impl Watch {
     /// The repository's location as it may be shown, once resolved.
     pub fn masked(&self) -> Option<String> {
         self.cfg.as_ref().map(|c| c.masked.to_string())
+    }
+
+    /// Goes on from the lives a history kept (before a restart).
+    pub fn resume(&mut self, lives: Vec<Life>) {
+        self.memory = Memory::resume(lives);
+    }
+
+    /// The lives the last refresh began, changed or ended.
+    pub fn take_changes(&mut self) -> Vec<Life> {
+        std::mem::take(&mut self.changed)
     }
 
     /// Seconds an exclusive lock was held over the readings seen.
@@ -187,7 +200,7 @@ impl Watch {
                 why: why.clone(),
             }),
             None => {
-                self.memory.update(&mut report, chrono::Utc::now());
+                self.changed = self.memory.update(&mut report, chrono::Utc::now());
                 Ok(Some(report))
             }
         }
@@ -234,6 +247,9 @@ pub async fn refresh_within(
         }),
     };
     watch.costs.failures += u64::from(got.is_err());
+    if got.is_err() {
+        watch.changed = watch.memory.unreadable(chrono::Utc::now());
+    }
     let wrong_password = matches!(
         &got,
         Err(Error::Open {

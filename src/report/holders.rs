@@ -4,19 +4,19 @@
 //! kind). A lock written before the process now holding its PID started is an earlier
 //! job's: a holder of its own, not the live one's.
 //!
-//! [`group`] is pure; [`Memory`] is what serve carries from one reading to the next.
+//! [`group`] is pure; [`super::Memory`] carries holders from one reading to the next.
 
-use std::collections::HashMap;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
-
-use super::{JudgedLock, Report};
+use super::JudgedLock;
+use super::lives::{Span, Worst};
 use crate::process::HostView;
 use crate::verdict::Holder;
+pub(super) use crate::verdict::{ser_opt_time, ser_time};
 
 /// What makes two lock files one job's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HolderKey {
     pub hostname: String,
     pub username: String,
@@ -40,18 +40,11 @@ fn key_of(l: &JudgedLock) -> (&str, &str, i64, bool, bool) {
 
 /// One job and its verdict: the verdict of its newest lock (its latest sign of life),
 /// unsafe when any of its locks is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JudgedHolder {
-    /// `hostname`, `username`, `pid`, `exclusive`.
+    /// Its key and span, as the history shows a job.
     #[serde(flatten)]
-    pub key: HolderKey,
-    /// The earliest lock time seen for this job (in serve, across every replacement it
-    /// watched), or its process's start time where this host can tell and it is earlier.
-    #[serde(serialize_with = "ser_time")]
-    pub held_since: DateTime<Utc>,
-    /// The reading that last saw it.
-    #[serde(serialize_with = "ser_time")]
-    pub last_seen: DateTime<Utc>,
+    pub span: Span,
     /// Its lock files now, oldest first.
     pub lock_ids: Vec<String>,
     pub holder: Holder,
@@ -65,8 +58,14 @@ pub struct JudgedHolder {
     pub reason: String,
 }
 
-fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+/// Longest held first; ties by key.
+pub(super) fn sort(holders: &mut [JudgedHolder]) {
+    holders.sort_by(|a, b| {
+        a.span
+            .held_since
+            .cmp(&b.span.held_since)
+            .then(a.span.key.cmp(&b.span.key))
+    });
 }
 
 /// The holders of `locks` (oldest first, as a report keeps them), longest held first.
@@ -79,7 +78,7 @@ pub fn group(locks: &[JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> V
         .chunk_by(|a, b| key_of(a) == key_of(b))
         .map(|ls| judged(ls, now, host))
         .collect();
-    holders.sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
+    sort(&mut holders);
     holders
 }
 
@@ -99,11 +98,18 @@ fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Judged
     let oldest = ls.first().expect("a holder has a lock").at;
     // restic takes its lock as it starts: a live holder here has held it since its start.
     let started = (v.holder == Holder::Alive && newest.hostname == host.hostname())
-        .then(|| i32::try_from(key.pid).ok().and_then(|p| host.started(p)))
+        .then(|| i32::try_from(pid).ok().and_then(|p| host.started(p)))
         .flatten();
-    JudgedHolder {
-        held_since: started.map_or(oldest, |s| s.min(oldest)),
-        last_seen: now,
+    let mut h = JudgedHolder {
+        span: Span {
+            key,
+            held_since: started.map_or(oldest, |s| s.min(oldest)),
+            first_seen: now,
+            last_seen: now,
+            ended_at: None,
+            ended: None,
+            worst: None,
+        },
         lock_ids: ls.iter().map(|l| l.id.clone()).collect(),
         holder: v.holder,
         stale: v.stale,
@@ -112,72 +118,24 @@ fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Judged
         abandoned: v.abandoned,
         age_seconds: v.age_seconds,
         reason: deciding.verdict.reason.clone(),
-        key,
-    }
-}
-
-/// What serve remembers of a repository's holders between readings: when each was first
-/// held, and how long an exclusive lock has been held in all.
-#[derive(Debug, Clone, Default)]
-pub struct Memory {
-    /// Each holder's earliest `held_since`, and the reading that last saw it.
-    held_since: HashMap<HolderKey, (DateTime<Utc>, u64)>,
-    readings: u64,
-    /// The last reading remembered.
-    last: Option<DateTime<Utc>>,
-    /// Seconds an exclusive lock was held, over the readings seen.
-    pub exclusive_held_seconds: f64,
-}
-
-impl Memory {
-    /// Carries what earlier readings saw into `report`: a holder keeps the earliest
-    /// `held_since` of any reading, and one absent from this reading is forgotten (its job
-    /// ended). A failed reading is not passed here: it ends no holder.
-    pub fn update(&mut self, report: &mut Report, now: DateTime<Utc>) {
-        self.readings += 1;
-        let this = self.readings;
-        for h in &mut report.holders {
-            match self.held_since.get_mut(&h.key) {
-                Some((since, seen)) => {
-                    h.held_since = h.held_since.min(*since);
-                    *since = h.held_since;
-                    *seen = this;
-                }
-                None => {
-                    self.held_since.insert(h.key.clone(), (h.held_since, this));
-                }
-            }
-        }
-        self.held_since.retain(|_, (_, seen)| *seen == this);
-        report
-            .holders
-            .sort_by(|a, b| a.held_since.cmp(&b.held_since).then(a.key.cmp(&b.key)));
-        let exclusive_since = report
-            .holders
-            .iter()
-            .filter(|h| h.key.exclusive)
-            .map(|h| h.held_since)
-            .min();
-        if let (Some(last), Some(since)) = (self.last, exclusive_since) {
-            let from = since.max(last);
-            self.exclusive_held_seconds += (now - from).num_milliseconds().max(0) as f64 / 1000.0;
-        }
-        self.last = Some(now);
-    }
+    };
+    h.span.worst = Worst::of(&h);
+    h
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::Duration;
 
     use super::*;
     use crate::locks::{Inventory, Lock, LockEntry};
     use crate::process::PidState;
+    use crate::report::Report;
 
     /// This host ("here"): PID 100 alive since `t(-60)`, every other PID gone.
-    struct Here;
+    pub(crate) struct Here;
 
-    fn t(minutes: i64) -> DateTime<Utc> {
+    pub(crate) fn t(minutes: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::minutes(minutes)
     }
 
@@ -203,7 +161,7 @@ mod tests {
         }
     }
 
-    fn lock(n: u8, minutes: i64, host: &str, pid: i64, exclusive: bool) -> LockEntry {
+    pub(crate) fn lock(n: u8, minutes: i64, host: &str, pid: i64, exclusive: bool) -> LockEntry {
         LockEntry {
             id: format!("{n:02x}").repeat(32),
             lock: Lock {
@@ -218,7 +176,7 @@ mod tests {
         }
     }
 
-    fn report(now: i64, locks: Vec<LockEntry>) -> Report {
+    pub(crate) fn report(now: i64, locks: Vec<LockEntry>) -> Report {
         let mut inv = Inventory {
             locks,
             ..Inventory::default()
@@ -275,11 +233,11 @@ mod tests {
                 .holders
                 .iter()
                 .map(|h| {
-                    let since = (h.held_since - t(0)).num_minutes();
+                    let since = (h.span.held_since - t(0)).num_minutes();
                     (
-                        h.key.hostname.as_str(),
-                        h.key.pid,
-                        h.key.exclusive,
+                        h.span.key.hostname.as_str(),
+                        h.span.key.pid,
+                        h.span.key.exclusive,
                         since,
                         h.lock_ids.len(),
                     )
@@ -302,25 +260,5 @@ mod tests {
         let gone = report(0, vec![lock(1, -3, "here", 55, false)]);
         assert!(gone.holders[0].stale);
         assert_eq!(gone.holders[0].holder, Holder::Gone);
-    }
-
-    #[test]
-    fn memory_keeps_held_since_across_replacements_and_forgets_ended_jobs() {
-        let mut m = Memory::default();
-        let mut first = report(0, vec![lock(1, -1, "b", 7, true)]);
-        m.update(&mut first, t(0));
-        // restic wrote a new file and removed the old one.
-        let mut second = report(5, vec![lock(2, 4, "b", 7, true)]);
-        m.update(&mut second, t(5));
-        assert_eq!(second.holders[0].held_since, t(-1));
-        assert_eq!(second.holders[0].lock_ids, vec!["02".repeat(32)]);
-        assert_eq!(m.exclusive_held_seconds, 300.0);
-        // The job ended: a reading without it; the next job of that name starts afresh.
-        let mut empty = report(10, vec![]);
-        m.update(&mut empty, t(10));
-        let mut third = report(15, vec![lock(3, 14, "b", 7, true)]);
-        m.update(&mut third, t(15));
-        assert_eq!(third.holders[0].held_since, t(14));
-        assert_eq!(m.exclusive_held_seconds, 360.0, "only the minute since 14");
     }
 }

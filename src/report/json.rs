@@ -34,6 +34,10 @@ pub struct RepositoryJson<'a> {
     /// While serve backs off after a wrong password: when it tries again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<String>,
+    /// The reading is the last one before serve restarted (kept in its history), not read
+    /// since: `refreshed_at` is its time.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
     /// Locks past [`LOCKS_CAP`], left out of `locks` (oldest first, so the newest go);
     /// `unreadable`, `ignored` and `vanished` are cut alike, their counts whole.
     pub locks_omitted: usize,
@@ -52,6 +56,7 @@ impl<'a> RepositoryJson<'a> {
             retry_at: s
                 .retry_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            restored: s.restored,
             locks_omitted: s
                 .report
                 .as_ref()

@@ -184,6 +184,11 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "Lock files read from the backend.",
     ),
     (
+        "locksmith_history_write_failures_total",
+        "counter",
+        "Refreshes serve could not record in its history (the state directory full or unwritable).",
+    ),
+    (
         "locksmith_build_info",
         "gauge",
         "1, labelled with the version of locksmith that wrote these series.",
@@ -328,6 +333,9 @@ fn refresh_samples(x: &mut Exposition, repo: &str, s: &Status) {
         repo.into(),
         s.costs.lock_files_read,
     );
+    if let Some(n) = s.history_failures {
+        x.add("locksmith_history_write_failures_total", repo.into(), n);
+    }
 }
 
 fn count_samples(x: &mut Exposition, repo: &str, r: &Report) {
@@ -409,22 +417,22 @@ fn lock_samples(x: &mut Exposition, repo: &str, r: &Report) {
 /// Per job, since when it has held its lock. An earlier job of the same host, user and PID
 /// (its lock predates the live process) is left out: its labels are the live job's.
 fn holder_samples(x: &mut Exposition, repo: &str, r: &Report) {
-    let exclusive = r.holders.iter().any(|h| h.key.exclusive);
+    let exclusive = r.holders.iter().any(|h| h.span.key.exclusive);
     x.add("locksmith_exclusive_held", repo.into(), u8::from(exclusive));
-    let current = r.holders.iter().filter(|h| !h.key.earlier);
+    let current = r.holders.iter().filter(|h| !h.span.key.earlier);
     let mut shown = 0;
     for h in current.clone().take(LOCK_SERIES_CAP) {
         let labels = [
-            label("hostname", &h.key.hostname),
-            label("username", &h.key.username),
-            label("pid", &h.key.pid.to_string()),
-            label("kind", kind_of(h.key.exclusive)),
+            label("hostname", &h.span.key.hostname),
+            label("username", &h.span.key.username),
+            label("pid", &h.span.key.pid.to_string()),
+            label("kind", kind_of(h.span.key.exclusive)),
         ];
         let name = "locksmith_holder_since_timestamp_seconds";
         x.add(
             name,
             format!("{repo},{}", labels.join(",")),
-            h.held_since.timestamp(),
+            h.span.held_since.timestamp(),
         );
         shown += 1;
     }

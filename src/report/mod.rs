@@ -3,15 +3,17 @@
 
 pub mod holders;
 pub mod json;
+pub mod lives;
 pub mod metrics;
 mod status;
 pub mod table;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-pub use holders::{JudgedHolder, Memory};
+pub use holders::{HolderKey, JudgedHolder};
 pub use json::{Document, RepositoryJson};
+pub use lives::{Ended, Life, Memory, Span, Worst};
 pub use status::{Costs, Status};
 pub use table::{HOLDER_HEADER, TABLE_HEADER, Tone};
 
@@ -19,7 +21,7 @@ use crate::locks::{Ignored, Inventory, LockEntry, Problem, Unreadable};
 use crate::process::HostView;
 use crate::verdict::{Verdict, judge};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Counts {
     pub total: usize,
     pub exclusive: usize,
@@ -52,7 +54,7 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JudgedLock {
     pub id: String,
     pub exclusive: bool,
@@ -69,7 +71,7 @@ pub struct JudgedLock {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub repository: String,
     pub repository_id: String,

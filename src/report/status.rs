@@ -37,6 +37,11 @@ pub struct Status {
     pub exclusive_held_seconds: Option<f64>,
     /// serve: when the next attempt is, while it backs off after a wrong password.
     pub retry_at: Option<DateTime<Utc>>,
+    /// serve: `report` is the last reading before a restart, from the history, not yet
+    /// read again.
+    pub restored: bool,
+    /// serve with a history: refreshes it could not record there.
+    pub history_failures: Option<u64>,
 }
 
 impl Status {
@@ -65,12 +70,15 @@ impl Status {
             },
             exclusive_held_seconds: None,
             retry_at: None,
+            restored: false,
+            history_failures: None,
         }
     }
 
-    /// Whether the last reading worked (never read is not a success).
+    /// Whether the last reading worked (never read is not a success, nor is a reading
+    /// restored from before a restart).
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.refreshed_at.is_some()
+        self.error.is_none() && self.refreshed_at.is_some() && !self.restored
     }
 
     /// The error as it is shown (secrets were scrubbed where it was made).

@@ -70,12 +70,21 @@ fn kind(exclusive: bool) -> String {
 impl JudgedHolder {
     /// The holder's row in the table and on the status page.
     pub fn table_cells(&self) -> [String; 8] {
-        let held = (self.last_seen - self.held_since).num_seconds().max(0);
+        let held = (self.span.last_seen - self.span.held_since)
+            .num_seconds()
+            .max(0);
         [
-            format!("{}@{}", p(&self.key.username), p(&self.key.hostname)),
-            self.key.pid.to_string(),
-            kind(self.key.exclusive),
-            self.held_since.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            format!(
+                "{}@{}",
+                p(&self.span.key.username),
+                p(&self.span.key.hostname)
+            ),
+            self.span.key.pid.to_string(),
+            kind(self.span.key.exclusive),
+            self.span
+                .held_since
+                .format("%Y-%m-%d %H:%M:%SZ")
+                .to_string(),
             human_age(held),
             self.lock_ids.len().to_string(),
             self.holder.as_str().to_string(),
@@ -215,7 +224,7 @@ impl Report {
 
 /// Rows under `header`, columns as wide as their widest cell. `rows` is walked twice (once
 /// for the widths), so a report of 100,000 locks is never held as text at once.
-fn write_rows<const N: usize, I>(
+pub(crate) fn write_rows<const N: usize, I>(
     w: &mut impl std::io::Write,
     header: [&str; N],
     rows: I,

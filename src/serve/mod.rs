@@ -4,7 +4,11 @@
 
 pub mod http;
 pub mod page;
+pub mod state;
+pub mod timeline;
 pub mod web;
+
+pub use state::HistoryOptions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +63,8 @@ pub struct ServeOptions {
     pub max_connections: Option<usize>,
     /// Time to send a request's headers, and the longest idle wait (`None`: 10 s).
     pub header_timeout: Option<Duration>,
+    /// The history and last readings (`None`: `--no-history`).
+    pub history: Option<HistoryOptions>,
 }
 
 impl ServeOptions {
@@ -88,6 +94,8 @@ struct Shared {
     /// Connections open to the listener, and the most it holds.
     connections: Arc<std::sync::atomic::AtomicUsize>,
     max_connections: std::sync::atomic::AtomicUsize,
+    /// The history, where one is kept.
+    kept: Option<Arc<state::Kept>>,
 }
 
 impl Shared {
@@ -113,50 +121,82 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * unit)
 }
 
-async fn watch_loop(member: Member, status: Arc<Mutex<Status>>, host: Arc<ThisHost>) {
+async fn watch_loop(
+    member: Member,
+    status: Arc<Mutex<Status>>,
+    host: Arc<ThisHost>,
+    kept: Option<Arc<state::Kept>>,
+) {
     let mut watch = Watch::new(member.options.clone(), member.resolved.clone());
+    let mut keeping = kept.and_then(|k| {
+        let (keeping, restored) = tokio::task::block_in_place(|| k.keeping(&member.name))?;
+        watch.resume(restored.lives);
+        if let Some((report, at)) = restored.reading {
+            let mut s = status.lock().expect("not poisoned");
+            s.report = Some(Arc::new(report));
+            s.refreshed_at = Some(at);
+            s.restored = true;
+        }
+        Some(keeping)
+    });
     loop {
         let started = std::time::Instant::now();
         let got = refresh_within(&mut watch, host.as_ref()).await;
         let took = started.elapsed().as_secs_f64();
         let delay = jittered(watch.next_delay(member.interval));
+        if let Some(k) = &mut keeping {
+            k.record(&member.name, &got, &watch.take_changes());
+        }
         {
             let mut s = status.lock().expect("not poisoned");
             s.duration = Some(took);
             s.costs = watch.costs;
             s.exclusive_held_seconds = Some(watch.exclusive_held_seconds());
+            s.history_failures = keeping.as_ref().map(|k| k.failures);
             s.retry_at = (delay > member.interval.mul_f64(1.1))
                 .then(|| Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
             if let Some(m) = watch.masked() {
                 s.location = Some(m);
             }
-            match got {
-                Ok(report) => {
-                    s.report = Some(Arc::new(report));
-                    s.refreshed_at = Some(Utc::now());
-                    if s.error.take().is_some() {
-                        log(&format!("{}: refreshes again", member.name));
-                    }
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    if s.error_text().as_deref() != Some(why.as_str()) {
-                        log(&format!("{}: refresh failed: {why}", member.name));
-                    }
-                    s.error = Some(Arc::new(e));
-                }
-            }
+            settle(&mut s, &member.name, got);
         }
         tokio::time::sleep(delay).await;
     }
 }
 
-fn start(member: Member, host: &Arc<ThisHost>) -> Slot {
+/// The refresh's outcome into the repository's status, and a log line where it changed.
+fn settle(s: &mut Status, name: &str, got: Result<crate::report::Report, Error>) {
+    match got {
+        Ok(report) => {
+            s.report = Some(Arc::new(report));
+            s.refreshed_at = Some(Utc::now());
+            s.restored = false;
+            if s.error.take().is_some() {
+                log(&format!("{name}: refreshes again"));
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            if s.error_text().as_deref() != Some(why.as_str()) {
+                log(&format!("{name}: refresh failed: {why}"));
+            }
+            s.error = Some(Arc::new(e));
+        }
+    }
+}
+
+fn start(member: Member, host: &Arc<ThisHost>, shared: &Shared) -> Slot {
     let status = Arc::new(Mutex::new(Status {
         name: member.name.clone(),
         ..Status::default()
     }));
-    let task = tokio::spawn(watch_loop(member.clone(), status.clone(), host.clone()));
+    let kept = shared.kept.clone();
+    let task = tokio::spawn(watch_loop(
+        member.clone(),
+        status.clone(),
+        host.clone(),
+        kept,
+    ));
     Slot {
         member,
         status,
@@ -179,7 +219,7 @@ fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Sh
         });
         match kept.and_then(Option::take) {
             Some(slot) => slots.push(slot),
-            None => slots.push(start(m, host)),
+            None => slots.push(start(m, host, shared)),
         }
     }
     for gone in old.into_iter().flatten() {
@@ -256,12 +296,19 @@ pub fn run(opts: &ServeOptions) -> Exit {
             return e.exit();
         }
     };
+    let kept = match opts.history.as_ref().map(state::Kept::open).transpose() {
+        Ok(kept) => kept.flatten().map(Arc::new),
+        Err(e) => {
+            eprintln!("locksmith: {}", crate::printable::printable(&e.to_string()));
+            return Exit::Config;
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    let exit = rt.block_on(serve(opts, web, members));
+    let exit = rt.block_on(serve(opts, web, members, kept));
     // A password command still running in a blocking thread must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     exit
@@ -272,6 +319,7 @@ fn router(shared: Arc<Shared>, guard: http::Guard) -> axum::Router {
     axum::Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/locks", get(locks_handler))
+        .route("/api/v1/history", get(history_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready_handler))
@@ -280,7 +328,12 @@ fn router(shared: Arc<Shared>, guard: http::Guard) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(guard, http::guard))
 }
 
-async fn serve(opts: &ServeOptions, web: web::WebConfig, initial: Vec<Member>) -> Exit {
+async fn serve(
+    opts: &ServeOptions,
+    web: web::WebConfig,
+    initial: Vec<Member>,
+    kept: Option<Arc<state::Kept>>,
+) -> Exit {
     let listener = match tokio::net::TcpListener::bind(opts.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -289,7 +342,11 @@ async fn serve(opts: &ServeOptions, web: web::WebConfig, initial: Vec<Member>) -
         }
     };
     let host = Arc::new(ThisHost::new());
-    let shared = Arc::new(Shared::default());
+    let pruning = kept.clone().map(|k| tokio::spawn(k.prune_hourly()));
+    let shared = Arc::new(Shared {
+        kept,
+        ..Shared::default()
+    });
     let slots = apply(Vec::new(), initial, &host, &shared);
     let limits = opts.limits();
     log(&format!(
@@ -319,6 +376,9 @@ async fn serve(opts: &ServeOptions, web: web::WebConfig, initial: Vec<Member>) -
     };
     for s in &slots {
         s.task.abort();
+    }
+    if let Some(p) = pruning {
+        p.abort();
     }
     let _ = stop_tx.send(true);
     // Open connections get a moment to finish; the process ends within a second regardless.
@@ -369,7 +429,7 @@ async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let snap = shared.snapshot();
     let waiting = snap
         .iter()
-        .filter(|s| s.refreshed_at.is_none() && s.error.is_none())
+        .filter(|s| (s.refreshed_at.is_none() || s.restored) && s.error.is_none())
         .count();
     match waiting {
         0 => (axum::http::StatusCode::OK, "ready\n".to_string()),
@@ -414,8 +474,59 @@ async fn locks_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn page_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let reload = shared.reload.load(std::sync::atomic::Ordering::Relaxed);
+    let now = Utc::now();
+    // The page is drawn without a timeline when the history cannot be read.
+    let history = match shared.kept.clone() {
+        Some(kept) => tokio::task::spawn_blocking(move || {
+            kept.reader().history(now - timeline::SPAN, now, None).ok()
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
+    };
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page::render(&shared.snapshot(), Utc::now(), reload),
+        page::render(&shared.snapshot(), now, reload, history.as_ref()),
     )
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    since: Option<String>,
+    repository: Option<String>,
+}
+
+/// The history as `locksmith history --json` gives it (`?since=7d&repository=NAME`).
+async fn history_handler(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let Some(kept) = shared.kept.clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no history: serve runs with --no-history or without a state directory\n",
+        )
+            .into_response();
+    };
+    let since = match crate::duration::parse_age(q.since.as_deref().unwrap_or("7d")) {
+        Ok(d) => d,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("since: {why}\n")).into_response(),
+    };
+    let now = Utc::now();
+    let got = tokio::task::spawn_blocking(move || {
+        kept.reader()
+            .history(now - since, now, q.repository.as_deref())
+    })
+    .await;
+    match got {
+        Ok(Ok(h)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string_pretty(&h).expect("a history serialises") + "\n",
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "stopped\n").into_response(),
+    }
 }

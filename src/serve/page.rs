@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use crate::history::History;
 use crate::report::Status;
 use crate::report::{HOLDER_HEADER, Report, TABLE_HEADER, Tone};
 
@@ -22,7 +23,7 @@ caption{text-align:left;font:600 13px system-ui,sans-serif;color:#444}
 th,td{text-align:left;padding:.2em .8em .2em 0;white-space:nowrap;vertical-align:top}
 td:last-child{white-space:normal;min-width:24em}
 tr.unsafe td{color:#c00;font-weight:bold}tr.removable td{color:#a60}tr.alive td{color:#060}
-.unreadable{color:#777}";
+.unreadable{color:#777}.restored{color:#a60;font-weight:600}";
 
 /// Text from a repository or a server, for the page: what a terminal would act on, and
 /// invisible characters, escaped as in the table; then HTML-escaped.
@@ -44,8 +45,14 @@ fn tone_class(tone: Tone) -> &'static str {
     }
 }
 
-/// The whole page, reloading every `reload` seconds.
-pub fn render(statuses: &[Status], now: DateTime<Utc>, reload: u64) -> String {
+/// The whole page, reloading every `reload` seconds; with a history, each repository's
+/// last 24 hours as a timeline.
+pub fn render(
+    statuses: &[Status],
+    now: DateTime<Utc>,
+    reload: u64,
+    history: Option<&History>,
+) -> String {
     let mut o = String::new();
     let failing = statuses.iter().filter(|s| s.error.is_some()).count();
     let unsafe_ = statuses
@@ -63,12 +70,13 @@ pub fn render(statuses: &[Status], now: DateTime<Utc>, reload: u64) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{reload}\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>locksmith: {}</title><style>{STYLE}</style></head><body>",
+         <title>locksmith: {}</title><style>{STYLE}\n{}</style></head><body>",
         if failing + unsafe_ + stale == 0 {
             "all clear".to_string()
         } else {
             format!("{failing} failing, {unsafe_} unsafe, {stale} stale or unreadable")
-        }
+        },
+        super::timeline::STYLE,
     );
     let _ = write!(
         o,
@@ -91,28 +99,17 @@ pub fn render(statuses: &[Status], now: DateTime<Utc>, reload: u64) -> String {
     let mut order: Vec<&Status> = statuses.iter().collect();
     order.sort_by_key(|s| s.error.is_none());
     for s in order {
-        section(&mut o, s, now);
+        let lives = history
+            .and_then(|h| h.repositories.iter().find(|r| r.name == s.name))
+            .map(|r| r.holders.as_slice());
+        section(&mut o, s, now, lives.unwrap_or_default());
     }
     o.push_str("</body></html>\n");
     o
 }
 
-fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
-    let _ = write!(
-        o,
-        "<section class=\"{}\" data-repository=\"{}\"><h2>{}</h2><div class=\"meta\">{}",
-        if s.error.is_some() { "failing" } else { "" },
-        html_escape::encode_double_quoted_attribute(&s.name),
-        t(&s.name),
-        t(s.location.as_deref().unwrap_or("")),
-    );
-    match s.refreshed_at {
-        Some(at) => {
-            let _ = write!(o, " · read {} ago", ago(at, now));
-        }
-        None => o.push_str(" · not read yet"),
-    }
-    o.push_str("</div>");
+fn section(o: &mut String, s: &Status, now: DateTime<Utc>, lives: &[crate::report::Life]) {
+    section_head(o, s, now);
     if let Some(e) = &s.error {
         let retry = s.retry_at.map_or(String::new(), |at| {
             format!(
@@ -131,6 +128,7 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
             }
         );
     }
+    super::timeline::render(o, lives, now);
     let Some(r) = &s.report else {
         o.push_str("</section>");
         return;
@@ -176,6 +174,35 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>) {
         o.push_str("</ul>");
     }
     o.push_str("</section>");
+}
+
+/// The repository's name, location and when it was read (marked when the reading is
+/// from before a restart).
+fn section_head(o: &mut String, s: &Status, now: DateTime<Utc>) {
+    let _ = write!(
+        o,
+        "<section class=\"{}\" data-repository=\"{}\"><h2>{}</h2><div class=\"meta\">{}",
+        if s.error.is_some() { "failing" } else { "" },
+        html_escape::encode_double_quoted_attribute(&s.name),
+        t(&s.name),
+        t(s.location.as_deref().unwrap_or("")),
+    );
+    match s.refreshed_at {
+        Some(at) if s.restored => {
+            let _ = write!(
+                o,
+                " · <span class=\"restored\">last read {} ago, at {} UTC, before serve restarted \
+                 (from its history; not read since)</span>",
+                ago(at, now),
+                at.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+        Some(at) => {
+            let _ = write!(o, " · read {} ago", ago(at, now));
+        }
+        None => o.push_str(" · not read yet"),
+    }
+    o.push_str("</div>");
 }
 
 /// The jobs behind the locks, one row each, however many lock files each went through.

@@ -83,6 +83,7 @@ pub fn run(o: &UnlockOptions) -> Exit {
     run.header();
     run.hook("pre-unlock.sh", &[]);
     let outcome = run.unlock();
+    run.record(&outcome);
     run.finish(&outcome);
     run.artefacts(&outcome);
     outcome.exit
@@ -310,6 +311,39 @@ impl Run<'_> {
                 u.error,
                 u.kind.restic_effect()
             ));
+        }
+    }
+
+    /// The locks restic removed, into serve's history where there is one: their jobs'
+    /// records end `removed`.
+    fn record(&mut self, outcome: &Outcome) {
+        let (Some(place), Some(before), Some(Ok(after))) =
+            (&self.o.state, outcome.before(), &outcome.after)
+        else {
+            return;
+        };
+        let left: std::collections::HashSet<&str> =
+            after.locks.iter().map(|l| l.id.as_str()).collect();
+        let removed: Vec<&crate::report::JudgedLock> = before
+            .locks
+            .iter()
+            .filter(|l| !left.contains(l.id.as_str()))
+            .collect();
+        if removed.is_empty() {
+            return;
+        }
+        let now = chrono::Utc::now();
+        let written = crate::history::Store::open(&place.dir).and_then(|mut store| {
+            store.record_removals(&before.repository_id, &self.shown, &removed, now)?;
+            Ok(store.path().display().to_string())
+        });
+        match written {
+            Ok(path) => self.log.line(&format!(
+                "history: {} removed lock{} recorded in {path}",
+                removed.len(),
+                if removed.len() == 1 { "" } else { "s" }
+            )),
+            Err(e) => self.log.line(&format!("WARNING: history not written: {e}")),
         }
     }
 

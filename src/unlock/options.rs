@@ -60,6 +60,8 @@ pub struct UnlockOptions {
     /// Problems with the settings themselves: logged, never fatal.
     pub warnings: Vec<String>,
     pub redactor: Redactor,
+    /// Where the removals are recorded (serve's history), if anywhere.
+    pub state: Option<crate::history::Place>,
 }
 
 fn is_on(v: Option<String>) -> bool {
@@ -167,6 +169,7 @@ impl UnlockOptions {
             cacerts,
             warnings,
             redactor,
+            state: None,
         }
     }
 }

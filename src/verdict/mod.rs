@@ -4,7 +4,7 @@
 //! verdict, and [`reason`] only words it.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::locks::Lock;
 use crate::process::{HostView, PidState, SignalTarget};
@@ -19,7 +19,7 @@ pub const ABANDONED_AFTER: Duration = Duration::minutes(10);
 /// PID reused.
 const START_TIME_SLACK: Duration = Duration::seconds(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Holder {
     /// The PID exists on this host (EPERM counts: it exists, someone else owns it).
@@ -54,14 +54,14 @@ pub enum Probe {
     Delivered(SignalTarget),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Seconds since the last refresh (negative when the time is in the future).
     pub age_seconds: i64,
     pub holder: Holder,
     /// The command name of the process now owning the PID on this host (or, for a PID
     /// restic's probe truncates, of the process its SIGHUP would reach).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_command: Option<String>,
     /// Exactly what `restic unlock` run here, as this user, would do.
     pub restic_unlock_removes: bool,
@@ -81,9 +81,14 @@ pub struct Verdict {
     pub reason: String,
 }
 
-fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+/// A time as every JSON document writes it: RFC 3339 in whole seconds, UTC.
+pub fn ser_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+pub fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        Some(t) => ser_time(t, s),
         None => s.serialize_none(),
     }
 }

@@ -45,6 +45,7 @@ fn essence(r: &Value) -> Value {
         h.remove("age_seconds");
         h.remove("reason");
         h.remove("last_seen");
+        h.remove("first_seen");
     }
     r
 }

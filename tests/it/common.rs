@@ -112,6 +112,14 @@ pub fn clear_restic_env(c: &mut Command) {
 pub fn locksmith_cmd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_locksmith"));
     clear_restic_env(&mut c);
+    // Never the history of the user running the tests.
+    for v in ["LOCKSMITH_STATE_DIR", "STATE_DIRECTORY"] {
+        c.env_remove(v);
+    }
+    c.env(
+        "XDG_STATE_HOME",
+        std::env::temp_dir().join("locksmith-tests-no-state"),
+    );
     c.stdin(Stdio::null());
     c
 }

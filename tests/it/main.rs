@@ -8,6 +8,7 @@ mod cloud_apis;
 mod docker;
 mod exit_codes;
 mod fixtures;
+mod history;
 mod holders;
 mod hostile;
 mod live;

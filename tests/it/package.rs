@@ -138,6 +138,8 @@ fn service_unit_passes_systemd_analyze_verify() {
         "ProtectSystem=strict",
         "PrivateTmp=yes",
         "Restart=on-failure",
+        "StateDirectory=locksmith",
+        "StateDirectoryMode=0700",
         "ExecStart=/usr/bin/locksmith serve --config /etc/locksmith/locksmith.toml",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");

@@ -27,6 +27,8 @@ impl Serve {
         let log = dir.path().join("serve.log");
         let port = free_port();
         let mut cmd = locksmith_cmd();
+        // Each serve its own history, unless the test names one.
+        cmd.env("LOCKSMITH_STATE_DIR", dir.path().join("state"));
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(args)
@@ -101,14 +103,16 @@ impl Serve {
         }
     }
 
-    /// Waits until every repository has a reading, or an error for those in `failing`.
+    /// Waits until every repository has a reading of its own, or an error for those in
+    /// `failing`.
     pub(crate) fn wait_settled(&self, failing: &[&str]) -> Value {
         self.wait_for(60, "every repository settled", |doc| {
             doc["repositories"].as_array().unwrap().iter().all(|r| {
                 if failing.contains(&r["name"].as_str().unwrap()) {
                     !r["error"].is_null()
                 } else {
-                    !r["refreshed_at"].is_null() && r["error"].is_null()
+                    // A reading of its own: not one restored from the history.
+                    !r["refreshed_at"].is_null() && r["error"].is_null() && r["restored"].is_null()
                 }
             })
         })

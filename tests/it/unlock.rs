@@ -1066,3 +1066,40 @@ fn incomplete_dry_run_exits_1_and_says_so() {
     );
     assert_eq!(u.t.lock_names().len(), 2);
 }
+
+/// unlock records what restic removed in serve's history: the job's life ends `removed`
+/// (and serve, still watching, does not make it `gone`); the lock restic kept stays held.
+#[test]
+fn unlock_records_its_removals_in_serves_history() {
+    crate::needs!("restic");
+    let mut u = Unlock::new(2);
+    let state = u.t.dir.path().join("state");
+    u.t.seal(&lock_at(minutes_ago(45), "otherhost", 6), Encoding::Zstd);
+    u.t.seal(&lock_at(minutes_ago(3), "otherhost", 5), Encoding::Zstd);
+    let serve = crate::serve::serve_one(&u.t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    u.set("LOCKSMITH_STATE_DIR", state.display().to_string());
+    assert_eq!(u.run_code(&[]), 0, "{}", u.run_log());
+    assert!(
+        u.run_log().contains("history: 1 removed lock recorded in"),
+        "{}",
+        u.run_log()
+    );
+    serve.wait_for(20, "serve sees it gone", |d| {
+        d["repositories"][0]["counts"]["total"] == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let doc = crate::history::history(&state, &[]);
+    let lives: Vec<(i64, Value, Value)> = crate::history::lives(&doc)
+        .into_iter()
+        .map(|(pid, ended, worst, _)| (pid, ended, worst))
+        .collect();
+    assert_eq!(
+        lives,
+        vec![
+            (5, Value::Null, Value::Null),
+            (6, "removed".into(), "stale".into())
+        ],
+        "{doc:#}"
+    );
+}

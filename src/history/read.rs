@@ -1,0 +1,104 @@
+//! Reading the history: each repository's lives over a span, with their summary.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::summary::{self, Summary};
+use super::{Store, StoreError, time};
+use crate::report::{Ended, HolderKey, Life, Span, Worst};
+
+/// The columns [`life`] reads, from `holders h` joined with `repositories r`. A held
+/// life was last seen at its repository's last reading.
+pub(super) const LIFE_COLUMNS: &str = "h.id, h.hostname, h.username, h.pid, h.exclusive,
+    h.earlier, h.first_seen, h.held_since, COALESCE(h.last_seen, r.read_at, h.first_seen),
+    h.ended_at, h.ended, h.worst, h.stale, h.lock_ids";
+
+pub(super) fn life(r: &rusqlite::Row) -> rusqlite::Result<Life> {
+    let ended: Option<String> = r.get(10)?;
+    let worst: Option<String> = r.get(11)?;
+    let ids: String = r.get(13)?;
+    Ok(Life {
+        id: r.get(0)?,
+        span: Span {
+            key: HolderKey {
+                hostname: r.get(1)?,
+                username: r.get(2)?,
+                pid: r.get(3)?,
+                exclusive: r.get(4)?,
+                earlier: r.get(5)?,
+            },
+            first_seen: time(r.get(6)?),
+            held_since: time(r.get(7)?),
+            last_seen: time(r.get(8)?),
+            ended_at: r.get::<_, Option<i64>>(9)?.map(time),
+            ended: ended.as_deref().and_then(Ended::named),
+            worst: worst.as_deref().and_then(Worst::named),
+        },
+        stale: r.get(12)?,
+        lock_ids: ids.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
+/// `locksmith history --json` and `/api/v1/history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    #[serde(serialize_with = "crate::verdict::ser_time")]
+    pub since: DateTime<Utc>,
+    #[serde(serialize_with = "crate::verdict::ser_time")]
+    pub until: DateTime<Utc>,
+    pub repositories: Vec<RepositoryHistory>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryHistory {
+    pub name: String,
+    /// Every life seen in the span, longest held first.
+    pub holders: Vec<Life>,
+    pub summary: Summary,
+}
+
+impl Store {
+    /// The lives seen between `since` and `now`, per repository (`only`: that one alone).
+    pub fn history(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        only: Option<&str>,
+    ) -> Result<History, StoreError> {
+        let names = self.names(only).map_err(|e| self.sql(e))?;
+        let mut repositories = Vec::new();
+        for (id, name) in names {
+            let holders = self.lives(id, since).map_err(|e| self.sql(e))?;
+            let summary = summary::summarise(&holders, since, now);
+            repositories.push(RepositoryHistory {
+                name,
+                holders,
+                summary,
+            });
+        }
+        Ok(History {
+            since,
+            until: now,
+            repositories,
+        })
+    }
+
+    fn names(&self, only: Option<&str>) -> rusqlite::Result<Vec<(i64, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, name FROM repositories WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+        )?;
+        let rows = st.query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    fn lives(&self, repo: i64, since: DateTime<Utc>) -> rusqlite::Result<Vec<Life>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {LIFE_COLUMNS} FROM holders h JOIN repositories r ON r.id = h.repo
+             WHERE h.repo = ?1 AND COALESCE(h.last_seen, r.read_at, h.first_seen) >= ?2
+             ORDER BY h.held_since, h.hostname, h.username, h.pid, h.exclusive"
+        ))?;
+        let rows = st.query_map(params![repo, since.timestamp()], life)?;
+        rows.collect()
+    }
+}

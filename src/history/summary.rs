@@ -1,0 +1,200 @@
+//! What the history says, in figures an operator sizes `--retry-lock` and schedules by:
+//! per host the longest and the 95th-percentile exclusive hold, the time exclusive locks
+//! blocked everyone else, and how many jobs ended stale. Pure.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::report::Life;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub holders: usize,
+    /// Per host name, the exclusive holds.
+    pub hosts: Vec<HostHolds>,
+    /// Seconds of the span during which some exclusive lock was held.
+    pub exclusive_blocked_seconds: i64,
+    /// Jobs that ended while their last verdict was stale.
+    pub ended_stale: usize,
+    /// The longest exclusive hold, in words a `--retry-lock` can be sized by.
+    pub advice: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostHolds {
+    pub hostname: String,
+    pub exclusive_holds: usize,
+    pub longest_exclusive_seconds: i64,
+    pub p95_exclusive_seconds: i64,
+}
+
+pub fn summarise(lives: &[Life], since: DateTime<Utc>, now: DateTime<Utc>) -> Summary {
+    let exclusive: Vec<&Life> = lives.iter().filter(|l| l.span.key.exclusive).collect();
+    let mut hosts: Vec<&str> = exclusive
+        .iter()
+        .map(|l| l.span.key.hostname.as_str())
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let hosts = hosts
+        .into_iter()
+        .map(|host| {
+            let mut held: Vec<i64> = exclusive
+                .iter()
+                .filter(|l| l.span.key.hostname == host)
+                .map(|l| l.held_seconds())
+                .collect();
+            held.sort_unstable();
+            HostHolds {
+                hostname: host.to_string(),
+                exclusive_holds: held.len(),
+                longest_exclusive_seconds: *held.last().expect("one at least"),
+                p95_exclusive_seconds: nearest_rank(&held, 95),
+            }
+        })
+        .collect();
+    Summary {
+        holders: lives.len(),
+        hosts,
+        exclusive_blocked_seconds: blocked(&exclusive, since, now),
+        ended_stale: lives
+            .iter()
+            .filter(|l| l.span.ended.is_some() && l.stale)
+            .count(),
+        advice: exclusive
+            .iter()
+            .max_by_key(|l| l.held_seconds())
+            .and_then(|l| advice(l)),
+    }
+}
+
+/// The `pct`th percentile of `sorted` (non-empty), by nearest rank.
+fn nearest_rank(sorted: &[i64], pct: usize) -> i64 {
+    let rank = (sorted.len() * pct).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+/// Seconds of `[since, now]` covered by at least one of the holds.
+fn blocked(holds: &[&Life], since: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let mut spans: Vec<(i64, i64)> = holds
+        .iter()
+        .map(|l| {
+            let from = l.span.held_since.max(since).timestamp();
+            (from, l.span.last_seen.min(now).timestamp())
+        })
+        .filter(|(a, b)| b > a)
+        .collect();
+    spans.sort_unstable();
+    let (mut total, mut reach) = (0, i64::MIN);
+    for (a, b) in spans {
+        let a = a.max(reach);
+        if b > a {
+            total += b - a;
+            reach = b;
+        }
+    }
+    total
+}
+
+/// Past a minute, what the longest exclusive hold does to a job that waits for it.
+fn advice(l: &Life) -> Option<String> {
+    let held = l.held_seconds();
+    if held < 60 {
+        return None;
+    }
+    // The next quarter hour with a minute to spare.
+    let wait = (held.unsigned_abs() + 60).div_ceil(900) as i64 * 900;
+    Some(format!(
+        "the longest exclusive hold was {} ({}@{}, PID {}, from {}): a backup, forget or prune started then waited that long, so with --retry-lock below {} it failed; use --retry-lock {} or more, or move the schedules apart",
+        crate::duration::human(held, crate::duration::Style::Contract),
+        l.span.key.username,
+        l.span.key.hostname,
+        l.span.key.pid,
+        l.span.held_since.format("%Y-%m-%d %H:%M UTC"),
+        go_duration(held),
+        go_duration(wait),
+    ))
+}
+
+/// Whole minutes as Go (restic's flags) writes a duration: `1h30m`, `45m`, `2h`.
+fn go_duration(secs: i64) -> String {
+    let (h, m) = (
+        secs / 3600,
+        (secs % 3600).unsigned_abs().div_ceil(60) as i64,
+    );
+    let (h, m) = if m == 60 { (h + 1, 0) } else { (h, m) };
+    match (h, m) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+    }
+
+    fn life(host: &str, exclusive: bool, from: i64, to: i64, stale_end: bool) -> Life {
+        Life {
+            stale: stale_end,
+            ..Life::sample(host, exclusive, t(from), t(to))
+        }
+    }
+
+    #[test]
+    fn holds_per_host_blocked_time_and_advice() {
+        let lives = [
+            life("a", true, 0, 86, false), // the 1 h 26 min prune
+            life("a", true, 100, 110, false),
+            life("a", true, 50, 60, false), // overlaps the first: blocked once
+            life("b", true, 200, 205, true),
+            life("b", false, 0, 300, true), // shared: never blocks, never a hold
+        ];
+        let s = summarise(&lives, t(-60), t(300));
+        let holds: Vec<_> = s
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.hostname.as_str(),
+                    h.exclusive_holds,
+                    h.longest_exclusive_seconds,
+                    h.p95_exclusive_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(holds, vec![("a", 3, 86 * 60, 86 * 60), ("b", 1, 300, 300)]);
+        assert_eq!(s.exclusive_blocked_seconds, (86 + 10 + 5) * 60);
+        assert_eq!(s.ended_stale, 2);
+        let advice = s.advice.unwrap();
+        assert!(advice.contains("was 1h26m (root@a, PID 42"), "{advice}");
+        assert!(
+            advice.contains("below 1h26m it failed; use --retry-lock 1h30m or more"),
+            "{advice}"
+        );
+    }
+
+    #[test]
+    fn the_span_clips_the_blocked_time_and_short_holds_need_no_advice() {
+        let s = summarise(&[life("a", true, 0, 30, false)], t(20), t(25));
+        assert_eq!(s.exclusive_blocked_seconds, 5 * 60);
+        assert!(
+            summarise(&[life("a", true, 0, 0, false)], t(0), t(1))
+                .advice
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank_and_go_durations() {
+        let v: Vec<i64> = (1..=20).collect();
+        assert_eq!((nearest_rank(&v, 95), nearest_rank(&v[..1], 95)), (19, 1));
+        assert_eq!(nearest_rank(&(1..=100).collect::<Vec<_>>(), 95), 95);
+        let go: Vec<_> = [60, 2700, 7200, 5400, 5160, 3599].map(go_duration).into();
+        assert_eq!(go, ["1m", "45m", "2h", "1h30m", "1h26m", "1h"]);
+    }
+}

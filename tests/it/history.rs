@@ -1,0 +1,455 @@
+//! A memory for serve: the history of holders and the last reading in SQLite, across
+//! restarts, `kill -9`, a reader beside the writer, retention, `locksmith history` and the
+//! status page's timeline in a real browser.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use locksmith::seal::Encoding;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::serve::{Serve, serve_one};
+
+fn exclusive(minutes: i64, host: &str, pid: i64) -> locksmith::locks::Lock {
+    let mut l = lock_at(minutes_ago(minutes), host, pid);
+    l.exclusive = true;
+    l
+}
+
+/// `locksmith history --json` over `state`, checked for success.
+pub(crate) fn history(state: &Path, extra: &[&str]) -> Value {
+    let out = locksmith_cmd()
+        .args(["history", "--state-dir", state.to_str().unwrap(), "--json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The lives of the only repository, by PID: (ended, worst, held_since).
+pub(crate) fn lives(doc: &Value) -> Vec<(i64, Value, Value, String)> {
+    let mut v: Vec<_> = doc["repositories"][0]["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["pid"].as_i64().unwrap(),
+                h["ended"].clone(),
+                h["worst"].clone(),
+                h["held_since"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort_by_key(|l| l.0);
+    v
+}
+
+fn remove_lock(t: &TestRepo, id: &str) {
+    std::fs::remove_file(t.path.join("locks").join(id)).unwrap();
+}
+
+/// A restart keeps every holder's life and the last reading: a repository that cannot be
+/// read at the restart still shows what was there, marked with its time and failing (so
+/// its alerts keep firing); the jobs it held end `unreadable`, and are taken up again
+/// (held since before the restart) once it can be read.
+#[test]
+fn a_restart_keeps_the_history_and_shows_the_last_reading_while_unreadable() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let job = t.seal(&exclusive(3, "hostb", 42), Encoding::Zstd);
+    let stale = t.seal(&lock_at(minutes_ago(50), "hostb", 43), Encoding::Zstd);
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let mut serve = serve_one(&t, &args);
+    let before = serve.wait_settled(&[]);
+    let name = before["repositories"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read_at = before["repositories"][0]["refreshed_at"].clone();
+    let held = history(&state, &[]);
+    assert_eq!(
+        lives(&held)
+            .iter()
+            .map(|l| (l.0, l.1.clone(), l.2.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (42, Value::Null, Value::Null),
+            (43, Value::Null, "stale".into())
+        ],
+        "{held:#}"
+    );
+    assert!(serve.stop().0.success());
+
+    // While serve is down, restic refreshes the job's lock (a new file, the old one
+    // removed); then the repository goes away (an unmounted share).
+    let refreshed = t.seal(&exclusive(0, "hostb", 42), Encoding::Zstd);
+    remove_lock(&t, &job);
+    let away = t.dir.path().join("away");
+    std::fs::rename(&t.path, &away).unwrap();
+    let serve = serve_one(&t, &args);
+    let doc = serve.wait_for(30, "the failed first refresh", |d| {
+        !d["repositories"][0]["error"].is_null()
+    });
+    let r = &doc["repositories"][0];
+    assert_eq!(r["restored"], true, "{doc:#}");
+    assert_eq!(r["refreshed_at"], read_at);
+    assert_eq!(r["counts"]["total"], 2, "the last reading: {doc:#}");
+    let m = serve.metrics();
+    assert_eq!(m.get("locksmith_refresh_success", &name), 0.0);
+    assert_eq!(m.get("locksmith_history_write_failures_total", &name), 0.0);
+    assert!(m.0.contains(&format!("id=\"{stale}\"")), "{}", m.0);
+    let (_, page, _) = serve.get("/");
+    assert!(page.contains("before serve restarted"), "{page}");
+    let (ready, _, _) = serve.get("/-/ready");
+    assert_eq!(ready, 200, "a failed refresh settles it");
+    let ended = history(&state, &[]);
+    let l = lives(&ended);
+    assert_eq!(
+        (l[0].1.clone(), l[1].1.clone()),
+        ("unreadable".into(), "unreadable".into())
+    );
+
+    // Back: the job is taken up again, held since its first lock before the restart.
+    std::fs::rename(&away, &t.path).unwrap();
+    let doc = serve.wait_for(30, "a reading again", |d| {
+        d["repositories"][0]["error"].is_null() && d["repositories"][0]["restored"].is_null()
+    });
+    let ids: Vec<_> = doc["repositories"][0]["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["pid"].clone(), h["held_since"].clone()))
+        .collect();
+    let again = history(&state, &[]);
+    let l = lives(&again);
+    assert_eq!(
+        (l[0].0, l[0].1.clone(), &l[0].3),
+        (42, Value::Null, &lives(&held)[0].3)
+    );
+    assert_eq!(l.len(), 2, "no new life for the same job: {again:#}");
+    let first = lives(&held)[0].3.clone();
+    assert!(
+        ids.contains(&(42.into(), first.into())),
+        "/locks too: {ids:?}"
+    );
+    assert!(l[0].3 < Utc::now().to_rfc3339(), "{refreshed}");
+}
+
+/// Locks written and removed all the time, and serve killed with SIGKILL in the middle
+/// of its writes: the database passes SQLite's integrity check every time, and serve goes
+/// on from it.
+#[test]
+fn kill_9_during_writes_leaves_a_sound_database() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = churn(&t, stop.clone());
+    let mut recorded = 0;
+    for round in 0..6u64 {
+        let mut serve = serve_one(&t, &args);
+        std::thread::sleep(Duration::from_millis(1200 + 350 * round));
+        serve.signal(libc::SIGKILL);
+        let _ = serve.stop();
+        let db = rusqlite::Connection::open(state.join("history.sqlite")).unwrap();
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "after kill -9 in round {round}");
+        // Nothing committed is lost, and the next serve goes on from it.
+        let lives: i64 = db
+            .query_row("SELECT COUNT(*) FROM holders", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            lives >= recorded,
+            "round {round}: {lives} lives, {recorded} before"
+        );
+        recorded = lives;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = churn.join().unwrap();
+    let doc = history(&state, &[]);
+    let n = doc["repositories"][0]["holders"].as_array().unwrap().len();
+    assert!(n > 20, "{n} lives recorded of {written} locks written");
+}
+
+/// A thread writing a lock of a new PID, and removing the oldest, every 20 ms: a steady
+/// stream of lives beginning and ending. Returns how many it wrote.
+fn churn(
+    t: &TestRepo,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let repo = t.repo().clone();
+    let locks = t.path.join("locks");
+    std::thread::spawn(move || {
+        let mut live = std::collections::VecDeque::new();
+        let mut pid = 1000;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            pid += 1;
+            let (id, bytes) =
+                repo.seal_lock(&lock_at(minutes_ago(0), "churn", pid), Encoding::Zstd);
+            std::fs::write(locks.join(&id), bytes).unwrap();
+            live.push_back(id);
+            if live.len() > 40 {
+                let _ = std::fs::remove_file(locks.join(live.pop_front().unwrap()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (pid - 1000) as u64
+    })
+}
+
+/// `locksmith history` reads while serve writes (WAL): never "database is locked", always
+/// a whole document.
+#[test]
+fn history_reads_while_serve_writes() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = churn(&t, stop.clone());
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    let started = Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let doc = history(&state, &[]);
+        assert!(doc["repositories"][0]["summary"].is_object(), "{doc:#}");
+        let (status, body, _) = serve.get("/api/v1/history?since=1h");
+        assert_eq!(status, 200, "{body}");
+        reads += 1;
+    }
+    // A writer in the middle of a transaction (as serve is, at times) does not keep a
+    // reader out: with WAL the reader sees the last commit at once, where a rollback
+    // journal would make it wait and fail.
+    let db = rusqlite::Connection::open(state.join("history.sqlite")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE; UPDATE repositories SET read_at = read_at")
+        .unwrap();
+    let doc = history(&state, &[]);
+    assert!(doc["repositories"][0]["summary"].is_object(), "{doc:#}");
+    db.execute_batch("COMMIT").unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(reads > 5, "{reads}");
+    assert!(
+        !serve.log().contains("history not written"),
+        "{}",
+        serve.log()
+    );
+}
+
+/// Retention by age, on real clocks: a history written by a serve living 100 days ago
+/// (libfaketime) loses those jobs when serve starts with --history-days 30 (the one still
+/// held too: its repository was not read since); the job still there is recorded afresh.
+#[test]
+fn retention_drops_jobs_ended_before_the_days_kept() {
+    crate::needs!("faketime");
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let old = t.seal(&lock_at(minutes_ago(0), "hostb", 7), Encoding::Zstd);
+    t.seal(&exclusive(0, "hostb", 8), Encoding::Zstd);
+    let mut past = Serve::start(
+        &[
+            "-r",
+            t.path.to_str().unwrap(),
+            "--interval",
+            "1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[
+            ("RESTIC_PASSWORD", PASSWORD),
+            ("LD_PRELOAD", &faketime_lib()),
+            ("FAKETIME", "-100d"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    past.wait_settled(&[]);
+    remove_lock(&t, &old);
+    past.wait_for(20, "the job ended", |d| {
+        d["repositories"][0]["counts"]["total"] == 1
+    });
+    assert!(past.stop().0.success());
+    let everything = history(&state, &["--since", "2000d"]);
+    assert_eq!(lives(&everything).len(), 2, "{everything:#}");
+
+    let now = serve_one(
+        &t,
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--history-days",
+            "30",
+        ],
+    );
+    now.wait_settled(&[]);
+    let kept = history(&state, &["--since", "2000d"]);
+    let l = lives(&kept);
+    assert_eq!(
+        (l.len(), l[0].0, l[0].1.clone()),
+        (1, 8, Value::Null),
+        "{kept:#}"
+    );
+}
+
+/// libfaketime's library, wherever the distribution put it.
+fn faketime_lib() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -1"])
+        .output()
+        .unwrap();
+    let lib = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!lib.is_empty(), "libfaketime.so.1 not found");
+    lib
+}
+
+/// `locksmith history`: the table with each job and the summary's advice, the JSON shape
+/// the issue names (and `/api/v1/history` the same), and clear errors.
+#[test]
+fn history_shows_each_job_and_sizes_retry_lock() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    // A prune on hostb held its exclusive lock for 86 minutes (it refreshed all along).
+    t.seal(&exclusive(86, "hostb", 42), Encoding::Zstd);
+    t.seal(&exclusive(1, "hostb", 42), Encoding::Zstd);
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    let doc = history(&state, &[]);
+    let r = &doc["repositories"][0];
+    let h = &r["holders"][0];
+    let mut keys: Vec<&str> = h.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ended",
+            "ended_at",
+            "exclusive",
+            "first_seen",
+            "held_since",
+            "hostname",
+            "last_seen",
+            "pid",
+            "username",
+            "worst"
+        ]
+    );
+    let held = r["summary"]["hosts"][0]["longest_exclusive_seconds"]
+        .as_i64()
+        .unwrap();
+    assert!((86 * 60..88 * 60).contains(&held), "{doc:#}");
+    let advice = r["summary"]["advice"].as_str().unwrap();
+    assert!(
+        advice.contains("use --retry-lock 1h30m or more"),
+        "{advice}"
+    );
+    let (_, api, _) = serve.get("/api/v1/history");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["repositories"][0]["holders"], r["holders"]);
+    // /locks: the current holders in the same shape (and the verdict besides).
+    let current = &serve.locks()["repositories"][0]["holders"][0];
+    for k in keys {
+        assert!(current.get(k).is_some(), "{k} in {current:#}");
+    }
+
+    let out = locksmith_cmd()
+        .args(["history", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(table.contains("bob@hostb  42   exclusive"), "{table}");
+    assert!(
+        table.contains("hostb: 1 exclusive hold, longest 1h2"),
+        "{table}"
+    );
+    assert!(table.contains("use --retry-lock 1h30m or more"), "{table}");
+
+    let nowhere = t.dir.path().join("nothing-here");
+    let out = locksmith_cmd()
+        .args(["history", "--state-dir", nowhere.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no history at"), "{}", text(&out));
+    let out = locksmith_cmd()
+        .args(["history", "--since", "7x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let (bad, body, _) = serve.get("/api/v1/history?since=soon");
+    assert_eq!(bad, 400, "{body}");
+}
+
+/// The page's timeline, laid out by a real browser: an SVG with a bar per job, exclusive
+/// above shared, each labelled with its host and PID inside the drawing, stale marked.
+#[test]
+fn the_timeline_renders_in_headless_chromium() {
+    crate::needs!("chromium");
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    t.seal(&exclusive(90, "hostb", 42), Encoding::Zstd);
+    t.seal(&exclusive(1, "hostb", 42), Encoding::Zstd);
+    t.seal(&lock_at(minutes_ago(50), "hostc", 7), Encoding::Zstd);
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    let (_, html, _) = serve.get("/");
+    assert!(!html.contains("<script"), "no scripts on the page");
+    // The test's own probe, after the page: what the browser laid out.
+    let probe = r#"<script>
+      const out = [...document.querySelectorAll('svg.timeline g.holder')].map(g => {
+        const r = g.querySelector('rect').getBBox(), l = g.querySelector('text').getBBox();
+        const svg = g.ownerSVGElement.viewBox.baseVal;
+        return [g.querySelector('rect').getAttribute('class'), g.querySelector('text').textContent,
+                r.width > 1 && r.height > 5, l.x >= 0 && l.x + l.width <= svg.width + 1, Math.round(r.y)].join('|');
+      });
+      document.title = 'LAID OUT ' + out.join(';');
+    </script>"#;
+    let file = t.dir.path().join("page.html");
+    std::fs::write(&file, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let mut c = Command::new("chromium");
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("file://{}", file.display()));
+    let out = run_within(&mut c, 60);
+    assert!(out.status.success(), "{}", text(&out));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let title = dom
+        .split("<title>")
+        .nth(1)
+        .unwrap()
+        .split("</title>")
+        .next()
+        .unwrap();
+    let bars: Vec<Vec<&str>> = title
+        .trim_start_matches("LAID OUT ")
+        .split(';')
+        .map(|b| b.split('|').collect())
+        .collect();
+    assert_eq!(bars.len(), 2, "{title}");
+    assert_eq!(
+        bars[0][..4],
+        ["bar exclusive ", "hostb 42", "true", "true"],
+        "{title}"
+    );
+    assert_eq!(
+        bars[1][..4],
+        ["bar shared stale", "hostc 7", "true", "true"],
+        "{title}"
+    );
+    let y = |b: &Vec<&str>| b[4].parse::<i64>().unwrap();
+    assert!(y(&bars[0]) < y(&bars[1]), "exclusive above shared: {title}");
+}
