@@ -192,7 +192,7 @@ pub enum Command {
 const HISTORY_EXAMPLES: &str = "Examples:
   locksmith history                       the last 7 days, every repository
   locksmith history --since 30d --json    a month, as JSON
-  locksmith history --state-dir /var/lib/locksmith --repository nas";
+  locksmith history --state-dir /var/lib/locksmith --name nas";
 
 /// Where the history is kept: `serve` writes it, `history` reads it, `unlock` records
 /// its removals in it.
@@ -224,7 +224,7 @@ pub struct HistoryArgs {
     pub since: chrono::Duration,
     /// One repository, by the name serve shows it under.
     #[arg(long, value_name = "NAME")]
-    pub repository: Option<String>,
+    pub name: Option<String>,
     /// The history as one JSON document.
     #[arg(long)]
     pub json: bool,

@@ -52,7 +52,7 @@ fn dispatch(cli: cli::Cli) -> Exit {
         (None, Some(cli::Command::History(args))) => locksmith::history::run(
             args.state.place(),
             args.since,
-            args.repository.as_deref(),
+            args.name.as_deref(),
             args.json,
         ),
         (None, Some(cli::Command::Serve(args))) => {

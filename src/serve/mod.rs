@@ -494,10 +494,10 @@ async fn page_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 #[derive(serde::Deserialize)]
 struct HistoryQuery {
     since: Option<String>,
-    repository: Option<String>,
+    name: Option<String>,
 }
 
-/// The history as `locksmith history --json` gives it (`?since=7d&repository=NAME`).
+/// The history as `locksmith history --json` gives it (`?since=7d&name=NAME`).
 async fn history_handler(
     State(shared): State<Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
@@ -516,8 +516,7 @@ async fn history_handler(
     };
     let now = Utc::now();
     let got = tokio::task::spawn_blocking(move || {
-        kept.reader()
-            .history(now - since, now, q.repository.as_deref())
+        kept.reader().history(now - since, now, q.name.as_deref())
     })
     .await;
     match got {

@@ -381,6 +381,22 @@ fn history_shows_each_job_and_sizes_retry_lock() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = locksmith_cmd()
+        .args([
+            "history",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--name",
+            "nope",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let name = r["name"].as_str().unwrap();
+    let one = history(&state, &["--name", name]);
+    assert_eq!(one["repositories"].as_array().unwrap().len(), 1);
+    let (_, none, _) = serve.get("/api/v1/history?name=nope");
+    assert!(none.contains("\"repositories\": []"), "{none}");
     let (bad, body, _) = serve.get("/api/v1/history?since=soon");
     assert_eq!(bad, 400, "{body}");
 }
