@@ -121,10 +121,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         make_dir(dir)?;
         let path = dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(|err| StoreError::Sql {
-            path: path.clone(),
-            err,
-        })?;
+        let conn = Connection::open(&path).map_err(|e| sql_error(&path, e))?;
         let store = Store { conn, path };
         store.set_up(true)?;
         Ok(store)
@@ -145,10 +142,7 @@ impl Store {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
             })
-            .map_err(|err| StoreError::Sql {
-                path: path.clone(),
-                err,
-            })?;
+            .map_err(|e| sql_error(&path, e))?;
         let store = Store { conn, path };
         store.set_up(false)?;
         Ok(store)
@@ -159,10 +153,7 @@ impl Store {
     }
 
     fn sql(&self, err: rusqlite::Error) -> StoreError {
-        StoreError::Sql {
-            path: self.path.clone(),
-            err,
-        }
+        sql_error(&self.path, err)
     }
 
     /// `f` in one transaction: all of it is written, or none.
@@ -170,15 +161,13 @@ impl Store {
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let path = self.path.clone();
-        let sql = |err| StoreError::Sql { path, err };
         let run = |conn: &mut Connection| {
             let tx = conn.transaction()?;
             let got = f(&tx)?;
             tx.commit()?;
             Ok(got)
         };
-        run(&mut self.conn).map_err(sql)
+        run(&mut self.conn).map_err(|e| sql_error(&self.path, e))
     }
 
     fn set_up(&self, create: bool) -> Result<(), StoreError> {
@@ -299,6 +288,13 @@ fn make_dir(dir: &Path) -> Result<(), StoreError> {
             dir: dir.to_path_buf(),
             err,
         })
+}
+
+fn sql_error(path: &Path, err: rusqlite::Error) -> StoreError {
+    StoreError::Sql {
+        path: path.to_path_buf(),
+        err,
+    }
 }
 
 fn time(secs: i64) -> DateTime<Utc> {
