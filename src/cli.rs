@@ -187,6 +187,62 @@ pub enum Command {
     /// locks were held (for sizing --retry-lock and schedules).
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
+    /// Answer other hosts' locksmith about this host's processes, so that they can judge
+    /// the locks held here (no repository, no password).
+    #[command(after_help = AGENT_EXAMPLES)]
+    Agent(AgentArgs),
+}
+
+const AGENT_EXAMPLES: &str = "Examples:
+  locksmith agent                                   loopback only (127.0.0.1:9857)
+  locksmith agent --listen 0.0.0.0:9857 --web-config web.yml
+  # on the other host:
+  locksmith locks --peer backup-b=https://backup-b:9857
+
+The agent must see the processes of the backup jobs: run it on the host, or in a
+container that shares the backup container's PID namespace (compose: pid: \"service:backup\").";
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to listen on; beyond loopback only when you say so.
+    #[arg(long, value_name = "ADDR", env = "LOCKSMITH_AGENT_LISTEN", default_value = locksmith::serve::agent::DEFAULT_AGENT_LISTEN, hide_env_values = true)]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// The listener's security, the same for serve and agent.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// An exporter web configuration (Prometheus exporter-toolkit's YAML): TLS, client
+    /// certificates, basic auth users (bcrypt), response headers.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "LOCKSMITH_WEB_CONFIG",
+        hide_env_values = true
+    )]
+    pub web_config: Option<PathBuf>,
+    /// Host names the endpoints answer for, besides IP literals, `localhost` and this
+    /// host's name (against DNS rebinding); `*` for any.
+    #[arg(
+        long,
+        value_name = "HOST,…",
+        value_delimiter = ',',
+        env = "LOCKSMITH_ALLOWED_HOSTS",
+        hide_env_values = true
+    )]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AgentArgs {
+    pub fn to_options(&self) -> locksmith::serve::agent::AgentOptions {
+        locksmith::serve::agent::AgentOptions {
+            listen: self.listen,
+            web_config: self.web.web_config.clone(),
+            allowed_hosts: self.web.allowed_hosts.clone(),
+        }
+    }
 }
 
 const HISTORY_EXAMPLES: &str = "Examples:
@@ -241,25 +297,8 @@ pub struct ServeArgs {
     pub interval: u64,
     #[command(flatten)]
     pub fleet: FleetArg,
-    /// An exporter web configuration (Prometheus exporter-toolkit's YAML): TLS, client
-    /// certificates, basic auth users (bcrypt), response headers.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "LOCKSMITH_WEB_CONFIG",
-        hide_env_values = true
-    )]
-    pub web_config: Option<PathBuf>,
-    /// Host names the endpoints answer for, besides IP literals, `localhost` and this
-    /// host's name (against DNS rebinding); `*` for any.
-    #[arg(
-        long,
-        value_name = "HOST,…",
-        value_delimiter = ',',
-        env = "LOCKSMITH_ALLOWED_HOSTS",
-        hide_env_values = true
-    )]
-    pub allowed_hosts: Vec<String>,
+    #[command(flatten)]
+    pub web: WebArgs,
     /// Requests answered at once; more get 503.
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_requests: u64,
@@ -414,8 +453,8 @@ impl ServeArgs {
         ServeOptions {
             listen: self.listen,
             source,
-            web_config: self.web_config.clone(),
-            allowed_hosts: self.allowed_hosts.clone(),
+            web_config: self.web.web_config.clone(),
+            allowed_hosts: self.web.allowed_hosts.clone(),
             max_requests: Some(self.max_requests as usize),
             max_connections: self.max_connections.map(|n| n as usize),
             header_timeout: Some(std::time::Duration::from_secs(self.header_timeout)),
@@ -496,6 +535,31 @@ pub struct RepoArgs {
     /// A cgroup's memory.max lowers it [default: 256MiB].
     #[arg(long, global = true, env = "LOCKSMITH_SCRYPT_MEMORY", value_name = "SIZE", value_parser = locksmith::restic::memory::parse_size, hide_env_values = true)]
     pub scrypt_memory: Option<u64>,
+    /// A host that answers for its own locks (`locksmith agent` or serve there): HOST as
+    /// restic writes it in the lock, URL of its agent (repeatable; comma-separated in the
+    /// variable).
+    #[arg(
+        long = "peer",
+        value_name = "HOST=URL",
+        env = "LOCKSMITH_PEERS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub peer: Vec<String>,
+    /// A peers file: TOML `[[peer]]` tables (hostname, url, ca_file, cert_file, key_file,
+    /// username, password_file).
+    #[arg(
+        long = "peers",
+        value_name = "FILE",
+        env = "LOCKSMITH_PEERS_FILE",
+        global = true,
+        hide_env_values = true
+    )]
+    pub peers_file: Option<PathBuf>,
+    /// `--peer` and `--peers`, read and checked ([`RepoArgs::resolve_peers`]).
+    #[arg(skip)]
+    pub peers: std::sync::Arc<locksmith::peer::Peers>,
 }
 
 impl RepoArgs {
@@ -508,6 +572,13 @@ impl RepoArgs {
             o.password = ask_password().map(Secret::new);
         }
         o
+    }
+
+    /// Reads the peers file and checks every peer, once, before anything runs.
+    pub fn resolve_peers(&mut self) -> Result<(), locksmith::peer::PeerError> {
+        let files: Vec<PathBuf> = self.peers_file.iter().cloned().collect();
+        self.peers = std::sync::Arc::new(locksmith::peer::Peers::from_options(&self.peer, &files)?);
+        Ok(())
     }
 
     /// Settings for the whole process rather than one repository (the lanes' memory).
@@ -532,6 +603,7 @@ impl RepoArgs {
             deadline: self.deadline.map(std::time::Duration::from_secs),
             env: backend_env(),
             regular_password_file: false,
+            peers: self.peers.clone(),
         }
     }
 }
@@ -542,6 +614,7 @@ impl RepoArgs {
         locksmith::fleet::Defaults {
             interval,
             deadline: self.deadline.map(std::time::Duration::from_secs),
+            peers: self.peers.clone(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct RawRepoOptions {
     /// fleet file's members are read at once (a pipe or a device would block or never
     /// end). A one-shot run reads a pipe (`-p <(pass show x)`) as restic does.
     pub regular_password_file: bool,
+    /// The hosts that answer for their own locks (`--peer`, `--peers`, a fleet's `[[peer]]`).
+    pub peers: std::sync::Arc<crate::peer::Peers>,
 }
 
 /// A repository to open and the password to open it with.
@@ -50,6 +52,8 @@ pub struct RepoConfig {
     pub redactor: Redactor,
     /// What the storage is opened with: location, `-o` options, variables, limits.
     pub backend: Settings,
+    /// Who to ask about other hosts' locks.
+    pub peers: std::sync::Arc<crate::peer::Peers>,
 }
 
 /// Every variable whose value is a secret: locksmith's own and every backend's (whether
@@ -212,7 +216,12 @@ impl RawRepoOptions {
             repo: Secret::new(repo),
             password,
             key_hint: given(&self.key_hint).map(str::to_string),
-            redactor,
+            redactor: {
+                let mut r = redactor;
+                self.peers.secrets_into(&mut r);
+                r
+            },
+            peers: self.peers.clone(),
         })
     }
 }

@@ -16,10 +16,12 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What applies where the file sets nothing: the command line's `--interval` and
 /// `--deadline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Defaults {
     pub interval: Duration,
     pub deadline: Option<Duration>,
+    /// The command line's peers; the file's `[[peer]]` tables add to them (and win).
+    pub peers: std::sync::Arc<crate::peer::Peers>,
 }
 
 impl Default for Defaults {
@@ -27,6 +29,7 @@ impl Default for Defaults {
         Defaults {
             interval: DEFAULT_INTERVAL,
             deadline: None,
+            peers: Default::default(),
         }
     }
 }
@@ -37,6 +40,8 @@ struct File {
     interval: Option<Spanned<u64>>,
     #[serde(default)]
     repository: Vec<Spanned<Entry>>,
+    #[serde(default)]
+    peer: Vec<Spanned<crate::peer::PeerEntry>>,
 }
 
 /// `-o` options, as restic's `key=value` list or as a table.
@@ -127,20 +132,31 @@ fn parse(
         Some(i) => Duration::from_secs(*i.get_ref()),
         None => defaults.interval,
     };
-    let defaults = Defaults {
-        interval: default,
-        ..defaults
-    };
     if file.repository.is_empty() {
         return Err((None, "no [[repository]] table: nothing to watch".into()));
     }
     let base = path.parent().unwrap_or(Path::new("."));
+    let mut peers = (*defaults.peers).clone();
+    for spanned in &file.peer {
+        let line = Some(line_of(text, spanned.span().start));
+        peers.add(
+            spanned
+                .get_ref()
+                .resolve(base)
+                .map_err(|e| (line, e.to_string()))?,
+        );
+    }
+    let defaults = Defaults {
+        interval: default,
+        peers: std::sync::Arc::new(peers),
+        ..defaults
+    };
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for spanned in file.repository {
         let line = Some(line_of(text, spanned.span().start));
         let entry = spanned.into_inner();
-        let member = member(entry, base, env, defaults)
+        let member = member(entry, base, env, &defaults)
             .map_err(|why| (line, why))
             .and_then(|m| {
                 if names.insert(m.name.clone()) {
@@ -234,7 +250,7 @@ fn member(
     entry: Entry,
     base: &Path,
     env: &BTreeMap<String, String>,
-    defaults: Defaults,
+    defaults: &Defaults,
 ) -> Result<Member, String> {
     check(&entry)?;
     let options = options_of(&entry)?;
@@ -257,6 +273,7 @@ fn member(
             .or(defaults.deadline),
         env: vars,
         regular_password_file: true,
+        peers: defaults.peers.clone(),
     };
     Ok(Member {
         name: entry.name.clone(),
@@ -323,6 +340,7 @@ env = { AWS_ACCESS_KEY_ID = "id" }
             Defaults {
                 interval: Duration::from_secs(7),
                 deadline: Some(Duration::from_secs(30)),
+                peers: Default::default(),
             },
         )
         .unwrap();
@@ -336,6 +354,7 @@ env = { AWS_ACCESS_KEY_ID = "id" }
             Defaults {
                 interval: Duration::from_secs(7),
                 deadline: Some(Duration::from_secs(30)),
+                peers: Default::default(),
             },
         )
         .unwrap();
@@ -353,6 +372,22 @@ env = { AWS_ACCESS_KEY_ID = "id" }
             Some(Duration::from_secs(5)),
             "the file's own"
         );
+    }
+
+    #[test]
+    fn a_fleets_peers_add_to_the_command_lines_and_name_their_line() {
+        let t = "[[repository]]\nname = \"a\"\nrepository = \"/r\"\npassword_file = \"p\"\n\n[[peer]]\nhostname = \"b\"\nurl = \"http://b:9857\"\n";
+        let cli = crate::peer::Peers::from_options(&["c=http://c:1".into()], &[]).unwrap();
+        let defaults = Defaults {
+            peers: std::sync::Arc::new(cli),
+            ..Defaults::default()
+        };
+        let m = parse(t, Path::new("f.toml"), &BTreeMap::new(), defaults.clone()).unwrap();
+        let peers = &m[0].options.peers;
+        assert!(peers.get("b").is_some() && peers.get("c").is_some());
+        let bad = t.replace("http://b:9857", "b:9857");
+        let (line, why) = parse(&bad, Path::new("f.toml"), &BTreeMap::new(), defaults).unwrap_err();
+        assert_eq!(line, Some(6), "{why}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod location;
 pub mod locks;
 pub mod oneshot;
 pub mod password;
+pub mod peer;
 pub mod printable;
 pub mod process;
 pub mod progress;
@@ -96,14 +97,14 @@ pub async fn open(cfg: &RepoConfig) -> Result<Repository, Error> {
 /// Opens the repository, reads every lock and judges each from `host`, now. The lock
 /// files are fetched and decoded while the key is being derived, all within the run's
 /// deadline.
-pub async fn inspect(cfg: &RepoConfig, host: &dyn HostView) -> Result<Report, Error> {
+pub async fn inspect(cfg: &RepoConfig, host: &(dyn HostView + Sync)) -> Result<Report, Error> {
     inspect_showing(cfg, host, true).await
 }
 
 /// As [`inspect`]; `show_progress` off where several run at once (`locks --config`).
 pub async fn inspect_showing(
     cfg: &RepoConfig,
-    host: &dyn HostView,
+    host: &(dyn HostView + Sync),
     show_progress: bool,
 ) -> Result<Report, Error> {
     let deadline = tokio::time::Instant::now() + cfg.backend.net.deadline;
@@ -126,7 +127,25 @@ pub async fn inspect_showing(
     progress.finish();
     let _ = indicator.await;
     let (repo, inv) = got.map_err(|e| collect_error(cfg, e))?;
-    Ok(Report::of(cfg, &repo, inv, host))
+    Ok(judge_reading(cfg, &repo, inv, host).await)
+}
+
+/// The one place a reading becomes a report: the peers that answer for the hosts holding
+/// its locks are asked first, within the request time limit.
+pub(crate) async fn judge_reading(
+    cfg: &RepoConfig,
+    repo: &Repository,
+    inv: locks::Inventory,
+    host: &(dyn HostView + Sync),
+) -> Report {
+    let here = host.hostname();
+    let elsewhere = inv
+        .locks
+        .iter()
+        .filter(|e| e.lock.hostname != here)
+        .map(|e| (e.lock.hostname.as_str(), e.lock.pid));
+    let peers = peer::consult(&cfg.peers, elsewhere, cfg.backend.net.timeout).await;
+    Report::of(cfg, repo, inv, host, &peers)
 }
 
 /// A failed reading in the engine's words (location masked, secrets scrubbed).

@@ -12,17 +12,31 @@ fn main() {
     // Started as `unlock` (the image's /bin/unlock): behave as `locksmith unlock`.
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let exit = if std::path::Path::new(&argv0).file_name() == Some("unlock".as_ref()) {
-        let cli = cli::UnlockCli::parse();
+        let mut cli = cli::UnlockCli::parse();
         cli.repo.apply_to_process();
-        locksmith::unlock::run(&cli.args.to_options(&cli.repo))
+        match cli.repo.resolve_peers() {
+            Ok(()) => locksmith::unlock::run(&cli.args.to_options(&cli.repo)),
+            Err(e) => config_error(&e),
+        }
     } else {
         dispatch(cli::parse())
     };
     std::process::exit(exit.code());
 }
 
-fn dispatch(cli: cli::Cli) -> Exit {
+fn config_error(e: &dyn std::fmt::Display) -> Exit {
+    eprintln!(
+        "locksmith: {}",
+        locksmith::printable::printable(&e.to_string())
+    );
+    Exit::Config
+}
+
+fn dispatch(mut cli: cli::Cli) -> Exit {
     cli.repo.apply_to_process();
+    if let Err(e) = cli.repo.resolve_peers() {
+        return config_error(&e);
+    }
     match (&cli.generate, &cli.command) {
         (Some(kind), _) => match cli::generate(*kind, &mut std::io::stdout().lock()) {
             Ok(()) => Exit::Ok,
@@ -55,6 +69,7 @@ fn dispatch(cli: cli::Cli) -> Exit {
             args.name.as_deref(),
             args.json,
         ),
+        (None, Some(cli::Command::Agent(args))) => locksmith::serve::agent::run(&args.to_options()),
         (None, Some(cli::Command::Serve(args))) => {
             locksmith::serve::run(&args.to_options(&cli.repo))
         }

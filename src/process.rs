@@ -96,6 +96,13 @@ impl ThisHost {
     }
 }
 
+impl ThisHost {
+    /// When this host booted, where `/proc/stat` says.
+    pub fn boot(&self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.boot?, 0)
+    }
+}
+
 impl Default for ThisHost {
     fn default() -> Self {
         Self::new()

@@ -193,7 +193,7 @@ impl Watch {
                 }
             }
         }
-        let mut report = Report::of(&cfg, &repo, inv, host);
+        let mut report = crate::judge_reading(&cfg, &repo, inv, host).await;
         match &report.incomplete {
             Some(why) => Err(Error::Incomplete {
                 repo: cfg.masked.clone(),

@@ -15,6 +15,8 @@ pub struct ClientSpec {
     pub connect_timeout: Duration,
     /// Extra trust anchors: PEM files, as `RESTIC_CACERT` names them.
     pub cacerts: Vec<PathBuf>,
+    /// A client certificate and its key (PEM files), for a server that asks for one.
+    pub identity: Option<(PathBuf, PathBuf)>,
     /// Idle connections kept per host (the requests that may run at once).
     pub idle_per_host: Option<usize>,
 }
@@ -25,11 +27,18 @@ pub struct ClientSpec {
 pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
     type Cache = std::collections::HashMap<(ClientSpec, Vec<Vec<u8>>), reqwest::Client>;
     static CLIENTS: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
-    let pems = spec
+    let mut pems = spec
         .cacerts
         .iter()
         .map(|p| std::fs::read(p).map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display())))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some((cert, key)) = &spec.identity {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let mut both = read(cert)?;
+        both.push(b'\n');
+        both.extend(read(key)?);
+        pems.push(both);
+    }
     let key = (spec.clone(), pems);
     let mut cache = CLIENTS.lock().expect("not poisoned");
     if let Some(c) = cache.get_or_insert_default().get(&key) {
@@ -42,13 +51,24 @@ pub fn client(spec: &ClientSpec) -> Result<reqwest::Client, String> {
                 .map_err(|e| format!("RESTIC_CACERT {}: {e}", p.display()))?,
         );
     }
-    let made = build(spec, certs)?;
+    let identity = match (&spec.identity, key.1.last()) {
+        (Some((cert, _)), Some(both)) => Some(
+            reqwest::Identity::from_pem(both)
+                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?,
+        ),
+        _ => None,
+    };
+    let made = build(spec, certs, identity)?;
     cache.get_or_insert_default().insert(key, made.clone());
     Ok(made)
 }
 
 /// A new client with `certs` (`RESTIC_CACERT`'s) beside the system's trust store.
-fn build(spec: &ClientSpec, certs: Vec<reqwest::Certificate>) -> Result<reqwest::Client, String> {
+fn build(
+    spec: &ClientSpec,
+    certs: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+) -> Result<reqwest::Client, String> {
     crate::install_tls_provider();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("locksmith/", env!("CARGO_PKG_VERSION")))
@@ -56,6 +76,9 @@ fn build(spec: &ClientSpec, certs: Vec<reqwest::Certificate>) -> Result<reqwest:
         .tls_certs_merge(certs);
     if let Some(t) = spec.timeout {
         b = b.timeout(t);
+    }
+    if let Some(id) = identity {
+        b = b.identity(id);
     }
     if let Some(n) = spec.idle_per_host {
         b = b.pool_max_idle_per_host(n);
@@ -70,6 +93,7 @@ pub fn backend_spec(net: &super::NetOptions, cacerts: &[PathBuf]) -> ClientSpec 
         timeout: Some(net.timeout),
         connect_timeout: net.timeout.min(Duration::from_secs(10)),
         cacerts: cacerts.to_vec(),
+        identity: None,
         idle_per_host: Some(net.connections),
     }
 }

@@ -240,6 +240,7 @@ fn removals(
         &removed.iter().map(|l| (*l).clone()).collect::<Vec<_>>(),
         now,
         &crate::process::ThisHost::new(),
+        &crate::peer::Consulted::default(),
     );
     for h in holders {
         let mut ended = 0;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JudgedLock;
 use super::lives::{Span, Worst};
+use crate::peer::Consulted;
 use crate::process::HostView;
 use crate::verdict::Holder;
 pub(super) use crate::verdict::{ser_opt_time, ser_time};
@@ -56,6 +57,11 @@ pub struct JudgedHolder {
     /// Seconds since its newest lock was written.
     pub age_seconds: i64,
     pub reason: String,
+    /// As the newest lock's: the host whose view decided `holder`.
+    #[serde(default)]
+    pub judged_on: Option<String>,
+    #[serde(default)]
+    pub peer_error: Option<String>,
 }
 
 /// Longest held first; ties by key.
@@ -70,20 +76,30 @@ pub(super) fn sort(holders: &mut [JudgedHolder]) {
 
 /// The holders of `locks` (oldest first, as a report keeps them), longest held first.
 /// `host` tells the start time of this host's live holders.
-pub fn group(locks: &[JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Vec<JudgedHolder> {
+pub fn group(
+    locks: &[JudgedLock],
+    now: DateTime<Utc>,
+    host: &dyn HostView,
+    peers: &Consulted,
+) -> Vec<JudgedHolder> {
     let mut sorted: Vec<&JudgedLock> = locks.iter().collect();
     // Stable: each holder's locks stay oldest first.
     sorted.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
     let mut holders: Vec<JudgedHolder> = sorted
         .chunk_by(|a, b| key_of(a) == key_of(b))
-        .map(|ls| judged(ls, now, host))
+        .map(|ls| judged(ls, now, host, peers))
         .collect();
     sort(&mut holders);
     holders
 }
 
 /// `ls`: one holder's locks, oldest first (never empty).
-fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> JudgedHolder {
+fn judged(
+    ls: &[&JudgedLock],
+    now: DateTime<Utc>,
+    host: &dyn HostView,
+    peers: &Consulted,
+) -> JudgedHolder {
     let newest = ls.last().expect("a holder has a lock");
     let (hostname, username, pid, exclusive, earlier) = key_of(newest);
     let key = HolderKey {
@@ -96,10 +112,19 @@ fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Judged
     let deciding = ls.iter().find(|l| l.verdict.unsafe_).unwrap_or(newest);
     let v = &newest.verdict;
     let oldest = ls.first().expect("a holder has a lock").at;
-    // restic takes its lock as it starts: a live holder here has held it since its start.
-    let started = (v.holder == Holder::Alive && newest.hostname == host.hostname())
-        .then(|| i32::try_from(pid).ok().and_then(|p| host.started(p)))
-        .flatten();
+    // restic takes its lock as it starts: a live holder has held it since its start (as
+    // its own host tells it).
+    let its_host: Option<&dyn HostView> = if newest.hostname == host.hostname() {
+        Some(host)
+    } else {
+        peers
+            .of(&newest.hostname)
+            .and_then(Result::ok)
+            .map(|v| v as &dyn HostView)
+    };
+    let started = its_host
+        .filter(|_| v.holder == Holder::Alive)
+        .and_then(|h| h.started(i32::try_from(pid).ok()?));
     let mut h = JudgedHolder {
         span: Span {
             key,
@@ -118,6 +143,8 @@ fn judged(ls: &[&JudgedLock], now: DateTime<Utc>, host: &dyn HostView) -> Judged
         abandoned: v.abandoned,
         age_seconds: v.age_seconds,
         reason: deciding.verdict.reason.clone(),
+        judged_on: v.judged_on.clone(),
+        peer_error: v.peer_error.clone(),
     };
     h.span.worst = Worst::of(&h);
     h

@@ -85,6 +85,7 @@ fn capped(r: &Report) -> std::borrow::Cow<'_, Report> {
         repository_version: r.repository_version,
         checked_on: r.checked_on.clone(),
         checked_at: r.checked_at.clone(),
+        peers: r.peers.clone(),
         counts: r.counts.clone(),
         holders: first(&r.holders),
         locks: first(&r.locks),

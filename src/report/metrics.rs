@@ -184,6 +184,16 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "Lock files read from the backend.",
     ),
     (
+        "locksmith_peer_up",
+        "gauge",
+        "1 when the agent of a host holding locks answered at the last refresh, 0 when it could not tell (its locks are then judged by age alone).",
+    ),
+    (
+        "locksmith_peer_clock_offset_seconds",
+        "gauge",
+        "The host's clock minus this host's, measured at the last refresh; restic's 30-minute rule here is off by as much for its locks.",
+    ),
+    (
         "locksmith_history_write_failures_total",
         "counter",
         "Refreshes serve could not record in its history (the state directory full or unwritable).",
@@ -263,6 +273,7 @@ pub fn repositories(statuses: &[Status], serving: Option<Serving>) -> String {
             count_samples(&mut x, &repo, r);
             lock_samples(&mut x, &repo, r);
             holder_samples(&mut x, &repo, r);
+            peer_samples(&mut x, &repo, r);
         }
         if let Some(held) = s.exclusive_held_seconds {
             let name = "locksmith_exclusive_held_seconds_total";
@@ -412,6 +423,21 @@ fn lock_samples(x: &mut Exposition, repo: &str, r: &Report) {
     }
     let left_out = r.locks.len().saturating_sub(LOCK_SERIES_CAP);
     x.add("locksmith_lock_series_omitted", repo.into(), left_out);
+}
+
+/// Per peer asked (a host holding locks): whether it answered, and its clock's offset.
+fn peer_samples(x: &mut Exposition, repo: &str, r: &Report) {
+    for p in &r.peers {
+        let labels = format!("{repo},{}", label("hostname", &p.hostname));
+        x.add("locksmith_peer_up", labels.clone(), u8::from(p.ok));
+        if let Some(off) = p.clock_offset_seconds {
+            x.add(
+                "locksmith_peer_clock_offset_seconds",
+                labels,
+                format!("{off:.3}"),
+            );
+        }
+    }
 }
 
 /// Per job, since when it has held its lock. An earlier job of the same host, user and PID

@@ -18,8 +18,9 @@ pub use status::{Costs, Status};
 pub use table::{HOLDER_HEADER, TABLE_HEADER, Tone};
 
 use crate::locks::{Ignored, Inventory, LockEntry, Problem, Unreadable};
+use crate::peer::{Consulted, PeerStatus};
 use crate::process::HostView;
-use crate::verdict::{Verdict, judge};
+use crate::verdict::{Verdict, judge_with};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Counts {
@@ -88,6 +89,9 @@ pub struct Report {
     pub vanished: Vec<String>,
     /// Why the inventory is incomplete, when it is (entries not read by the deadline).
     pub incomplete: Option<String>,
+    /// The peers asked about their hosts' locks, and how each answered.
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
 }
 
 /// What a cron job or a script may ask of a report (`locks --fail-on`).
@@ -170,23 +174,20 @@ impl Report {
             .count()
     }
 
-    /// The report of an opened repository's inventory, judged from `host` now.
+    /// The report of an opened repository's inventory, judged from `host` and the peers'
+    /// answers, now.
     pub fn of(
         cfg: &crate::config::RepoConfig,
         repo: &crate::repo::Repository,
         inv: Inventory,
         host: &dyn HostView,
+        peers: &Consulted,
     ) -> Report {
-        Report::new(
-            cfg.masked.as_str(),
-            &repo.id,
-            repo.version,
-            inv,
-            Utc::now(),
-            host,
-        )
+        let id = (cfg.masked.as_str(), repo.id.as_str(), repo.version);
+        Report::judged(id, inv, Utc::now(), host, peers)
     }
 
+    /// Judged from `host` alone: other hosts' holders are unknown.
     pub fn new(
         repository: &str,
         repository_id: &str,
@@ -195,11 +196,23 @@ impl Report {
         now: DateTime<Utc>,
         host: &dyn HostView,
     ) -> Report {
+        let id = (repository, repository_id, repository_version);
+        Report::judged(id, inv, now, host, &Consulted::default())
+    }
+
+    /// `id`: the repository as shown, its ID and its format version.
+    pub fn judged(
+        (repository, repository_id, repository_version): (&str, &str, u32),
+        inv: Inventory,
+        now: DateTime<Utc>,
+        host: &dyn HostView,
+        peers: &Consulted,
+    ) -> Report {
         let locks: Vec<JudgedLock> = inv
             .locks
             .into_iter()
             .map(|LockEntry { id, lock }| JudgedLock {
-                verdict: judge(&lock, now, host),
+                verdict: judge_with(&lock, now, host, peers.of(&lock.hostname)),
                 at: lock.time.with_timezone(&Utc),
                 time: lock.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 id,
@@ -212,7 +225,7 @@ impl Report {
             })
             .collect();
         let exclusive = locks.iter().filter(|l| l.exclusive).count();
-        let holders = holders::group(&locks, now, host);
+        let holders = holders::group(&locks, now, host, peers);
         let counts = Counts {
             total: locks.len(),
             exclusive,
@@ -247,6 +260,7 @@ impl Report {
             ignored: inv.ignored,
             vanished: inv.vanished,
             incomplete: inv.incomplete,
+            peers: peers.status.clone(),
         }
     }
 }

@@ -67,9 +67,18 @@ fn kind(exclusive: bool) -> String {
     if exclusive { "exclusive" } else { "shared" }.to_string()
 }
 
+/// The HOLDER cell: the verdict, and where it came from when another host decided it.
+fn holder_cell(holder: &str, judged_on: Option<&str>, peer_error: bool, here: &str) -> String {
+    match judged_on {
+        Some(h) if h != here => format!("{holder} (asked {})", p(h)),
+        _ if peer_error => format!("{holder} (its host did not answer)"),
+        _ => holder.to_string(),
+    }
+}
+
 impl JudgedHolder {
-    /// The holder's row in the table and on the status page.
-    pub fn table_cells(&self) -> [String; 8] {
+    /// The holder's row in the table and on the status page; `here`: the host judging.
+    pub fn table_cells(&self, here: &str) -> [String; 8] {
         let held = (self.span.last_seen - self.span.held_since)
             .num_seconds()
             .max(0);
@@ -87,7 +96,12 @@ impl JudgedHolder {
                 .to_string(),
             human_age(held),
             self.lock_ids.len().to_string(),
-            self.holder.as_str().to_string(),
+            holder_cell(
+                self.holder.as_str(),
+                self.judged_on.as_deref(),
+                self.peer_error.is_some(),
+                here,
+            ),
             if self.stale { "yes" } else { "no" }.to_string(),
         ]
     }
@@ -106,8 +120,9 @@ pub const TABLE_HEADER: [&str; 8] = [
 ];
 
 impl JudgedLock {
-    /// The lock's row in the table (and on the status page), control characters escaped.
-    pub fn table_cells(&self) -> [String; 8] {
+    /// The lock's row in the table (and on the status page), control characters escaped;
+    /// `here`: the host judging.
+    pub fn table_cells(&self, here: &str) -> [String; 8] {
         let v = &self.verdict;
         let age = if v.clock_skew {
             format!("{} (future)", human_age(v.age_seconds))
@@ -130,7 +145,7 @@ impl JudgedLock {
             format!("{}@{} ({})", p(&self.username), p(&self.hostname), self.uid),
             self.pid.to_string(),
             age,
-            holder.to_string(),
+            holder_cell(holder, v.judged_on.as_deref(), v.peer_error.is_some(), here),
             if v.stale { "yes" } else { "no" }.to_string(),
             restic.to_string(),
         ]
@@ -171,12 +186,15 @@ impl Report {
             write!(w, "{}, {} unsafe", c.headline(), c.unsafe_)?;
         }
         writeln!(w, " · {} unreadable · {} ignored", c.unreadable, c.ignored)?;
+        if !self.peers.is_empty() {
+            writeln!(w, "asked: {}", p(&crate::peer::ask::summary(&self.peers)))?;
+        }
         if !self.holders.is_empty() {
             writeln!(w, "\nheld by {} job(s):", self.holders.len())?;
             let rows = self
                 .holders
                 .iter()
-                .map(|h| (h.table_cells(), Tone::of_holder(h)));
+                .map(|h| (h.table_cells(&self.checked_on), Tone::of_holder(h)));
             write_rows(&mut w, HOLDER_HEADER, rows)?;
         }
         if !self.locks.is_empty() {
@@ -184,7 +202,7 @@ impl Report {
             let rows = self
                 .locks
                 .iter()
-                .map(|l| (l.table_cells(), Tone::of(&l.verdict)));
+                .map(|l| (l.table_cells(&self.checked_on), Tone::of(&l.verdict)));
             write_rows(&mut w, TABLE_HEADER, rows)?;
         }
         let mut warnings = self.locks.iter().filter(|l| l.verdict.unsafe_).peekable();

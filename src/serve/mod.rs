@@ -2,6 +2,7 @@
 //! and the last state of each served at once (`/metrics`, `/locks`, `/`, `/healthz`) —
 //! a scrape never waits for a backend.
 
+pub mod agent;
 pub mod http;
 pub mod page;
 pub mod state;
@@ -268,7 +269,7 @@ fn members_as_given(source: &Source) -> Result<Vec<Member>, Error> {
             path,
             env,
             defaults,
-        } => Ok(fleet::load(path, env, *defaults)?),
+        } => Ok(fleet::load(path, env, defaults.clone())?),
     }
 }
 
@@ -281,13 +282,8 @@ pub fn run(opts: &ServeOptions) -> Exit {
         let _ =
             rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     }
-    let web = match opts.web_config.as_deref().map(web::WebConfig::load) {
-        None => web::WebConfig::default(),
-        Some(Ok(w)) => w,
-        Some(Err(e)) => {
-            eprintln!("locksmith: {}", crate::printable::printable(&e.to_string()));
-            return Exit::Config;
-        }
+    let Some(web) = web_config(opts.web_config.as_deref()) else {
+        return Exit::Config;
     };
     let members = match members(&opts.source) {
         Ok(m) => m,
@@ -303,15 +299,33 @@ pub fn run(opts: &ServeOptions) -> Exit {
             return Exit::Config;
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
+    let rt = listener_runtime();
     let exit = rt.block_on(serve(opts, web, members, kept));
     // A password command still running in a blocking thread must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     exit
+}
+
+/// The web configuration named (or none: plain HTTP, no auth); `None` after saying why it
+/// cannot be used.
+pub(crate) fn web_config(path: Option<&std::path::Path>) -> Option<web::WebConfig> {
+    match path.map(web::WebConfig::load) {
+        None => Some(web::WebConfig::default()),
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
+            eprintln!("locksmith: {}", crate::printable::printable(&e.to_string()));
+            None
+        }
+    }
+}
+
+/// Two worker threads: the answers never wait for a refresh in progress.
+pub(crate) fn listener_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
 }
 
 /// The endpoints, every one behind the guard.
@@ -320,6 +334,7 @@ fn router(shared: Arc<Shared>, guard: http::Guard) -> axum::Router {
         .route("/metrics", get(metrics_handler))
         .route("/locks", get(locks_handler))
         .route("/api/v1/history", get(history_handler))
+        .route(crate::peer::answer::PATH, get(agent::host_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready_handler))

@@ -144,6 +144,13 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>, lives: &[crate::repor
             if c.unsafe_ > 0 { "bad" } else { "ok" },
             c.unsafe_
         );
+        if !r.peers.is_empty() {
+            let _ = write!(
+                o,
+                "<p class=\"peers\">Asked: {}</p>",
+                t(&crate::peer::ask::summary(&r.peers))
+            );
+        }
         holders_table(o, r);
         o.push_str("<table class=\"locks\"><tr>");
         for h in TABLE_HEADER {
@@ -151,7 +158,8 @@ fn section(o: &mut String, s: &Status, now: DateTime<Utc>, lives: &[crate::repor
         }
         o.push_str("<th>WHY</th></tr>");
         for l in &r.locks {
-            row(o, Tone::of(&l.verdict), &l.table_cells(), &l.verdict.reason);
+            let cells = l.table_cells(&r.checked_on);
+            row(o, Tone::of(&l.verdict), &cells, &l.verdict.reason);
         }
         o.push_str("</table>");
     }
@@ -218,7 +226,12 @@ fn holders_table(o: &mut String, r: &Report) {
     }
     o.push_str("<th>WHY</th></tr>");
     for h in &r.holders {
-        row(o, Tone::of_holder(h), &h.table_cells(), &h.reason);
+        row(
+            o,
+            Tone::of_holder(h),
+            &h.table_cells(&r.checked_on),
+            &h.reason,
+        );
     }
     o.push_str("</table>");
 }

@@ -271,6 +271,10 @@ impl Run<'_> {
                     c.unsafe_,
                     c.unreadable
                 ));
+                if !r.peers.is_empty() {
+                    let asked = crate::peer::ask::summary(&r.peers);
+                    self.log.line(&format!("peers {when}: {asked}"));
+                }
                 if let Some(why) = &r.incomplete {
                     self.log
                         .line(&format!("WARNING: the reading {when} is incomplete: {why}"));

@@ -158,6 +158,8 @@ mod tests {
                 unsafe_,
                 safe_after: safe_after.map(|m| t0() + Duration::minutes(m)),
                 reason: "why".into(),
+                judged_on: None,
+                peer_error: None,
             },
         }
     }

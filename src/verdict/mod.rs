@@ -79,6 +79,13 @@ pub struct Verdict {
     #[serde(serialize_with = "ser_opt_time")]
     pub safe_after: Option<DateTime<Utc>>,
     pub reason: String,
+    /// The host whose view decided `holder`: this host, the holder's host (a peer), or
+    /// none (another host no peer answered for).
+    #[serde(default)]
+    pub judged_on: Option<String>,
+    /// Why the holder's host, asked, could not tell.
+    #[serde(default)]
+    pub peer_error: Option<String>,
 }
 
 /// A time as every JSON document writes it: RFC 3339 in whole seconds, UTC.
@@ -230,6 +237,8 @@ pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
         unsafe_: f.unsafe_,
         safe_after: safe_after(lock, &f),
         reason: reason(lock, &f, abandoned, clock_skew),
+        judged_on: None,
+        peer_error: None,
     }
 }
 
@@ -319,6 +328,10 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
     }
     reason
 }
+
+mod peer;
+
+pub use peer::{OFFSET_WORTH_SAYING, judge_with, offset_note};
 
 #[cfg(test)]
 mod tests;

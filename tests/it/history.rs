@@ -297,7 +297,7 @@ fn retention_drops_jobs_ended_before_the_days_kept() {
 }
 
 /// libfaketime's library, wherever the distribution put it.
-fn faketime_lib() -> String {
+pub(crate) fn faketime_lib() -> String {
     let out = Command::new("sh")
         .args(["-c", "ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -1"])
         .output()

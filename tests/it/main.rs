@@ -15,6 +15,7 @@ mod live;
 mod memory;
 mod package;
 mod password;
+mod peers;
 mod sealed;
 mod serve;
 mod snapshots;

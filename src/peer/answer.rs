@@ -1,0 +1,142 @@
+//! What a host says about its own processes: the one document `locksmith agent` and
+//! `serve` answer at [`PATH`]. It needs no repository and no password, and tells only what
+//! judging a lock needs — whether each PID (and process group) asked about exists, when it
+//! started and what it runs, and the host's name, boot and clock.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::process::{HostView, PidState, ThisHost};
+
+/// Where agent and serve answer.
+pub const PATH: &str = "/api/v1/host";
+/// PIDs and groups one question may name: a host's locks have few holders; more is abuse.
+pub const MAX_ASKED: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// `kill(pid, 0)` succeeds.
+    Signalable,
+    /// EPERM: it exists, another user's.
+    NoPermission,
+    Absent,
+}
+
+impl From<PidState> for State {
+    fn from(s: PidState) -> State {
+        match s {
+            PidState::Signalable => State::Signalable,
+            PidState::NoPermission => State::NoPermission,
+            PidState::Absent => State::Absent,
+        }
+    }
+}
+
+impl From<State> for PidState {
+    fn from(s: State) -> PidState {
+        match s {
+            State::Signalable => PidState::Signalable,
+            State::NoPermission => PidState::NoPermission,
+            State::Absent => PidState::Absent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessFacts {
+    pub pid: i32,
+    pub state: State,
+    pub started: Option<DateTime<Utc>>,
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFacts {
+    pub group: i32,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostAnswer {
+    pub hostname: String,
+    /// This host's clock when it answered (milliseconds: the offset is measured with it).
+    pub now: DateTime<Utc>,
+    pub boot_time: Option<DateTime<Utc>>,
+    pub processes: Vec<ProcessFacts>,
+    pub groups: Vec<GroupFacts>,
+}
+
+/// What one question asks: PIDs and process groups, each > 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Question {
+    pub pids: BTreeSet<i32>,
+    pub groups: BTreeSet<i32>,
+}
+
+impl Question {
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.groups.is_empty()
+    }
+
+    /// As a query string: `pid=1,2&group=3`.
+    pub fn query(&self) -> String {
+        let list = |s: &BTreeSet<i32>| s.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        format!("pid={}&group={}", list(&self.pids), list(&self.groups))
+    }
+
+    /// From a query's `pid` and `group` values (comma-separated, repeatable).
+    pub fn parse<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<Question, String> {
+        let mut q = Question::default();
+        for (k, v) in pairs {
+            let set = match k {
+                "pid" => &mut q.pids,
+                "group" => &mut q.groups,
+                other => return Err(format!("unknown parameter {other:?}: ask pid= and group=")),
+            };
+            for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match n.parse::<i32>() {
+                    Ok(p) if p > 0 => set.insert(p),
+                    _ => return Err(format!("{k}={n:?}: a number above 0 was expected")),
+                };
+            }
+        }
+        if q.pids.len() + q.groups.len() > MAX_ASKED {
+            return Err(format!("at most {MAX_ASKED} PIDs and groups at once"));
+        }
+        Ok(q)
+    }
+}
+
+/// This host's answer to `q`.
+pub fn answer(q: &Question, host: &ThisHost) -> HostAnswer {
+    HostAnswer {
+        hostname: host.hostname().to_string(),
+        now: Utc::now(),
+        boot_time: host.boot(),
+        processes: q
+            .pids
+            .iter()
+            .map(|&pid| {
+                let state = State::from(host.probe(pid));
+                let exists = state != State::Absent;
+                ProcessFacts {
+                    pid,
+                    state,
+                    started: exists.then(|| host.started(pid)).flatten(),
+                    command: exists.then(|| host.command(pid)).flatten(),
+                }
+            })
+            .collect(),
+        groups: q
+            .groups
+            .iter()
+            .map(|&group| GroupFacts {
+                group,
+                state: host.probe_group(group).into(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,205 @@
+//! Asking the peers: each host that holds a lock and has a peer is asked once, all at once,
+//! within the run's time limit. Whatever goes wrong is a reason, never a failed run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::answer::{HostAnswer, PATH, Question};
+use super::view::PeerView;
+use super::{Peer, Peers};
+use crate::process::SignalTarget;
+
+/// How a peer answered, for the report's `peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    pub hostname: String,
+    /// The URL with any password masked.
+    pub url: String,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// The peer's clock minus this host's.
+    pub clock_offset_seconds: Option<f64>,
+    pub rtt_seconds: Option<f64>,
+}
+
+/// The peers' answers of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Consulted {
+    views: BTreeMap<String, Result<PeerView, String>>,
+    pub status: Vec<PeerStatus>,
+}
+
+impl Consulted {
+    /// `None` where no peer answers for `hostname`; the view, or why there is none.
+    pub fn of(&self, hostname: &str) -> Option<Result<&PeerView, &str>> {
+        self.views
+            .get(hostname)
+            .map(|r| r.as_ref().map_err(String::as_str))
+    }
+
+    /// A consultation made of given answers (tests, and replaying a reading).
+    pub fn from_views(views: impl IntoIterator<Item = (String, Result<PeerView, String>)>) -> Self {
+        Consulted {
+            views: views.into_iter().collect(),
+            status: Vec::new(),
+        }
+    }
+}
+
+/// The peers in one line: `hostb ok (clock +0.2 s, 4 ms) · hostc: no answer within 2 s`.
+pub fn summary(peers: &[PeerStatus]) -> String {
+    peers
+        .iter()
+        .map(
+            |s| match (&s.error, s.clock_offset_seconds, s.rtt_seconds) {
+                (Some(e), _, _) => format!("{}: {e}", s.hostname),
+                (None, Some(off), Some(rtt)) => format!(
+                    "{} ok (clock {off:+.1} s, {:.0} ms)",
+                    s.hostname,
+                    rtt * 1000.0
+                ),
+                _ => format!("{} ok", s.hostname),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// What to ask each host about its locks (`(hostname, pid)` pairs): the PIDs themselves,
+/// and where restic's probe would land there.
+pub fn questions<'a>(locks: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'a str, Question> {
+    let mut out: BTreeMap<&str, Question> = BTreeMap::new();
+    for (host, pid) in locks {
+        let q = out.entry(host).or_default();
+        if let Ok(p) = i32::try_from(pid)
+            && p > 0
+        {
+            q.pids.insert(p);
+        }
+        match SignalTarget::of(pid) {
+            SignalTarget::Process(k) => q.pids.insert(k),
+            SignalTarget::Group(g) => q.groups.insert(g),
+            _ => false,
+        };
+    }
+    out
+}
+
+/// Asks every peer that answers for a host in `locks`, at once, each within `timeout`.
+pub async fn consult<'a>(
+    peers: &Peers,
+    locks: impl Iterator<Item = (&'a str, i64)>,
+    timeout: Duration,
+) -> Consulted {
+    if peers.is_empty() {
+        return Consulted::default();
+    }
+    let asks: Vec<_> = questions(locks)
+        .into_iter()
+        .filter_map(|(host, q)| peers.get(host).map(|p| (p, q)))
+        .map(|(p, q)| async move { (p, ask_within(p, &q, timeout).await) })
+        .collect();
+    let mut out = Consulted::default();
+    for (peer, got) in futures::future::join_all(asks).await {
+        let (view, rtt) = match got {
+            Ok((v, rtt)) => (Ok(v), Some(rtt)),
+            Err(e) => (Err(e), None),
+        };
+        out.status.push(PeerStatus {
+            hostname: peer.hostname.clone(),
+            url: peer.masked.clone(),
+            ok: view.is_ok(),
+            error: view.as_ref().err().cloned(),
+            clock_offset_seconds: view
+                .as_ref()
+                .ok()
+                .map(|v| v.offset.num_milliseconds() as f64 / 1000.0),
+            rtt_seconds: rtt.map(|d: Duration| d.as_secs_f64()),
+        });
+        out.views.insert(peer.hostname.clone(), view);
+    }
+    out
+}
+
+async fn ask_within(
+    peer: &Peer,
+    q: &Question,
+    limit: Duration,
+) -> Result<(PeerView, Duration), String> {
+    let got = match tokio::time::timeout(limit, ask(peer, q, limit)).await {
+        Ok(got) => got,
+        Err(_) => Err(format!(
+            "no answer within {} s (--timeout)",
+            limit.as_secs_f64()
+        )),
+    };
+    got.map_err(|e| {
+        let mut r = crate::secret::Redactor::default();
+        Peers(vec![peer.clone()]).secrets_into(&mut r);
+        r.scrub(&e)
+    })
+}
+
+async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Duration), String> {
+    let client = crate::backend::http::client(&crate::backend::http::ClientSpec {
+        timeout: Some(limit),
+        connect_timeout: limit,
+        cacerts: peer.ca_file.iter().cloned().collect(),
+        identity: peer.cert_file.clone().zip(peer.key_file.clone()),
+        idle_per_host: Some(1),
+    })
+    .map_err(|e| e.replacen("RESTIC_CACERT", "ca_file", 1))?;
+    let mut url = url::Url::parse(peer.url.expose()).map_err(|e| e.to_string())?;
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_path(&format!("{}{PATH}", url.path().trim_end_matches('/')));
+    url.set_query(Some(&q.query()));
+    let mut req = client.get(url);
+    if let Some(user) = &peer.username {
+        req = req.basic_auth(user, peer.password.as_ref().map(|p| p.expose()));
+    }
+    let sent = Instant::now();
+    let sent_at = chrono::Utc::now();
+    let resp = req.send().await.map_err(|e| words(&e, limit))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| words(&e, limit))?;
+    let rtt = sent.elapsed();
+    if !status.is_success() {
+        return Err(match status.as_u16() {
+            401 | 403 => format!("refused the credentials ({status})"),
+            _ => format!("answered {status}"),
+        });
+    }
+    let answer: HostAnswer = serde_json::from_slice(&body)
+        .map_err(|e| format!("answered something that is not a host answer ({e})"))?;
+    if answer.hostname != peer.hostname {
+        return Err(format!(
+            "answers for host {:?}, not {:?}: its PIDs say nothing about these locks",
+            answer.hostname, peer.hostname
+        ));
+    }
+    let middle = sent_at + chrono::Duration::from_std(rtt / 2).unwrap_or_default();
+    let offset = answer.now.signed_duration_since(middle);
+    Ok((PeerView { answer, offset }, rtt))
+}
+
+/// A transport error in words, without its URL.
+fn words(e: &reqwest::Error, limit: Duration) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s (--timeout)", limit.as_secs_f64());
+    }
+    let mut text = if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
