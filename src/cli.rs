@@ -33,7 +33,8 @@ const LOCKS_EXAMPLES: &str = "\
 Examples:
   locksmith -r /srv/restic-repo -p /etc/restic/pw locks
   locksmith -r rest:https://backup-host:8000/repo/ locks --json --fail-on unsafe,unreadable
-  locksmith locks --config /etc/locksmith/locksmith.toml --textfile /var/lib/prometheus/node-exporter/restic_locks.prom";
+  locksmith locks --config /etc/locksmith/locksmith.toml --textfile /var/lib/prometheus/node-exporter/restic_locks.prom
+  locksmith locks --peer hostb=https://hostb:9857     # hostb's locks judged on hostb (locksmith agent there)";
 
 const SERVE_EXAMPLES: &str = "\
 Examples:

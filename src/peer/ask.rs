@@ -164,7 +164,7 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
     let sent_at = chrono::Utc::now();
     let resp = req.send().await.map_err(|e| words(&e, limit))?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| words(&e, limit))?;
+    let body = bounded_body(resp, limit).await?;
     let rtt = sent.elapsed();
     if !status.is_success() {
         return Err(match status.as_u16() {
@@ -174,16 +174,26 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
     }
     let answer: HostAnswer = serde_json::from_slice(&body)
         .map_err(|e| format!("answered something that is not a host answer ({e})"))?;
-    if answer.hostname != peer.hostname {
-        return Err(format!(
-            "answers for host {:?}, not {:?}: its PIDs say nothing about these locks",
-            answer.hostname, peer.hostname
-        ));
-    }
-    let middle = sent_at + chrono::Duration::from_std(rtt / 2).unwrap_or_default();
-    let offset = answer.now.signed_duration_since(middle);
-    Ok((PeerView { answer, offset }, rtt))
+    Ok((
+        PeerView::measured(answer, &peer.hostname, sent_at, rtt)?,
+        rtt,
+    ))
 }
+
+/// An answer's body, up to [`MAX_ANSWER`]: a peer gone wrong must not fill the memory.
+async fn bounded_body(mut resp: reqwest::Response, limit: Duration) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| words(&e, limit))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("answered more than {} MiB", MAX_ANSWER >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The most an answer may hold: [`super::answer::MAX_ASKED`] processes are well under it.
+const MAX_ANSWER: usize = 4 << 20;
 
 /// A transport error in words, without its URL.
 fn words(e: &reqwest::Error, limit: Duration) -> String {

@@ -154,3 +154,30 @@ fn questions_beyond_reason_are_refused() {
         .join(",");
     assert!(Question::parse([("pid", many.as_str())].into_iter()).is_err());
 }
+
+/// A peer answering with a clock at chrono's end of time made `now + offset` panic.
+#[test]
+fn a_clock_beyond_belief_is_refused_not_added() {
+    use chrono::{DateTime, Utc};
+    let answer = |now: DateTime<Utc>, host: &str| HostAnswer {
+        hostname: host.into(),
+        now,
+        boot_time: None,
+        processes: vec![],
+        groups: vec![],
+    };
+    let sent = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let rtt = std::time::Duration::from_millis(20);
+    let e = PeerView::measured(answer(DateTime::<Utc>::MAX_UTC, "b"), "b", sent, rtt).unwrap_err();
+    assert!(e.contains("days off"), "{e}");
+    let e = PeerView::measured(answer(sent, "c"), "b", sent, rtt).unwrap_err();
+    assert!(e.contains("answers for host \"c\", not \"b\""), "{e}");
+    let v = PeerView::measured(
+        answer(sent + chrono::Duration::seconds(60), "b"),
+        "b",
+        sent,
+        rtt,
+    )
+    .unwrap();
+    assert_eq!(v.offset, chrono::Duration::milliseconds(59_990));
+}

@@ -14,10 +14,38 @@ pub struct PeerView {
     pub offset: Duration,
 }
 
+/// A clock further off than this is not a clock to judge by (nor one chrono can add).
+pub const MAX_OFFSET: Duration = Duration::days(3650);
+
 impl PeerView {
+    /// The answer of the peer for `hostname`, asked at `sent_at` and answered `rtt` later:
+    /// refused when it speaks for another host or its clock is beyond belief.
+    pub fn measured(
+        answer: HostAnswer,
+        hostname: &str,
+        sent_at: DateTime<Utc>,
+        rtt: std::time::Duration,
+    ) -> Result<PeerView, String> {
+        if answer.hostname != hostname {
+            return Err(format!(
+                "answers for host {:?}, not {hostname:?}: its PIDs say nothing about these locks",
+                answer.hostname
+            ));
+        }
+        let middle = sent_at + Duration::from_std(rtt / 2).unwrap_or_default();
+        let offset = answer.now.signed_duration_since(middle);
+        if offset.abs() > MAX_OFFSET {
+            return Err(format!(
+                "answers with a clock {} days off: not judged by it",
+                offset.num_days().abs()
+            ));
+        }
+        Ok(PeerView { answer, offset })
+    }
+
     /// This host's `now` on the peer's clock.
     pub fn their_now(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + self.offset
+        now.checked_add_signed(self.offset).unwrap_or(now)
     }
 }
 

@@ -296,7 +296,7 @@ impl Run<'_> {
                 "keeps"
             };
             self.log.line(&format!(
-                "  lock {} {} {}@{} pid {} age {}: holder {}; restic unlock {plain}; restic unlock --remove-all REMOVES{}",
+                "  lock {} {} {}@{} pid {} age {}: holder {}{}; restic unlock {plain}; restic unlock --remove-all REMOVES{}",
                 crate::restic::short_id(&l.id),
                 if l.exclusive { "exclusive" } else { "shared" },
                 l.username,
@@ -304,6 +304,11 @@ impl Run<'_> {
                 l.pid,
                 crate::verdict::human_age(v.age_seconds),
                 v.holder.as_str(),
+                match (&v.judged_on, &v.peer_error) {
+                    (Some(h), _) if *h != r.checked_on => format!(" (judged on {h})"),
+                    (_, Some(_)) => " (its host did not answer)".to_string(),
+                    _ => String::new(),
+                },
                 if v.unsafe_ { "; UNSAFE" } else { "" }
             ));
             self.log.line(&format!("    {}", v.reason));

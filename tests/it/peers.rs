@@ -407,6 +407,10 @@ fn a_live_jobs_lock_that_restic_here_would_remove_is_unsafe_and_unlock_refuses()
     assert_eq!(t.lock_names().len(), 1, "the live job keeps its lock");
     let run_log = std::fs::read_to_string(logs.join("unlock-last.log")).unwrap();
     assert!(run_log.contains("peers before: hostb ok"), "{run_log}");
+    assert!(
+        run_log.contains("holder alive (judged on hostb)"),
+        "{run_log}"
+    );
     let summary = std::fs::read_to_string(logs.join("last-unlock.json")).unwrap();
     assert!(summary.contains("\"judged_on\":\"hostb\""), "{summary}");
 }
@@ -637,4 +641,38 @@ fn serve_judges_on_the_holders_host_and_answers_for_its_own() {
     let a: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(a["hostname"], this_host());
     assert_eq!(a["processes"][0]["state"], "signalable", "{a}");
+}
+
+/// A peer that cannot be used as written stops the run before anything is read (exit 2),
+/// naming it, password masked.
+#[test]
+fn peers_that_cannot_be_used_are_configuration_errors() {
+    let t = TestRepo::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let bad_file = dir.path().join("peers.toml");
+    std::fs::write(&bad_file, "[[peer]]\nhostname = \"b\"\n").unwrap();
+    for (args, says) in [
+        (vec!["--peer", "hostb"], "expected HOST=URL"),
+        (
+            vec!["--peer", "hostb:https://ops:pw-in-flag@b"],
+            "expected HOST=URL",
+        ),
+        (vec!["--peer", "hostb=ftp://b"], "http:// or https://"),
+        (
+            vec!["--peers", "/nonexistent/peers.toml"],
+            "peers file /nonexistent/peers.toml",
+        ),
+        (
+            vec!["--peers", bad_file.to_str().unwrap()],
+            "missing field `url`",
+        ),
+    ] {
+        for cmd in ["locks", "unlock"] {
+            let out = t.locksmith().arg(cmd).args(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(!err.contains("pw-in-flag"), "{err}");
+        }
+    }
 }
