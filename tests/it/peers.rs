@@ -319,30 +319,32 @@ fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
 #[test]
 fn a_reused_pid_there_is_stale_and_restic_there_would_sighup_it() {
     crate::needs!("restic");
-    let t = TestRepo::new(2);
-    let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
-        return;
-    };
-    let bystander = host.background(&t, "sleep 600 &");
-    let id = t.seal(&lock_at(minutes_ago(5), "hostb", bystander), Encoding::Json);
-    let l = only_lock(&locks_with(&t, &["--peer", &host.peer()], &[]));
-    assert_eq!(
-        (&l["holder"], &l["stale"], &l["unsafe"]),
-        (&"reused".into(), &true.into(), &false.into()),
-        "{l:#}"
-    );
-    assert_eq!(l["holder_command"], "sleep");
-    let why = l["reason"].as_str().unwrap();
-    assert!(
-        why.contains(&format!(
-            "to PID {bystander}, a live process that is not the holder"
-        )),
-        "{why}"
-    );
-    restic_unlock_there(&host, &t);
-    assert_eq!(t.lock_names(), vec![id], "restic on hostb keeps it");
-    let out = host.run(&t, &format!("kill -0 {bystander}"));
-    assert!(!out.status.success(), "restic's SIGHUP ended the bystander");
+    for r in restics() {
+        let t = TestRepo::new(2).with(r);
+        let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+            return;
+        };
+        let bystander = host.background(&t, "sleep 600 &");
+        let id = t.seal(&lock_at(minutes_ago(5), "hostb", bystander), Encoding::Json);
+        let l = only_lock(&locks_with(&t, &["--peer", &host.peer()], &[]));
+        assert_eq!(
+            (&l["holder"], &l["stale"], &l["unsafe"]),
+            (&"reused".into(), &true.into(), &false.into()),
+            "{l:#}"
+        );
+        assert_eq!(l["holder_command"], "sleep");
+        let why = l["reason"].as_str().unwrap();
+        assert!(
+            why.contains(&format!(
+                "to PID {bystander}, a live process that is not the holder"
+            )),
+            "{why}"
+        );
+        restic_unlock_there(&host, &t);
+        assert_eq!(t.lock_names(), vec![id], "{r} on hostb keeps it");
+        let out = host.run(&t, &format!("kill -0 {bystander}"));
+        assert!(!out.status.success(), "{r}'s SIGHUP ended the bystander");
+    }
 }
 
 /// This host's clock 45 minutes ahead (libfaketime): restic here would remove a live job's
