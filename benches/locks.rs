@@ -194,6 +194,7 @@ fn history_growth(_: &mut Criterion) {
             inv.locks.push(locksmith::locks::LockEntry {
                 id: format!("{n:064x}"),
                 lock: lock.clone(),
+                stored_at: None,
             });
         }
         let mut report = Report::new("/r", "id", 2, inv, now, &host);

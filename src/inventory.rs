@@ -134,6 +134,8 @@ struct Sorter<'a> {
     cache: Option<&'a mut Cache>,
     /// How each entry being read was listed, for the cache.
     sizes: HashMap<String, Listed>,
+    /// When the storage wrote each entry, where its listing says.
+    stored: HashMap<String, std::time::SystemTime>,
 }
 
 impl Sorter<'_> {
@@ -196,6 +198,9 @@ impl Sorter<'_> {
             let Some(e) = classify(e, &mut self.inv) else {
                 continue;
             };
+            if let Some(at) = e.modified {
+                self.stored.insert(e.name.clone(), at);
+            }
             let listed = (e.size, e.modified);
             let hit = self
                 .cache
@@ -271,6 +276,7 @@ pub async fn read<E>(
         held_bytes: 0,
         cache: r.cache,
         sizes: HashMap::new(),
+        stored: HashMap::new(),
     };
     if let Some(repo) = &repo {
         sorter.key_known(repo);
@@ -315,6 +321,9 @@ pub async fn read<E>(
         },
     };
     let mut inv = sorter.inv;
+    for l in &mut inv.locks {
+        l.stored_at = sorter.stored.get(&l.id).map(|&t| t.into());
+    }
     mark_not_read(&mut inv, outstanding);
     for u in &mut inv.unreadable {
         u.error = r.redactor.scrub(&u.error);

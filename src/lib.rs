@@ -11,6 +11,7 @@ pub mod exit;
 pub mod fleet;
 pub mod history;
 pub mod inventory;
+pub mod kernel;
 pub mod location;
 pub mod locks;
 pub mod oneshot;

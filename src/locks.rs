@@ -99,6 +99,9 @@ pub struct Ignored {
 pub struct LockEntry {
     pub id: String,
     pub lock: Lock,
+    /// When the storage wrote the file, by its clock (where the backend lists it): a
+    /// second clock beside the writer's `time`.
+    pub stored_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Every entry of `locks/`, each in exactly one place.
@@ -149,7 +152,11 @@ impl Inventory {
     /// A decoded lock, or why it did not decode, in its place.
     pub(crate) fn place(&mut self, id: String, decoded: Result<Lock, (Problem, String)>) {
         match decoded {
-            Ok(lock) => self.locks.push(LockEntry { id, lock }),
+            Ok(lock) => self.locks.push(LockEntry {
+                id,
+                lock,
+                stored_at: None,
+            }),
             Err((kind, error)) => self.unreadable.push(Unreadable { id, kind, error }),
         }
     }

@@ -1,8 +1,12 @@
 //! What this host can tell about a lock's holder: its name, whether a PID exists, and when
 //! that PID's process started. The probe is `kill(pid, 0)`: it never delivers a signal.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use rustix::io::Errno;
+
+use crate::kernel::Kernel;
 use rustix::process::{Pid, test_kill_process, test_kill_process_group};
 
 /// The answer of `kill(pid, 0)` (and so of restic's `kill(pid, SIGHUP)` but for delivery).
@@ -77,6 +81,64 @@ pub trait HostView {
     fn started(&self, pid: i32) -> Option<DateTime<Utc>>;
     /// The command name of the process now holding `pid`, where the system says.
     fn command(&self, pid: i32) -> Option<String>;
+    /// The kernel's other namespaces, where already read (a peer's answer carries them).
+    fn kernel(&self) -> Option<&Kernel> {
+        None
+    }
+    /// Reads the kernel for the processes whose own PID is in `asked` (I/O: once per
+    /// reading, through [`Sight`]).
+    fn read_kernel(&self, _asked: &BTreeSet<i32>) -> Kernel {
+        Kernel::default()
+    }
+}
+
+/// One reading's view of a host: its direct probes, and its kernel read at most once, at
+/// the first verdict that needs it (most readings never do: their holders are alive here).
+pub struct Sight<'a> {
+    host: &'a dyn HostView,
+    asked: BTreeSet<i32>,
+    kernel: std::sync::OnceLock<Kernel>,
+}
+
+impl<'a> Sight<'a> {
+    /// `pids`: the PIDs the reading's locks name.
+    pub fn new(host: &'a dyn HostView, pids: impl Iterator<Item = i64>) -> Sight<'a> {
+        Sight {
+            host,
+            asked: pids
+                .filter_map(|p| i32::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .collect(),
+            kernel: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl HostView for Sight<'_> {
+    fn hostname(&self) -> &str {
+        self.host.hostname()
+    }
+    fn probe(&self, pid: i32) -> PidState {
+        self.host.probe(pid)
+    }
+    fn probe_group(&self, group: i32) -> PidState {
+        self.host.probe_group(group)
+    }
+    fn started(&self, pid: i32) -> Option<DateTime<Utc>> {
+        self.host.started(pid)
+    }
+    fn command(&self, pid: i32) -> Option<String> {
+        self.host.command(pid)
+    }
+    fn kernel(&self) -> Option<&Kernel> {
+        if let Some(k) = self.host.kernel() {
+            return Some(k);
+        }
+        Some(
+            self.kernel
+                .get_or_init(|| self.host.read_kernel(&self.asked)),
+        )
+    }
 }
 
 /// The real host.
@@ -211,6 +273,10 @@ impl HostView for ThisHost {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .ok()
             .map(|s| s.trim_end_matches('\n').to_string())
+    }
+
+    fn read_kernel(&self, asked: &BTreeSet<i32>) -> Kernel {
+        crate::kernel::linux::read(self, asked)
     }
 }
 

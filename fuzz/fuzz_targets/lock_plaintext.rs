@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let mut d = LockDecoder::new(&key, 1 + u32::from(version % 2));
     let mut inv = Inventory::default();
     match d.decode(&id, &stored) {
-        Ok(lock) => inv.locks.push(LockEntry { id, lock }),
+        Ok(lock) => inv.locks.push(LockEntry {
+            id,
+            lock,
+            stored_at: None,
+        }),
         Err((kind, error)) => inv.unreadable.push(Unreadable { id, kind, error }),
     }
     let now: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap();

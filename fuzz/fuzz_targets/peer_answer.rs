@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         inv.locks.push(LockEntry {
             id: format!("{i:064x}"),
             lock,
+            stored_at: None,
         });
     }
     let peers = Consulted::from_views([(host.clone(), view)]);

@@ -110,7 +110,7 @@ impl Backend for ObjectBackend {
                     // OpenDAL says 0 for "unknown" too: let the capped read tell.
                     size: (len > 0).then_some(len),
                     is_file: meta.is_file(),
-                    modified: None,
+                    modified: meta.last_modified().map(std::time::SystemTime::from),
                 }
             })
             .collect();

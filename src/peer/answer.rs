@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::Kernel;
 use crate::process::{HostView, PidState, ThisHost};
 
 /// Where agent and serve answer.
@@ -67,6 +68,10 @@ pub struct HostAnswer {
     pub boot_time: Option<DateTime<Utc>>,
     pub processes: Vec<ProcessFacts>,
     pub groups: Vec<GroupFacts>,
+    /// Its kernel: the host names it carries (its containers' and Pods'), and the
+    /// processes of every PID namespace whose own PID was asked about.
+    #[serde(default)]
+    pub kernel: Kernel,
 }
 
 /// What one question asks: PIDs and process groups, each > 0.
@@ -79,6 +84,34 @@ pub struct Question {
 impl Question {
     pub fn is_empty(&self) -> bool {
         self.pids.is_empty() && self.groups.is_empty()
+    }
+
+    /// The same question in parts of at most `n` PIDs and groups each (at least one part).
+    pub fn batches(&self, n: usize) -> Vec<Question> {
+        let n = n.max(1);
+        let items: Vec<(bool, i32)> = self
+            .pids
+            .iter()
+            .map(|&p| (true, p))
+            .chain(self.groups.iter().map(|&g| (false, g)))
+            .collect();
+        if items.is_empty() {
+            return vec![Question::default()];
+        }
+        items
+            .chunks(n)
+            .map(|part| {
+                let mut q = Question::default();
+                for &(is_pid, v) in part {
+                    if is_pid {
+                        q.pids.insert(v)
+                    } else {
+                        q.groups.insert(v)
+                    };
+                }
+                q
+            })
+            .collect()
     }
 
     /// As a query string: `pid=1,2&group=3`.
@@ -113,6 +146,7 @@ impl Question {
 /// This host's answer to `q`.
 pub fn answer(q: &Question, host: &ThisHost) -> HostAnswer {
     HostAnswer {
+        kernel: crate::kernel::linux::read(host, &q.pids),
         hostname: host.hostname().to_string(),
         now: Utc::now(),
         boot_time: host.boot(),

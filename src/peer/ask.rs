@@ -31,12 +31,47 @@ pub struct Consulted {
     pub status: Vec<PeerStatus>,
 }
 
+/// Who answers for a host name's locks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answering<'a> {
+    /// No peer: this host judges alone (or its own kernel carries the name).
+    Nobody,
+    /// The peer named for it, or the one agent whose kernel carries the name.
+    View(&'a PeerView),
+    /// Why nobody can tell: the peer failed, or several agents claim the name.
+    Failed(std::borrow::Cow<'a, str>),
+}
+
 impl Consulted {
-    /// `None` where no peer answers for `hostname`; the view, or why there is none.
-    pub fn of(&self, hostname: &str) -> Option<Result<&PeerView, &str>> {
-        self.views
-            .get(hostname)
-            .map(|r| r.as_ref().map_err(String::as_str))
+    /// Who answers for `hostname`: the peer named for it, else the one agent whose kernel
+    /// carries it (a container's or a Pod's name); two agents claiming it is an error.
+    pub fn of(&self, hostname: &str) -> Answering<'_> {
+        if let Some(got) = self.views.get(hostname) {
+            return match got {
+                Ok(v) => Answering::View(v),
+                Err(e) => Answering::Failed(e.as_str().into()),
+            };
+        }
+        let claims: Vec<(&str, &PeerView)> = self
+            .views
+            .iter()
+            .filter_map(|(h, r)| Some((h.as_str(), r.as_ref().ok()?)))
+            .filter(|(_, v)| v.answer.kernel.carries(hostname))
+            .collect();
+        match claims.as_slice() {
+            [] => Answering::Nobody,
+            [(_, v)] => Answering::View(v),
+            more => Answering::Failed(
+                format!(
+                    "the agents of {} all claim this host name: none is believed",
+                    more.iter()
+                        .map(|(h, _)| format!("{h:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
+                .into(),
+            ),
+        }
     }
 
     /// A consultation made of given answers (tests, and replaying a reading).
@@ -87,7 +122,34 @@ pub fn questions<'a>(locks: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'
     out
 }
 
-/// Asks every peer that answers for a host in `locks`, at once, each within `timeout`.
+/// What to ask each peer: the PIDs of its own host's locks, and those of every host name no
+/// peer is named for (a container or a Pod its kernel may carry). `None` where nothing.
+pub fn per_peer<'p>(
+    peers: &'p Peers,
+    by_host: BTreeMap<&str, Question>,
+) -> Vec<(&'p Peer, Question)> {
+    let mut unclaimed = Question::default();
+    for (host, q) in &by_host {
+        if peers.get(host).is_none() {
+            unclaimed.pids.extend(&q.pids);
+            unclaimed.groups.extend(&q.groups);
+        }
+    }
+    peers
+        .iter()
+        .filter_map(|p| {
+            let mut q = by_host
+                .get(p.hostname.as_str())
+                .cloned()
+                .unwrap_or_default();
+            q.pids.extend(&unclaimed.pids);
+            q.groups.extend(&unclaimed.groups);
+            (!q.is_empty()).then_some((p, q))
+        })
+        .collect()
+}
+
+/// Asks every peer with something to answer, at once, each within `timeout`.
 pub async fn consult<'a>(
     peers: &Peers,
     locks: impl Iterator<Item = (&'a str, i64)>,
@@ -96,9 +158,8 @@ pub async fn consult<'a>(
     if peers.is_empty() {
         return Consulted::default();
     }
-    let asks: Vec<_> = questions(locks)
+    let asks: Vec<_> = per_peer(peers, questions(locks))
         .into_iter()
-        .filter_map(|(host, q)| peers.get(host).map(|p| (p, q)))
         .map(|(p, q)| async move { (p, ask_within(p, &q, timeout).await) })
         .collect();
     let mut out = Consulted::default();
@@ -128,7 +189,7 @@ async fn ask_within(
     q: &Question,
     limit: Duration,
 ) -> Result<(PeerView, Duration), String> {
-    let got = match tokio::time::timeout(limit, ask(peer, q, limit)).await {
+    let got = match tokio::time::timeout(limit, ask_all(peer, q, limit)).await {
         Ok(got) => got,
         Err(_) => Err(format!(
             "no answer within {} s (--timeout)",
@@ -141,6 +202,28 @@ async fn ask_within(
         r.scrub(&e)
     })
 }
+
+/// Asks `q` in batches the agent accepts, one after another, and joins the answers: a
+/// host with ten thousand locks is judged whole, never refused for its size.
+async fn ask_all(
+    peer: &Peer,
+    q: &Question,
+    limit: Duration,
+) -> Result<(PeerView, Duration), String> {
+    let mut batches = q.batches(BATCH).into_iter();
+    let first = batches.next().unwrap_or_default();
+    let (mut view, mut rtt) = ask(peer, &first, limit).await?;
+    for b in batches {
+        let (more, took) = ask(peer, &b, limit).await?;
+        view.absorb(more.answer);
+        rtt = rtt.max(took);
+    }
+    Ok((view, rtt))
+}
+
+/// PIDs and groups per request: well under the agent's [`super::answer::MAX_ASKED`], and a
+/// query string of a few kilobytes.
+const BATCH: usize = 1000;
 
 async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Duration), String> {
     let client = crate::backend::http::client(&crate::backend::http::ClientSpec {

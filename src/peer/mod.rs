@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::secret::{Redactor, Secret};
 
 pub use answer::{HostAnswer, ProcessFacts};
-pub use ask::{Consulted, PeerStatus, consult};
+pub use ask::{Answering, Consulted, PeerStatus, consult};
 pub use view::PeerView;
 
 /// One host that answers for its own locks.

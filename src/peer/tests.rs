@@ -165,6 +165,7 @@ fn a_clock_beyond_belief_is_refused_not_added() {
         boot_time: None,
         processes: vec![],
         groups: vec![],
+        kernel: Default::default(),
     };
     let sent = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let rtt = std::time::Duration::from_millis(20);

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::answer::{HostAnswer, State};
+use crate::kernel::Kernel;
 use crate::process::{HostView, PidState};
 
 /// One peer's answer, and how far its clock is from this host's.
@@ -43,6 +44,20 @@ impl PeerView {
         Ok(PeerView { answer, offset })
     }
 
+    /// Joins the answer to a further batch of the same question.
+    pub fn absorb(&mut self, more: HostAnswer) {
+        let a = &mut self.answer;
+        a.processes.extend(more.processes);
+        a.groups.extend(more.groups);
+        a.kernel.names.extend(more.kernel.names);
+        a.kernel.processes.extend(more.kernel.processes);
+        for u in more.kernel.unseen {
+            if !a.kernel.unseen.contains(&u) {
+                a.kernel.unseen.push(u);
+            }
+        }
+    }
+
     /// This host's `now` on the peer's clock.
     pub fn their_now(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         now.checked_add_signed(self.offset).unwrap_or(now)
@@ -52,6 +67,10 @@ impl PeerView {
 impl HostView for PeerView {
     fn hostname(&self) -> &str {
         &self.answer.hostname
+    }
+
+    fn kernel(&self) -> Option<&Kernel> {
+        Some(&self.answer.kernel)
     }
 
     /// A PID not asked about (never the case for the locks it was asked for) is absent.

@@ -117,10 +117,12 @@ fn judged(
     let its_host: Option<&dyn HostView> = if newest.hostname == host.hostname() {
         Some(host)
     } else {
-        peers
-            .of(&newest.hostname)
-            .and_then(Result::ok)
-            .map(|v| v as &dyn HostView)
+        match peers.of(&newest.hostname) {
+            crate::peer::Answering::View(v) if v.answer.hostname == newest.hostname => {
+                Some(v as &dyn HostView)
+            }
+            _ => None,
+        }
     };
     let started = its_host
         .filter(|_| v.holder == Holder::Alive)
@@ -200,6 +202,7 @@ pub(crate) mod tests {
                 uid: 0,
                 gid: 0,
             },
+            stored_at: None,
         }
     }
 

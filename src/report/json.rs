@@ -93,6 +93,7 @@ fn capped(r: &Report) -> std::borrow::Cow<'_, Report> {
         ignored: first(&r.ignored),
         vanished: first(&r.vanished),
         incomplete: r.incomplete.clone(),
+        storage_clock: r.storage_clock,
     })
 }
 

@@ -19,7 +19,7 @@ pub use table::{HOLDER_HEADER, TABLE_HEADER, Tone};
 
 use crate::locks::{Ignored, Inventory, LockEntry, Problem, Unreadable};
 use crate::peer::{Consulted, PeerStatus};
-use crate::process::HostView;
+use crate::process::{HostView, Sight};
 use crate::verdict::{Verdict, judge_with};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +92,9 @@ pub struct Report {
     /// The peers asked about their hosts' locks, and how each answered.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
+    /// The storage's clock, as its listing showed it (a second clock beside the locks').
+    #[serde(default)]
+    pub storage_clock: Option<crate::verdict::StorageClock>,
 }
 
 /// What a cron job or a script may ask of a report (`locks --fail-on`).
@@ -208,21 +211,35 @@ impl Report {
         host: &dyn HostView,
         peers: &Consulted,
     ) -> Report {
+        let sight = Sight::new(host, inv.locks.iter().map(|e| e.lock.pid));
+        let host: &dyn HostView = &sight;
+        let storage = crate::verdict::StorageClock::of(&inv, now);
         let locks: Vec<JudgedLock> = inv
             .locks
             .into_iter()
-            .map(|LockEntry { id, lock }| JudgedLock {
-                verdict: judge_with(&lock, now, host, peers.of(&lock.hostname)),
-                at: lock.time.with_timezone(&Utc),
-                time: lock.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                id,
-                exclusive: lock.exclusive,
-                hostname: lock.hostname,
-                username: lock.username,
-                pid: lock.pid,
-                uid: lock.uid,
-                gid: lock.gid,
-            })
+            .map(
+                |LockEntry {
+                     id,
+                     lock,
+                     stored_at,
+                 }| JudgedLock {
+                    verdict: storage.second_opinion(
+                        judge_with(&lock, now, host, &peers.of(&lock.hostname)),
+                        &lock,
+                        stored_at,
+                        now,
+                    ),
+                    at: lock.time.with_timezone(&Utc),
+                    time: lock.time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                    id,
+                    exclusive: lock.exclusive,
+                    hostname: lock.hostname,
+                    username: lock.username,
+                    pid: lock.pid,
+                    uid: lock.uid,
+                    gid: lock.gid,
+                },
+            )
             .collect();
         let exclusive = locks.iter().filter(|l| l.exclusive).count();
         let holders = holders::group(&locks, now, host, peers);
@@ -261,6 +278,7 @@ impl Report {
             vanished: inv.vanished,
             incomplete: inv.incomplete,
             peers: peers.status.clone(),
+            storage_clock: Some(storage),
         }
     }
 }

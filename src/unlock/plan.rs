@@ -160,6 +160,10 @@ mod tests {
                 reason: "why".into(),
                 judged_on: None,
                 peer_error: None,
+                namespace: None,
+                unseen: None,
+                storage_age_seconds: None,
+                clocks_disagree: false,
             },
         }
     }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::kernel::{Found, START_TIME_SLACK};
 use crate::locks::Lock;
 use crate::process::{HostView, PidState, SignalTarget};
 
@@ -15,9 +16,6 @@ pub const RESTIC_STALE_AFTER: Duration = Duration::minutes(30);
 pub const REFRESH_INTERVAL: Duration = Duration::minutes(5);
 /// Two missed refreshes: the holder has almost surely died.
 pub const ABANDONED_AFTER: Duration = Duration::minutes(10);
-/// `/proc` start times are rounded to boot-time seconds; allow for that before calling a
-/// PID reused.
-const START_TIME_SLACK: Duration = Duration::seconds(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,6 +84,22 @@ pub struct Verdict {
     /// Why the holder's host, asked, could not tell.
     #[serde(default)]
     pub peer_error: Option<String>,
+    /// Where on its kernel the holder was judged, when not in the PID namespace `restic
+    /// unlock` would probe: "another PID namespace of this host", "container \"ctr1\" of …".
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// What could not be seen where the holder was looked for: a `gone` holder is then not
+    /// proven dead (restic may run where this view does not reach).
+    #[serde(default)]
+    pub unseen: Option<String>,
+    /// Seconds since the storage wrote the file, on the storage's clock as estimated here
+    /// (`None` where the backend lists no modification time).
+    #[serde(default)]
+    pub storage_age_seconds: Option<i64>,
+    /// The lock's `time` is past restic's 30 minutes while the storage wrote the file less
+    /// than 30 minutes ago: its writer's clock is behind, and its holder may live.
+    #[serde(default)]
+    pub clocks_disagree: bool,
 }
 
 /// A time as every JSON document writes it: RFC 3339 in whole seconds, UTC.
@@ -121,6 +135,10 @@ pub struct Facts {
     pub command: Option<String>,
     /// A live PID running something other than restic (another PID namespace, or forged).
     pub not_restic: bool,
+    /// The holder is a restic of another PID namespace of this kernel, under this name.
+    pub elsewhere: bool,
+    /// What could not be seen when the holder was not found (a caveat on `Gone`).
+    pub unseen: Option<String>,
     pub restic_unlock_removes: bool,
     pub sighup_to_stranger: bool,
     pub unsafe_: bool,
@@ -162,7 +180,7 @@ pub fn rules(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Facts {
     } else {
         None
     };
-    let holder = match (same_host, own_pid, own_state) {
+    let mut holder = match (same_host, own_pid, own_state) {
         (false, _, _) => Holder::Unknown,
         (true, Some(p), Some(PidState::Signalable | PidState::NoPermission)) => {
             let reused = host
@@ -183,11 +201,27 @@ pub fn rules(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Facts {
     };
     // Only restic writes restic locks: a live PID running something else is another
     // process than the holder (another PID namespace, or a forged lock).
-    let not_restic =
+    let mut not_restic =
         holder == Holder::Alive && command.as_deref().is_some_and(|c| !c.contains("restic"));
+    // Not proven alive here: the holder may be a restic of another PID namespace of this
+    // kernel under the same host name (a container keeping the host's name).
+    let mut elsewhere = false;
+    let mut unseen = None;
+    if same_host && (holder != Holder::Alive || not_restic) {
+        if let Some(k) = host.kernel() {
+            let time = lock.time.with_timezone(&Utc);
+            match k.holder(&lock.hostname, lock.pid, time, true) {
+                Found::Holder { .. } => {
+                    (holder, elsewhere, not_restic) = (Holder::Alive, true, false);
+                }
+                _ if holder != Holder::Alive => unseen = k.unseen_note(),
+                _ => {}
+            }
+        }
+    }
     let restic_unlock_removes = too_old || (same_host && probe == Probe::Fails);
-    let sighup_to_stranger =
-        matches!(probe, Probe::Delivered(_)) && (holder != Holder::Alive || not_restic);
+    let sighup_to_stranger = matches!(probe, Probe::Delivered(_))
+        && (holder != Holder::Alive || not_restic || elsewhere);
     let unsafe_ = (restic_unlock_removes && holder == Holder::Alive) || sighup_to_stranger;
     let stale = match holder {
         Holder::Gone | Holder::Reused => true,
@@ -204,6 +238,8 @@ pub fn rules(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Facts {
         holder,
         command,
         not_restic,
+        elsewhere,
+        unseen,
         restic_unlock_removes,
         sighup_to_stranger,
         unsafe_,
@@ -239,6 +275,12 @@ pub fn judge(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Verdict {
         reason: reason(lock, &f, abandoned, clock_skew),
         judged_on: None,
         peer_error: None,
+        namespace: f
+            .elsewhere
+            .then(|| "another PID namespace of this host".to_string()),
+        unseen: f.unseen.clone(),
+        storage_age_seconds: None,
+        clocks_disagree: false,
     }
 }
 
@@ -277,13 +319,19 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
         format!("held on {:?}", lock.hostname)
     };
     let what = match f.holder {
+        Holder::Alive if f.elsewhere => format!(
+            "{who} is a restic of another PID namespace under this host's name (a container): the holder is alive"
+        ),
         Holder::Alive if f.other_user => format!("{who} is alive (another user's process)"),
         Holder::Alive if f.not_restic => format!(
             "{who} is alive but runs {:?}, not restic: most likely a process of another PID namespace on a host of the same name (containers; restic issue 4922), or the lock was forged; check which container ran restic as that PID",
             f.command.as_deref().unwrap_or_default()
         ),
         Holder::Alive => format!("{who} is alive"),
-        Holder::Gone if i32::try_from(pid).is_ok_and(|p| p > 0) => format!("{who} is gone"),
+        Holder::Gone if i32::try_from(pid).is_ok_and(|p| p > 0) => match &f.unseen {
+            Some(_) => format!("{who} is gone in the PID namespaces visible from here"),
+            None => format!("{who} is gone"),
+        },
         Holder::Gone => format!("{who}: no process can have that PID, the holder is gone"),
         Holder::Reused => {
             format!("{who} now belongs to a process started after the lock: the holder is gone")
@@ -304,6 +352,8 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
     } else if f.restic_unlock_removes && f.holder == Holder::Alive {
         if f.too_old {
             "restic unlock would remove it although the holder is alive".to_string()
+        } else if f.elsewhere {
+            "restic unlock would remove it (its probe looks only in its own PID namespace) although the holder is alive".to_string()
         } else {
             "restic unlock would remove it (its probe takes EPERM for gone) although the holder is alive".to_string()
         }
@@ -313,6 +363,9 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
         "restic unlock would keep it".to_string()
     };
     let mut reason = format!("{what}; {when}; {restic}");
+    if let Some(unseen) = &f.unseen {
+        reason.push_str(&format!("; not proven dead: {unseen}"));
+    }
     if f.unsafe_ {
         reason.push_str(" — UNSAFE");
         if let Some(t) = safe_after(lock, f) {
@@ -329,8 +382,10 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
     reason
 }
 
+mod clocks;
 mod peer;
 
+pub use clocks::StorageClock;
 pub use peer::{OFFSET_WORTH_SAYING, judge_with, offset_note};
 
 #[cfg(test)]

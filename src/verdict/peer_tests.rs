@@ -4,6 +4,7 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
+use crate::peer::Answering;
 use crate::peer::answer::{HostAnswer, ProcessFacts, State};
 use crate::process::PidState;
 
@@ -63,6 +64,7 @@ fn hostb(offset: Duration) -> PeerView {
                 ),
             ],
             groups: vec![],
+            kernel: Default::default(),
         },
         offset,
     }
@@ -208,7 +210,12 @@ fn another_hosts_lock_is_judged_by_its_host() {
     for r in ROWS {
         let off = Duration::minutes(r.offset_mins);
         let view = hostb(off);
-        let v = judge_with(&lock(r.pid, r.mins_ago, off), now(), &Here, Some(Ok(&view)));
+        let v = judge_with(
+            &lock(r.pid, r.mins_ago, off),
+            now(),
+            &Here,
+            &Answering::View(&view),
+        );
         let what = (
             v.holder,
             v.stale,
@@ -243,7 +250,7 @@ fn restics_rule_here_stays_restics_whatever_the_peer_says() {
         let view = hostb(Duration::zero());
         let l = lock(pid, mins, Duration::zero());
         let alone = judge(&l, now(), &Here);
-        let asked = judge_with(&l, now(), &Here, Some(Ok(&view)));
+        let asked = judge_with(&l, now(), &Here, &Answering::View(&view));
         assert_eq!(
             alone.restic_unlock_removes, asked.restic_unlock_removes,
             "{pid} {mins}"
@@ -259,7 +266,7 @@ fn a_peer_that_cannot_tell_leaves_the_lock_unknown_with_why() {
         &l,
         now(),
         &Here,
-        Some(Err("no answer within 2 s (--timeout)")),
+        &Answering::Failed("no answer within 2 s (--timeout)".into()),
     );
     assert_eq!(v.holder, Holder::Unknown);
     assert_eq!(v.judged_on, None);
@@ -272,7 +279,7 @@ fn a_peer_that_cannot_tell_leaves_the_lock_unknown_with_why() {
         "{}",
         v.reason
     );
-    let none = judge_with(&l, now(), &Here, None);
+    let none = judge_with(&l, now(), &Here, &Answering::Nobody);
     assert_eq!(
         (none.holder, none.judged_on, none.peer_error),
         (Holder::Unknown, None, None)
@@ -284,7 +291,7 @@ fn this_hosts_own_locks_are_judged_here() {
     let mut l = lock(99, 2, Duration::zero());
     l.hostname = "here".into();
     let view = hostb(Duration::zero());
-    let v = judge_with(&l, now(), &Here, Some(Ok(&view)));
+    let v = judge_with(&l, now(), &Here, &Answering::View(&view));
     assert_eq!(v.holder, Holder::Gone);
     assert_eq!(v.judged_on.as_deref(), Some("here"));
 }
