@@ -479,7 +479,7 @@ fn refusal(
             let named: Vec<String> = dangers.iter().map(describe).collect();
             let wait = match safe_after {
                 Some(t) => format!(
-                    "; safe after {} (local time), when restic removes them by age without a probe, unless they are refreshed meanwhile",
+                    "; safe after {} (local time), unless they are refreshed meanwhile",
                     t.with_timezone(&Local).format("%H:%M:%S")
                 ),
                 None => {
@@ -487,7 +487,7 @@ fn refusal(
                 }
             };
             format!(
-                "refused: {line} would remove a lock whose holder is alive, or SIGHUP a live process that is not the holder ({}){wait}; nothing was removed; re-run with --force to do it anyway",
+                "refused: {line} would remove a lock whose holder is alive or cannot be judged from here, or SIGHUP a live process that is not the holder ({}){wait}; nothing was removed; re-run with --force to do it anyway",
                 named.join("; ")
             )
         }

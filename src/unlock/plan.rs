@@ -53,27 +53,58 @@ pub enum Plan {
 }
 
 fn danger(l: &JudgedLock, scope: Scope) -> Danger {
+    let unjudged = scope == Scope::All && l.verdict.holder == Holder::Unknown;
+    let abandoned_at = abandoned_at(l);
     Danger {
         id: l.id.clone(),
         holder: format!("{}@{} PID {}", l.username, l.hostname, l.pid),
-        reason: l.verdict.reason.clone(),
-        // `--remove-all` does not probe and does not wait: only a live holder is in
-        // danger, and waiting never helps it.
+        reason: if unjudged {
+            format!(
+                "nobody here can judge it and it was refreshed {} ago, so it is presumed alive: run `locksmith agent` on {:?} and pass --peer {}=URL, or wait until it is abandoned, after {} (local time)",
+                crate::verdict::human_age(l.verdict.age_seconds.max(0)),
+                l.hostname,
+                l.hostname,
+                abandoned_at
+                    .with_timezone(&chrono::Local)
+                    .format("%H:%M:%S")
+            )
+        } else {
+            l.verdict.reason.clone()
+        },
+        // `--remove-all` does not probe: a live holder is in danger, and waiting never
+        // helps it; a holder nobody can judge is presumed alive until it is abandoned.
         safe_after: match scope {
             Scope::StaleOnly => l.verdict.safe_after,
-            Scope::All => None,
+            Scope::All => unjudged.then_some(abandoned_at),
         },
     }
 }
 
-/// The locks whose removal (or probe) is dangerous under `scope`.
+/// When a lock nobody can judge counts as abandoned: two refreshes missed by its writer's
+/// clock and, where the storage lists one, by the storage's.
+fn abandoned_at(l: &JudgedLock) -> DateTime<Utc> {
+    let after = crate::verdict::ABANDONED_AFTER + chrono::Duration::seconds(1);
+    let v = &l.verdict;
+    let now = l.at + chrono::Duration::seconds(v.age_seconds);
+    let stored = v
+        .storage_age_seconds
+        .map(|a| now - chrono::Duration::seconds(a));
+    stored.map_or(l.at, |s| s.max(l.at)) + after
+}
+
+/// The locks whose removal (or probe) is dangerous under `scope`. `--remove-all` removes
+/// every lock: a live holder's, and one nobody can judge while it is fresh.
 pub fn dangers(scope: Scope, report: &Report) -> Vec<Danger> {
     report
         .locks
         .iter()
         .filter(|l| match scope {
             Scope::StaleOnly => l.verdict.unsafe_,
-            Scope::All => l.verdict.holder == Holder::Alive,
+            Scope::All => match l.verdict.holder {
+                Holder::Alive => true,
+                Holder::Unknown => !l.verdict.abandoned,
+                Holder::Gone | Holder::Reused => false,
+            },
         })
         .map(|l| danger(l, scope))
         .collect()
@@ -222,6 +253,12 @@ mod tests {
             "probe only" => report(vec![probe(), lock(Holder::Gone, true, Some(25))], 0),
             "live unsafe" => report(vec![lock(Holder::Alive, true, None), probe()], 0),
             "live kept" => report(vec![alive], 0),
+            "unjudged fresh" => report(vec![lock(Holder::Unknown, false, None)], 0),
+            "unjudged abandoned" => {
+                let mut l = lock(Holder::Unknown, false, None);
+                l.verdict.abandoned = true;
+                report(vec![l], 0)
+            }
             "clean, 2 not read" => report(vec![gone], 2),
             "probe, 1 not read" => report(vec![probe()], 1),
             other => panic!("{other}"),
@@ -244,6 +281,11 @@ mod tests {
             ("probe only",        StaleOnly, false, true,  Run(2, false, 0)),
             ("live kept",         StaleOnly, false, false, Run(0, false, 0)),
             ("live kept",         All,       false, false, Refuse(Unsafe, None)),
+            ("unjudged fresh",    All,       false, false, Refuse(Unsafe, Some(10))),
+            ("unjudged fresh",    StaleOnly, false, false, Run(0, false, 0)),
+            ("unjudged fresh",    All,       false, true,  Run(1, false, 0)),
+            ("unjudged fresh",    All,       true,  false, DryRun(1, 0)),
+            ("unjudged abandoned", All,      false, false, Run(0, false, 0)),
             ("probe only",        All,       false, false, Run(0, false, 0)),
             ("unread",            StaleOnly, false, false, Run(0, true, 0)),
             ("unread",            All,       false, false, Refuse(Unseen, None)),

@@ -289,6 +289,15 @@ impl TestRepo {
         self.restic_by(&self.restic_bin)
     }
 
+    /// The restic this test runs, as a path (for a shell inside a namespace).
+    pub fn restic_path(&self) -> PathBuf {
+        if self.restic_bin.is_absolute() {
+            self.restic_bin.clone()
+        } else {
+            which("restic")
+        }
+    }
+
     /// A restic command for this repository, run by the given binary.
     pub fn restic_by(&self, program: &Path) -> Command {
         let mut c = restic_cmd_of(program, &self.dir.path().join("cache"));

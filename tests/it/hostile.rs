@@ -47,14 +47,6 @@ fn pid_beyond_32_bits_gets_restics_sighup_on_the_truncated_pid() {
 /// process group, on a lock whose PID restic's probe turns into kill(0) or kill(−1): on
 /// the host, kill(−1, SIGHUP) as root would reach every process of the machine. Returns
 /// (restic's exit, how the sleep ended).
-fn restic_path(t: &TestRepo) -> std::path::PathBuf {
-    if t.restic_bin.is_absolute() {
-        t.restic_bin.clone()
-    } else {
-        which("restic")
-    }
-}
-
 fn restic_unlock_in_pid_namespace(t: &TestRepo) -> Option<(String, String)> {
     if !is_root() || Command::new("unshare").arg("--version").output().is_err() {
         skip("restic's probe in a private PID namespace needs root and unshare (util-linux)");
@@ -76,7 +68,7 @@ wait $s; echo "restic=$r sleep=$?""#;
     // test harness itself died of it) without a group of its own.
     let out = c
         .process_group(0)
-        .env("RESTIC", restic_path(t))
+        .env("RESTIC", t.restic_path())
         .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
         .stdin(Stdio::null())
         .output()

@@ -11,6 +11,7 @@ mod fixtures;
 mod history;
 mod holders;
 mod hostile;
+mod kernel;
 mod live;
 mod memory;
 mod package;

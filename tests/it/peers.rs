@@ -5,7 +5,6 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,14 @@ impl OtherHost {
         agent_env: &[(&str, &str)],
         agent_args: &[&str],
     ) -> Option<OtherHost> {
+        let mut host = OtherHost::spawn(Some(name), None)?;
+        host.agent(agent_env, agent_args);
+        Some(host)
+    }
+
+    /// A UTS + PID namespace: with a host name of its own (`None`: this host's, as a
+    /// container that keeps it), inside `parent` (a Pod on a node) or on this host.
+    pub(crate) fn spawn(name: Option<&str>, parent: Option<&OtherHost>) -> Option<OtherHost> {
         if !is_root() {
             skip("another host as a UTS + PID namespace needs root");
             return None;
@@ -41,24 +48,22 @@ impl OtherHost {
         }
         let dir = tempfile::tempdir().unwrap();
         let ready = dir.path().join("ready");
-        let unshare = Command::new("unshare")
-            .args([
-                "--uts",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                "sh",
-                "-c",
-            ])
-            .arg(format!(
-                "hostname {name} && touch {} && while :; do sleep 3600; done",
-                ready.display()
-            ))
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let set_name = name.map_or(String::new(), |n| format!("hostname {n} && "));
+        let script = format!(
+            "{set_name}touch {} && while :; do sleep 3600; done",
+            ready.display()
+        );
+        let uts = if name.is_some() { "--uts " } else { "" };
+        let unshare_args = format!("{uts}--pid --fork --mount-proc --kill-child");
+        let mut cmd = match parent {
+            Some(p) => p.enter(&format!("exec unshare {unshare_args} sh -c '{script}'")),
+            None => {
+                let mut c = Command::new("unshare");
+                c.args(unshare_args.split(' ')).args(["sh", "-c", &script]);
+                c
+            }
+        };
+        let unshare = cmd.process_group(0).stdin(Stdio::null()).spawn().unwrap();
         let started = Instant::now();
         while !ready.exists() {
             assert!(
@@ -67,36 +72,38 @@ impl OtherHost {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-        let init = std::fs::read_to_string(children).unwrap();
-        let init = init.split_whitespace().next().unwrap().parse().unwrap();
-        let mut host = OtherHost {
-            name: name.to_string(),
-            port: free_port(),
+        let init = init_below(unshare.id());
+        Some(OtherHost {
+            name: name.map_or_else(this_host, str::to_string),
+            port: 0,
             unshare,
             init,
             jobs: Vec::new(),
             dir,
-        };
+        })
+    }
+
+    /// `locksmith agent` there, listening on a port of its own.
+    pub(crate) fn agent(&mut self, env: &[(&str, &str)], args: &[&str]) {
+        self.port = free_port();
         let agent = format!(
             "exec {} agent --listen 127.0.0.1:{} {} 2>{}",
             env!("CARGO_BIN_EXE_locksmith"),
-            host.port,
-            agent_args.join(" "),
-            host.dir.path().join("agent.log").display()
+            self.port,
+            args.join(" "),
+            self.dir.path().join("agent.log").display()
         );
-        let mut child = host
+        let mut child = self
             .enter(&agent)
-            .envs(agent_env.iter().copied())
+            .envs(env.iter().copied())
             .spawn()
             .unwrap();
-        wait_for_port(host.port, &mut child, "locksmith agent");
-        host.jobs.push(child);
-        Some(host)
+        wait_for_port(self.port, &mut child, "locksmith agent");
+        self.jobs.push(child);
     }
 
     /// `sh -c script` on that host.
-    fn enter(&self, script: &str) -> Command {
+    pub(crate) fn enter(&self, script: &str) -> Command {
         let mut c = Command::new("nsenter");
         c.args([
             "-t",
@@ -169,24 +176,47 @@ impl OtherHost {
     }
 }
 
+/// The first process below `pid` (down the first children) that is PID 1 of its namespace.
+fn init_below(pid: u32) -> u32 {
+    let started = Instant::now();
+    let mut at = pid;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{at}/status")).unwrap_or_default();
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last().map(str::to_string));
+        if at != pid && inner.as_deref() == Some("1") {
+            return at;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{at}/task/{at}/children"));
+        match children.unwrap_or_default().split_whitespace().next() {
+            Some(c) => at = c.parse().unwrap(),
+            None => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "no namespace init below {pid}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+                at = pid;
+            }
+        }
+    }
+}
+
 impl Drop for OtherHost {
     fn drop(&mut self) {
-        // The namespace's init dies with unshare (--kill-child), and every process of the
-        // namespace with it.
+        // The namespace's init, and every process of the namespace (and of namespaces
+        // nested in it) with it.
+        let _ = Command::new("kill")
+            .args(["-9", &self.init.to_string()])
+            .status();
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
         for j in &mut self.jobs {
             let _ = j.kill();
             let _ = j.wait();
         }
-    }
-}
-
-fn restic_path(t: &TestRepo) -> PathBuf {
-    if t.restic_bin.is_absolute() {
-        t.restic_bin.clone()
-    } else {
-        which("restic")
     }
 }
 
@@ -197,11 +227,11 @@ fn with_restic_env(c: &mut Command, t: &TestRepo) {
             None => c.env_remove(k),
         };
     }
-    c.env("RESTIC", restic_path(t));
+    c.env("RESTIC", t.restic_path());
 }
 
 /// `locksmith locks --json` with `args`, checked for success and for the password.
-fn locks_with(t: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Value {
+pub(crate) fn locks_with(t: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Value {
     let out = t
         .locksmith()
         .args(["locks", "--json", "--timeout", "3"])
@@ -214,7 +244,7 @@ fn locks_with(t: &TestRepo, args: &[&str], env: &[(&str, &str)]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn only_lock(report: &Value) -> Value {
+pub(crate) fn only_lock(report: &Value) -> Value {
     let locks = report["locks"].as_array().unwrap();
     assert_eq!(locks.len(), 1, "{report:#}");
     locks[0].clone()
