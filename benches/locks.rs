@@ -211,5 +211,104 @@ fn history_growth(_: &mut Criterion) {
     eprintln!("history growth: {grown} bytes for 1000 jobs");
 }
 
-criterion_group!(benches, per_lock, kdf, unchanged_refresh, history_growth);
+/// The kernel read's cost: 1,000 locks of this host's name whose PIDs are free (each
+/// verdict then looks for the holder in other PID namespaces) on a host with 2,000
+/// processes, judged with the kernel read once and without it (the judgement before it
+/// existed). Printed as medians of 9, not timed by criterion.
+fn kernel_read(_: &mut Criterion) {
+    use locksmith::kernel::Kernel;
+    use locksmith::process::{HostView, PidState, ThisHost};
+    use locksmith::report::Report;
+    /// This host without its kernel: every PID probed directly, nothing else read.
+    struct Blind(ThisHost);
+    impl HostView for Blind {
+        fn hostname(&self) -> &str {
+            self.0.hostname()
+        }
+        fn probe(&self, pid: i32) -> PidState {
+            self.0.probe(pid)
+        }
+        fn probe_group(&self, g: i32) -> PidState {
+            self.0.probe_group(g)
+        }
+        fn started(&self, pid: i32) -> Option<chrono::DateTime<chrono::Utc>> {
+            self.0.started(pid)
+        }
+        fn command(&self, pid: i32) -> Option<String> {
+            self.0.command(pid)
+        }
+        fn read_kernel(&self, _: &std::collections::BTreeSet<i32>) -> Kernel {
+            Kernel::default()
+        }
+    }
+    let count = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            })
+            .count()
+    };
+    let mut sleepers: Vec<std::process::Child> = (count()..2000)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let host = ThisHost::new();
+    let now = chrono::Utc::now();
+    let mut lock = sample_lock();
+    lock.hostname = host.hostname().to_string();
+    lock.time = now.into();
+    let inventory = || {
+        let mut inv = locksmith::locks::Inventory::default();
+        for n in 0..1000 {
+            lock.pid = 40_000 + n;
+            inv.locks.push(locksmith::locks::LockEntry {
+                id: format!("{n:064x}"),
+                lock: lock.clone(),
+                stored_at: None,
+            });
+        }
+        inv
+    };
+    let median = |view: &dyn HostView| {
+        let mut ms: Vec<f64> = (0..9)
+            .map(|_| {
+                let inv = inventory();
+                let t = std::time::Instant::now();
+                let _ = Report::new("/r", "id", 2, inv, now, view);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[4]
+    };
+    let processes = count();
+    let without = median(&Blind(ThisHost::new()));
+    let with = median(&host);
+    eprintln!(
+        "kernel read: 1000 locks, {processes} processes: {with:.1} ms judged with the kernel read, {without:.1} ms without (+{:.1} ms)",
+        with - without
+    );
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+criterion_group!(
+    benches,
+    per_lock,
+    kdf,
+    unchanged_refresh,
+    history_growth,
+    kernel_read
+);
 criterion_main!(benches);

@@ -50,7 +50,7 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
     let mut processes = Vec::new();
     // Each UTS namespace once: one process to enter it by, and the processes it names.
     let mut uts: HashMap<String, (String, Vec<usize>)> = HashMap::new();
-    let mut unlabelled = 0usize;
+    let mut hidden = 0usize;
     let entries = std::fs::read_dir(proc).into_iter().flatten().flatten();
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -59,6 +59,8 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
         }
         let ns = link(proc, &name, "uts");
         let Some((pid, here)) = place(proc, &name, own_ns.as_deref(), own_depth) else {
+            // Gone since the listing, or not ours to read (its PID namespace unknown).
+            hidden += usize::from(proc.join(&name).exists());
             continue;
         };
         let index = asked.contains(&pid).then(|| {
@@ -77,12 +79,10 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
                 let slot = uts.entry(ns).or_insert_with(|| (name.clone(), Vec::new()));
                 slot.1.extend(index);
             }
-            None if index.is_some() => unlabelled += 1,
             None => {}
         }
     }
     let mut names = BTreeSet::from([host.hostname().to_string()]);
-    let mut unreadable = 0usize;
     let reps: Vec<(String, String)> = uts
         .iter()
         .filter(|(ns, _)| Some(ns.as_str()) != own_uts.as_deref())
@@ -92,21 +92,21 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
     if let Some(own) = &own_uts {
         read_names.insert(own.clone(), host.hostname().to_string());
     }
+    // A namespace whose name cannot be read hides no holder (a restic there with the
+    // lock's PID counts as alive); only whether it carries a name, which then stays
+    // `unknown`.
     for (ns, (_, members)) in &uts {
-        match read_names.get(ns) {
-            Some(n) => {
-                names.insert(n.clone());
-                for &i in members {
-                    processes[i].hostname = Some(n.clone());
-                }
+        if let Some(n) = read_names.get(ns) {
+            names.insert(n.clone());
+            for &i in members {
+                processes[i].hostname = Some(n.clone());
             }
-            None => unreadable += 1,
         }
     }
     Kernel {
         names,
         processes,
-        unseen: unseen(proc, own_ns.as_deref(), unreadable, unlabelled),
+        unseen: unseen(proc, own_ns.as_deref(), hidden),
     }
 }
 
@@ -144,7 +144,7 @@ fn uts_names(proc: &Path, reps: &[(String, String)]) -> HashMap<String, String> 
 }
 
 /// What this reader cannot see, each as a sentence.
-fn unseen(proc: &Path, own_ns: Option<&str>, unreadable: usize, unlabelled: usize) -> Vec<String> {
+fn unseen(proc: &Path, own_ns: Option<&str>, hidden: usize) -> Vec<String> {
     let mut out = Vec::new();
     if own_ns.is_some_and(|ns| ns != INITIAL_PID_NS) {
         out.push(
@@ -158,11 +158,10 @@ fn unseen(proc: &Path, own_ns: Option<&str>, unreadable: usize, unlabelled: usiz
                 .to_string(),
         );
     }
-    if unreadable + unlabelled > 0 {
+    if hidden > 0 {
         out.push(format!(
-            "the host names of {} namespace{} could not be read (root can): a restic there with the lock's PID counts as alive",
-            unreadable + unlabelled,
-            if unreadable + unlabelled == 1 { "" } else { "s" }
+            "{hidden} process{} could not be read from here (root can)",
+            if hidden == 1 { "" } else { "es" }
         ));
     }
     out

@@ -29,23 +29,44 @@ fn busy_repo() -> TestRepo {
     t
 }
 
-/// The parts of a report that do not depend on where or exactly when it was made.
+/// What the storage's own clock decides: a copy made by upload (S3, Azure, GCS) stamps
+/// every object with the upload's time, REST lists no time at all, a local file keeps its
+/// own; so these follow the storage, not the reading.
+const STORAGE_CLOCK: [&str; 7] = [
+    "storage_age_seconds",
+    "clocks_disagree",
+    "stale",
+    "unsafe",
+    "safe_after",
+    "abandoned",
+    "worst",
+];
+
+/// The parts of a report that do not depend on where or exactly when it was made, nor on
+/// the storage's clock.
 fn essence(r: &Value) -> Value {
     let mut r = r.clone();
     let o = r.as_object_mut().unwrap();
-    o.remove("repository");
-    o.remove("checked_at");
-    for l in o.get_mut("locks").unwrap().as_array_mut().unwrap() {
-        let l = l.as_object_mut().unwrap();
-        l.remove("age_seconds");
-        l.remove("reason");
+    for k in ["repository", "checked_at", "storage_clock"] {
+        o.remove(k);
     }
-    for h in o.get_mut("holders").unwrap().as_array_mut().unwrap() {
-        let h = h.as_object_mut().unwrap();
-        h.remove("age_seconds");
-        h.remove("reason");
-        h.remove("last_seen");
-        h.remove("first_seen");
+    for k in ["stale", "unsafe"] {
+        o.get_mut("counts")
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove(k);
+    }
+    for list in ["locks", "holders"] {
+        for x in o.get_mut(list).unwrap().as_array_mut().unwrap() {
+            let x = x.as_object_mut().unwrap();
+            for k in ["age_seconds", "reason", "last_seen", "first_seen"]
+                .into_iter()
+                .chain(STORAGE_CLOCK)
+            {
+                x.remove(k);
+            }
+        }
     }
     r
 }

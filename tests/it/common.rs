@@ -268,7 +268,24 @@ impl TestRepo {
         std::fs::write(self.locks_dir().join(name), bytes).unwrap();
     }
 
+    /// A lock file as restic leaves it: stored when its `time` says (a time in the past
+    /// becomes the file's modification time, the storage's clock agreeing with the
+    /// writer's; [`TestRepo::seal_fresh`] makes them disagree).
     pub fn seal(&self, lock: &Lock, enc: Encoding) -> String {
+        let id = self.seal_fresh(lock, enc);
+        let at = std::time::SystemTime::from(lock.time);
+        if at < std::time::SystemTime::now() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(self.locks_dir().join(&id))
+                .unwrap();
+            f.set_modified(at).unwrap();
+        }
+        id
+    }
+
+    /// A lock file stored now, whatever its `time` (a writer whose clock is off).
+    pub fn seal_fresh(&self, lock: &Lock, enc: Encoding) -> String {
         let (id, bytes) = self.repo().seal_lock(lock, enc);
         self.write_lock_file(&id, &bytes);
         id

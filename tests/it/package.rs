@@ -162,3 +162,32 @@ fn service_unit_passes_systemd_analyze_verify() {
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("locksmith.service:"), "{said}");
 }
+
+/// deploy/kubernetes validates against Kubernetes' own schemas, strictly (no field the
+/// API would drop), and the agent there sees the node's processes and host name.
+#[test]
+fn the_kubernetes_manifests_validate() {
+    crate::needs!("kubernetes-validate");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(files.len() >= 2, "{files:?}");
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--no-warn"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::text(&out));
+    let agent = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
+    for needed in [
+        "hostPID: true",
+        "hostNetwork: true",
+        "SYS_ADMIN",
+        "--web-config",
+    ] {
+        assert!(agent.contains(needed), "agent.yaml lacks {needed}");
+    }
+}

@@ -42,7 +42,7 @@ pub fn settings(t: &TestRepo, table: bool) -> insta::Settings {
         ),
         (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "[time]"),
         (r"-?\d+(d\d\dh|h\d\dm|m\d\ds|s)\b", "[age]"),
-        (r#"("age_seconds": ?)-?\d+"#, "${1}[n]"),
+        (r#"("(storage_)?age_seconds": ?)-?\d+"#, "${1}[n]"),
         (r"checked on \S+", "checked on [host]"),
         (r#""checked_on": "[^"]*""#, r#""checked_on": "[host]""#),
         (r#"("(started|finished)_epoch": )\d+"#, "${1}[n]"),

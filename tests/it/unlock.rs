@@ -174,7 +174,16 @@ fn dry_run_changes_nothing_then_unlock_removes_what_it_predicted() {
     );
     assert!(log.contains("result: success"));
 
-    assert_eq!(u.run_code(&["--remove-all"]), 0);
+    // otherhost's 3-minute-old lock: nobody here can judge it, so it is presumed alive
+    // and --remove-all is refused until it is abandoned, or forced.
+    assert_eq!(u.run_code(&["--remove-all"]), 20, "{}", u.run_log());
+    assert_eq!(u.t.lock_names().len(), 2);
+    assert!(
+        u.run_log().contains("--peer otherhost=URL"),
+        "{}",
+        u.run_log()
+    );
+    assert_eq!(u.run_code(&["--remove-all", "--force"]), 0);
     assert!(u.t.lock_names().is_empty());
     let s = u.summary();
     assert_eq!(
