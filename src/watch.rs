@@ -21,6 +21,9 @@ use crate::report::{Costs, Life, Memory, Report};
 /// still picked up within it.
 pub const AUTH_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// A password file's device, inode, size and modification time.
+pub type PasswordSource = (u64, u64, u64, i64, i64);
+
 /// The state kept between refreshes of one repository.
 pub struct Watch {
     options: RawRepoOptions,
@@ -91,6 +94,20 @@ impl Watch {
         }
         let grown = interval.saturating_mul(1 << self.auth_failures.min(16));
         grown.min(AUTH_BACKOFF_MAX.max(interval))
+    }
+
+    /// Whether a refresh is waiting out a wrong password.
+    pub fn backing_off(&self) -> bool {
+        self.auth_failures > 0
+    }
+
+    /// What identifies the password file's content, where a file is the password's
+    /// source: a changed one ends a backoff at once (the operator fixed it).
+    pub async fn password_source(&self) -> Option<PasswordSource> {
+        let path = self.options.password_file.as_ref()?;
+        let m = tokio::fs::metadata(path).await.ok()?;
+        use std::os::unix::fs::MetadataExt;
+        Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
     }
 
     /// The time limit of one refresh.

@@ -189,6 +189,12 @@ impl Report {
         if !self.peers.is_empty() {
             writeln!(w, "asked: {}", p(&crate::peer::ask::summary(&self.peers)))?;
         }
+        if c.total > 0 && self.storage_clock.is_some_and(|s| !s.listed) {
+            writeln!(
+                w,
+                "storage clock: this backend lists no file times, so ages are the locks' own (their writers' clocks)"
+            )?;
+        }
         if !self.holders.is_empty() {
             writeln!(w, "\nheld by {} job(s):", self.holders.len())?;
             let rows = self

@@ -161,7 +161,28 @@ async fn watch_loop(
             }
             settle(&mut s, &member.name, got);
         }
-        tokio::time::sleep(delay).await;
+        wait_or_new_password(&watch, delay, member.interval).await;
+    }
+}
+
+/// Sleeps `delay`; while backing off from a wrong password, looks at the password file
+/// every `interval` and ends the wait as soon as it changed: a fixed password is tried at
+/// the next interval, whatever the backoff.
+async fn wait_or_new_password(watch: &Watch, delay: Duration, interval: Duration) {
+    if !watch.backing_off() {
+        return tokio::time::sleep(delay).await;
+    }
+    let source = watch.password_source().await;
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(interval)).await;
+        if watch.password_source().await != source {
+            return;
+        }
     }
 }
 

@@ -60,6 +60,23 @@ fn deb_holds_binary_man_page_completions_unit_and_example() {
     }
     // A host keeps the generic name `unlock` free; only the image has it.
     assert!(!listing.contains("/unlock"), "{listing}");
+    let tree = tempfile::tempdir().unwrap();
+    ok(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(tree.path()));
+    let copyright =
+        std::fs::read_to_string(tree.path().join("usr/share/doc/locksmith/copyright")).unwrap();
+    for needed in [
+        "License: MIT or Apache-2.0",
+        "Permission is hereby granted",
+        "common-licenses/Apache-2.0",
+    ] {
+        assert!(
+            copyright.contains(needed),
+            "copyright lacks {needed:?}:\n{copyright}"
+        );
+    }
 
     let info = ok(Command::new("dpkg-deb").arg("-I").arg(&deb));
     assert!(info.contains("Package: locksmith"), "{info}");

@@ -1113,3 +1113,37 @@ fn a_repository_replaced_under_another_password_fails_its_refresh() {
     );
     assert_eq!(serve.metrics().get("locksmith_refresh_success", "a"), 0.0);
 }
+
+/// A password fixed during a long backoff: serve looked again only when the backoff ran
+/// out (30 s after 4 failures at a 2 s interval). A changed password file is now tried at
+/// the next interval.
+#[test]
+fn a_fixed_password_file_is_read_within_one_interval_of_the_fix() {
+    let t = TestRepo::new(2);
+    let pw = password_file(t.dir.path(), "pw", "not the password");
+    let fleet = t.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let serve = Serve::with_config(&fleet);
+    // Backing off: the next attempt at least 8 intervals away.
+    let doc = serve.wait_for(60, "a backoff of 8 s or more", |d| {
+        d["repositories"][0]["retry_at"].as_str().is_some_and(|at| {
+            chrono::DateTime::parse_from_rfc3339(at).is_ok_and(|at| {
+                at.with_timezone(&chrono::Utc) - chrono::Utc::now() > chrono::Duration::seconds(8)
+            })
+        })
+    });
+    let retry_at = doc["repositories"][0]["retry_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fixed = std::time::Instant::now();
+    password_file(t.dir.path(), "pw", PASSWORD);
+    serve.wait_for(6, "the repository read with the fixed password", |d| {
+        d["repositories"][0]["error"].is_null() && !d["repositories"][0]["refreshed_at"].is_null()
+    });
+    let took = fixed.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "read {took:?} after the fix; the backoff had it wait until {retry_at}"
+    );
+}
