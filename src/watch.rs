@@ -96,6 +96,19 @@ impl Watch {
         grown.min(AUTH_BACKOFF_MAX.max(interval))
     }
 
+    /// Asks `peers` from the next refresh on: peers are one fleet-wide set, replaced
+    /// whole when the fleet file is read again (their URLs and credentials with it).
+    pub fn use_peers(&mut self, peers: Arc<crate::peer::Peers>) {
+        if Arc::ptr_eq(&self.options.peers, &peers) {
+            return;
+        }
+        if let Some(cfg) = &mut self.cfg {
+            peers.secrets_into(&mut cfg.redactor);
+            cfg.peers = peers.clone();
+        }
+        self.options.peers = peers;
+    }
+
     /// Whether a refresh is waiting out a wrong password.
     pub fn backing_off(&self) -> bool {
         self.auth_failures > 0

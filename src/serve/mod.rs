@@ -97,6 +97,8 @@ struct Shared {
     max_connections: std::sync::atomic::AtomicUsize,
     /// The history, where one is kept.
     kept: Option<Arc<state::Kept>>,
+    /// The fleet's peers, replaced whole on reload; every repository asks the current set.
+    peers: Arc<RwLock<Arc<crate::peer::Peers>>>,
 }
 
 impl Shared {
@@ -127,6 +129,7 @@ async fn watch_loop(
     status: Arc<Mutex<Status>>,
     host: Arc<ThisHost>,
     kept: Option<Arc<state::Kept>>,
+    peers: Arc<RwLock<Arc<crate::peer::Peers>>>,
 ) {
     let mut watch = Watch::new(member.options.clone(), member.resolved.clone());
     let mut keeping = kept.and_then(|k| {
@@ -141,6 +144,7 @@ async fn watch_loop(
         Some(keeping)
     });
     loop {
+        watch.use_peers(peers.read().expect("not poisoned").clone());
         let started = std::time::Instant::now();
         let got = refresh_within(&mut watch, host.as_ref()).await;
         let took = started.elapsed().as_secs_f64();
@@ -218,6 +222,7 @@ fn start(member: Member, host: &Arc<ThisHost>, shared: &Shared) -> Slot {
         status.clone(),
         host.clone(),
         kept,
+        shared.peers.clone(),
     ));
     Slot {
         member,
@@ -229,6 +234,11 @@ fn start(member: Member, host: &Arc<ThisHost>, shared: &Shared) -> Slot {
 /// Replaces the watched set: unchanged repositories keep their task and state (their key
 /// and what they read), the rest start anew, and removed ones stop.
 fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Shared) -> Vec<Slot> {
+    // One fleet-wide set of peers (every member carries the same): the new one, before any
+    // task starts or refreshes again.
+    if let Some(m) = members.first() {
+        *shared.peers.write().expect("not poisoned") = m.options.peers.clone();
+    }
     let mut old: Vec<Option<Slot>> = old.into_iter().map(Some).collect();
     let mut slots = Vec::new();
     for m in members {

@@ -1147,3 +1147,49 @@ fn a_fixed_password_file_is_read_within_one_interval_of_the_fix() {
         "read {took:?} after the fix; the backoff had it wait until {retry_at}"
     );
 }
+
+/// A SIGHUP that changed only the fleet file's `[[peer]]` tables changed nothing: each
+/// repository kept its old peers (URL and credentials) until a restart. Peers are now one
+/// set, replaced on reload and asked from the next refresh.
+#[test]
+fn a_reload_that_changes_only_the_peers_asks_the_new_ones() {
+    crate::needs!("restic");
+    let t = TestRepo::new(2);
+    let Some(hostb) = crate::peers::OtherHost::spawn(Some("hostb"), None) else {
+        return;
+    };
+    let web = t.dir.path().join("web.yml");
+    let hash = bcrypt::hash("right-pw", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  ops: {hash}\n")).unwrap();
+    let mut hostb = hostb;
+    hostb.agent(&[], &["--web-config", web.to_str().unwrap()]);
+    t.seal(&lock_at(minutes_ago(1), "hostb", 4242), Encoding::Json);
+    let pw = password_file(t.dir.path(), "pw", PASSWORD);
+    let wrong = password_file(t.dir.path(), "peer-wrong", "wrong-pw");
+    let right = password_file(t.dir.path(), "peer-right", "right-pw");
+    let fleet = t.dir.path().join("fleet.toml");
+    let peer = |url: &str, pw: &Path| {
+        format!(
+            "\n[[peer]]\nhostname = \"hostb\"\nurl = {url:?}\nusername = \"ops\"\npassword_file = {pw:?}\n"
+        )
+    };
+    let dead = format!("http://127.0.0.1:{}", crate::services::free_port());
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let base = std::fs::read_to_string(&fleet).unwrap();
+    std::fs::write(&fleet, format!("{base}{}", peer(&dead, &wrong))).unwrap();
+    let serve = Serve::with_config(&fleet);
+    let lock_of = || serve.repository("a")["locks"][0].clone();
+    serve.wait_for(30, "the dead peer named", |_| {
+        lock_of()["peer_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect"))
+    });
+    std::fs::write(&fleet, format!("{base}{}", peer(&hostb.url(), &right))).unwrap();
+    serve.signal(libc::SIGHUP);
+    serve.wait_for(10, "hostb's agent asked at its new URL", |_| {
+        lock_of()["judged_on"] == "hostb"
+    });
+    let l = lock_of();
+    assert_eq!(l["holder"], "gone", "{l:#}");
+    assert!(!serve.log().contains("right-pw"));
+}
