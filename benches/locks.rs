@@ -266,13 +266,16 @@ fn kernel_read(_: &mut Criterion) {
     let mut lock = sample_lock();
     lock.hostname = host.hostname().to_string();
     lock.time = now.into();
+    let lock = lock;
     let inventory = || {
         let mut inv = locksmith::locks::Inventory::default();
         for n in 0..1000 {
-            lock.pid = 40_000 + n;
             inv.locks.push(locksmith::locks::LockEntry {
                 id: format!("{n:064x}"),
-                lock: lock.clone(),
+                lock: locksmith::locks::Lock {
+                    pid: 40_000 + n,
+                    ..lock.clone()
+                },
                 stored_at: None,
             });
         }

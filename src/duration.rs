@@ -27,7 +27,9 @@ pub fn human(secs: i64, style: Style) -> String {
 /// `30m`, `24h`, `7d`, `2w`: a span back from now.
 pub fn parse_age(s: &str) -> Result<chrono::Duration, String> {
     let bad = || format!("{s:?}: a number and a unit, one of m, h, d, w (e.g. 7d)");
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    // The unit is the last character, whatever its width (`7é` must not split a char).
+    let cut = s.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = s.split_at(cut);
     let n: i64 = n.parse().map_err(|_| bad())?;
     let minutes = match unit {
         "m" => 1,
@@ -55,6 +57,15 @@ mod tests {
         assert_eq!(age(2 * 86400 + 4 * 3600), "2d04h");
         assert_eq!(age(-90), "-1m30s");
         assert_eq!(age(i64::MIN), "-106751991167300d15h");
+    }
+
+    #[test]
+    fn an_age_with_a_wide_last_character_is_refused_not_split() {
+        for bad in ["7é", "é", "7日", "", "7", "0d", "-1d", "7 d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_age("7d"), Ok(chrono::Duration::days(7)));
+        assert_eq!(parse_age("90m"), Ok(chrono::Duration::minutes(90)));
     }
 
     #[test]

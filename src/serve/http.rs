@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -184,7 +185,6 @@ pub async fn serve(
     open: Arc<std::sync::atomic::AtomicUsize>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
@@ -203,12 +203,29 @@ pub async fn serve(
             },
         };
         let (app, web, open) = (app.clone(), web.clone(), open.clone());
-        open.fetch_add(1, Relaxed);
+        let counted = Open::count(open);
         tokio::spawn(async move {
+            // Dropped however the connection ends (a panicking handler included).
+            let _counted = counted;
+            let _permit = permit;
             connection(tcp, app, web, limits).await;
-            open.fetch_sub(1, Relaxed);
-            drop(permit);
         });
+    }
+}
+
+/// One open connection in the gauge, for as long as it lives.
+struct Open(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Open {
+    fn count(open: Arc<std::sync::atomic::AtomicUsize>) -> Open {
+        open.fetch_add(1, Relaxed);
+        Open(open)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

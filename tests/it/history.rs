@@ -469,3 +469,33 @@ fn the_timeline_renders_in_headless_chromium() {
     let y = |b: &Vec<&str>| b[4].parse::<i64>().unwrap();
     assert!(y(&bars[0]) < y(&bars[1]), "exclusive above shared: {title}");
 }
+
+/// `since=7é` panicked (the age was split at a byte, inside the `é`): the HTTP request got
+/// no answer, the raw value reached the log, and `locksmith_http_connections` never came
+/// back down; the CLI exited 101. Now: 400 and exit 2 with the usual message, the gauge
+/// back to where it was.
+#[test]
+fn since_7e_acute_is_a_bad_age_not_a_panic() {
+    let out = locksmith_cmd()
+        .args(["history", "--since", "7é"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("a number and a unit"), "{}", text(&out));
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let serve = crate::serve::serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    let before = serve.metrics().process("locksmith_http_connections");
+    for _ in 0..3 {
+        let (status, body, _) = serve.get("/api/v1/history?since=7%C3%A9");
+        assert_eq!(status, 400, "{body}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The metrics request itself is one open connection, as it was before.
+    assert_eq!(
+        serve.metrics().process("locksmith_http_connections"),
+        before
+    );
+    assert!(!serve.log().contains("panicked"), "{}", serve.log());
+}

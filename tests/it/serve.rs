@@ -171,6 +171,16 @@ impl Metrics {
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
     }
 
+    /// A per-process series (no labels).
+    pub(crate) fn process(&self, name: &str) -> f64 {
+        let head = format!("{name} ");
+        let line = self.0.lines().find_map(|l| l.strip_prefix(&head));
+        line.unwrap_or_else(|| panic!("no {name} in\n{}", self.0))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub(crate) fn get(&self, name: &str, repository: &str) -> f64 {
         self.value(name, repository, "")
             .unwrap_or_else(|| panic!("no {name} for {repository} in\n{}", self.0))
