@@ -85,9 +85,9 @@ pub trait HostView {
     fn kernel(&self) -> Option<&Kernel> {
         None
     }
-    /// Reads the kernel for the processes whose own PID is in `asked` (I/O: once per
-    /// reading, through [`Sight`]).
-    fn read_kernel(&self, _asked: &BTreeSet<i32>) -> Kernel {
+    /// Reads the kernel for the processes whose own PID is in `asked`, and with `names`
+    /// the host names it carries (I/O: once per reading, through [`Sight`]).
+    fn read_kernel(&self, _asked: &BTreeSet<i32>, _names: bool) -> Kernel {
         Kernel::default()
     }
 }
@@ -97,18 +97,27 @@ pub trait HostView {
 pub struct Sight<'a> {
     host: &'a dyn HostView,
     asked: BTreeSet<i32>,
+    /// Some lock names a host other than this one: the kernel's host names are needed.
+    names: bool,
     kernel: std::sync::OnceLock<Kernel>,
 }
 
 impl<'a> Sight<'a> {
-    /// `pids`: the PIDs the reading's locks name.
-    pub fn new(host: &'a dyn HostView, pids: impl Iterator<Item = i64>) -> Sight<'a> {
+    /// `locks`: the host name and PID each of the reading's locks names.
+    pub fn new<'l>(
+        host: &'a dyn HostView,
+        locks: impl Iterator<Item = (&'l str, i64)>,
+    ) -> Sight<'a> {
+        let mut names = false;
+        let asked = locks
+            .inspect(|(h, _)| names |= *h != host.hostname())
+            .filter_map(|(_, p)| i32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .collect();
         Sight {
             host,
-            asked: pids
-                .filter_map(|p| i32::try_from(p).ok())
-                .filter(|p| *p > 0)
-                .collect(),
+            asked,
+            names,
             kernel: std::sync::OnceLock::new(),
         }
     }
@@ -136,7 +145,7 @@ impl HostView for Sight<'_> {
         }
         Some(
             self.kernel
-                .get_or_init(|| self.host.read_kernel(&self.asked)),
+                .get_or_init(|| self.host.read_kernel(&self.asked, self.names)),
         )
     }
 }
@@ -275,8 +284,8 @@ impl HostView for ThisHost {
             .map(|s| s.trim_end_matches('\n').to_string())
     }
 
-    fn read_kernel(&self, asked: &BTreeSet<i32>) -> Kernel {
-        crate::kernel::linux::read(self, asked)
+    fn read_kernel(&self, asked: &BTreeSet<i32>, names: bool) -> Kernel {
+        crate::kernel::linux::read(self, asked, names)
     }
 }
 

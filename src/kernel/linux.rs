@@ -13,9 +13,23 @@ use crate::process::{HostView, ThisHost};
 /// The inode the kernel gives the initial PID namespace (`PROC_PID_INIT_INO`).
 const INITIAL_PID_NS: &str = "pid:[4026531836]";
 
-/// This kernel as seen from here, for the processes whose own PID is in `asked`.
-pub fn read(host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
-    read_from(Path::new("/proc"), host, asked)
+/// This kernel as seen from here, for the processes whose own PID is in `asked`; with
+/// `names`, every UTS host name it carries too (one more link read per process: only
+/// when a lock names a host other than this one, or an agent answers).
+pub fn read(host: &ThisHost, asked: &BTreeSet<i32>, names: bool) -> Kernel {
+    read_from(Path::new("/proc"), host, asked, names)
+}
+
+/// `/proc`, opened once: links are read relative to it, without building paths.
+struct Proc {
+    dir: std::fs::File,
+}
+
+impl Proc {
+    fn link(&self, pid: &str, ns: &str) -> Option<String> {
+        let l = rustix::fs::readlinkat(&self.dir, format!("{pid}/ns/{ns}"), Vec::new()).ok()?;
+        Some(l.to_string_lossy().into_owned())
+    }
 }
 
 fn link(proc: &Path, pid: &str, ns: &str) -> Option<String> {
@@ -32,9 +46,14 @@ fn nspid(proc: &Path, pid: &str) -> Option<Vec<i32>> {
 }
 
 /// One process's place: its own PID and whether it is in the reader's PID namespace.
-fn place(proc: &Path, name: &str, own_ns: Option<&str>, own_depth: usize) -> Option<(i32, bool)> {
+fn place(
+    (proc, dir): (&Path, &Proc),
+    name: &str,
+    own_ns: Option<&str>,
+    own_depth: usize,
+) -> Option<(i32, bool)> {
     let outer: i32 = name.parse().ok()?;
-    if let (Some(own), Some(ns)) = (own_ns, link(proc, name, "pid")) {
+    if let (Some(own), Some(ns)) = (own_ns, dir.link(name, "pid")) {
         if ns == own {
             return Some((outer, true));
         }
@@ -43,7 +62,13 @@ fn place(proc: &Path, name: &str, own_ns: Option<&str>, own_depth: usize) -> Opt
     Some((*chain.last()?, chain.len() <= own_depth))
 }
 
-fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
+fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>, with_names: bool) -> Kernel {
+    let Ok(dir) = std::fs::File::open(proc).map(|dir| Proc { dir }) else {
+        return Kernel {
+            unseen: vec![format!("{} could not be read", proc.display())],
+            ..Kernel::default()
+        };
+    };
     let own_ns = link(proc, "self", "pid");
     let own_uts = link(proc, "self", "uts");
     let own_depth = nspid(proc, "self").map_or(1, |c| c.len());
@@ -57,8 +82,7 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
         if !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let ns = link(proc, &name, "uts");
-        let Some((pid, here)) = place(proc, &name, own_ns.as_deref(), own_depth) else {
+        let Some((pid, here)) = place((proc, &dir), &name, own_ns.as_deref(), own_depth) else {
             // Gone since the listing, or not ours to read (its PID namespace unknown).
             hidden += usize::from(proc.join(&name).exists());
             continue;
@@ -74,12 +98,12 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>) -> Kernel {
             });
             processes.len() - 1
         });
-        match ns {
-            Some(ns) => {
-                let slot = uts.entry(ns).or_insert_with(|| (name.clone(), Vec::new()));
-                slot.1.extend(index);
-            }
-            None => {}
+        if !with_names && index.is_none() {
+            continue;
+        }
+        if let Some(ns) = dir.link(&name, "uts") {
+            let slot = uts.entry(ns).or_insert_with(|| (name.clone(), Vec::new()));
+            slot.1.extend(index);
         }
     }
     let mut names = BTreeSet::from([host.hostname().to_string()]);
@@ -188,7 +212,7 @@ mod tests {
     fn this_process_is_found_under_this_host_name() {
         let host = ThisHost::new();
         let me = std::process::id() as i32;
-        let k = read(&host, &BTreeSet::from([me]));
+        let k = read(&host, &BTreeSet::from([me]), true);
         assert!(k.carries(host.hostname()), "{k:?}");
         let mine: Vec<_> = k.processes.iter().filter(|p| p.pid == me).collect();
         assert_eq!(mine.len(), 1, "{k:?}");
@@ -199,7 +223,7 @@ mod tests {
 
     #[test]
     fn nothing_asked_indexes_no_process() {
-        let k = read(&ThisHost::new(), &BTreeSet::new());
+        let k = read(&ThisHost::new(), &BTreeSet::new(), true);
         assert!(k.processes.is_empty());
         assert!(!k.names.is_empty());
     }

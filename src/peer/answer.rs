@@ -146,7 +146,7 @@ impl Question {
 /// This host's answer to `q`.
 pub fn answer(q: &Question, host: &ThisHost) -> HostAnswer {
     HostAnswer {
-        kernel: crate::kernel::linux::read(host, &q.pids),
+        kernel: crate::kernel::linux::read(host, &q.pids, true),
         hostname: host.hostname().to_string(),
         now: Utc::now(),
         boot_time: host.boot(),

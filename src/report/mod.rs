@@ -211,7 +211,11 @@ impl Report {
         host: &dyn HostView,
         peers: &Consulted,
     ) -> Report {
-        let sight = Sight::new(host, inv.locks.iter().map(|e| e.lock.pid));
+        let named = inv
+            .locks
+            .iter()
+            .map(|e| (e.lock.hostname.as_str(), e.lock.pid));
+        let sight = Sight::new(host, named);
         let host: &dyn HostView = &sight;
         let storage = crate::verdict::StorageClock::of(&inv, now);
         let locks: Vec<JudgedLock> = inv
