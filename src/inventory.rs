@@ -322,7 +322,7 @@ pub async fn read<E>(
     };
     let mut inv = sorter.inv;
     for l in &mut inv.locks {
-        l.stored_at = sorter.stored.get(&l.id).map(|&t| t.into());
+        l.stored_at = sorter.stored.get(&l.id).and_then(|&t| stored_time(t));
     }
     mark_not_read(&mut inv, outstanding);
     for u in &mut inv.unreadable {
@@ -330,6 +330,16 @@ pub async fn read<E>(
     }
     inv.sort();
     Ok((repo, inv))
+}
+
+/// A listed modification time as a date, where it is one chrono can hold (a storage's
+/// listing is outside input: an absurd time is no time).
+fn stored_time(t: std::time::SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
+        Err(e) => (-i64::try_from(e.duration().as_secs()).ok()?, 0),
+    };
+    chrono::DateTime::from_timestamp(secs, nanos)
 }
 
 /// Entries still outstanding when the deadline passed: in the inventory, as not read.

@@ -53,10 +53,10 @@ fn place(
     own_depth: usize,
 ) -> Option<(i32, bool)> {
     let outer: i32 = name.parse().ok()?;
-    if let (Some(own), Some(ns)) = (own_ns, dir.link(name, "pid")) {
-        if ns == own {
-            return Some((outer, true));
-        }
+    if let (Some(own), Some(ns)) = (own_ns, dir.link(name, "pid"))
+        && ns == own
+    {
+        return Some((outer, true));
     }
     let chain = nspid(proc, name)?;
     Some((*chain.last()?, chain.len() <= own_depth))

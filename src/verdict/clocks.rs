@@ -126,6 +126,9 @@ mod tests {
         }
     }
 
+    /// (time, stored minutes ago, stale, unsafe, abandoned, clocks disagree)
+    type Row = (i64, Option<i64>, bool, bool, bool, bool);
+
     #[test]
     fn both_clocks_must_say_old() {
         let clock = StorageClock {
@@ -133,7 +136,7 @@ mod tests {
             ahead_seconds: 0.0,
         };
         #[rustfmt::skip]
-        let rows: &[(i64, Option<i64>, bool, bool, bool, bool)] = &[
+        let rows: &[Row] = &[
             // (time, stored minutes ago, stale, unsafe, abandoned, clocks disagree)
             (40, Some(0),  false, true,  false, true),   // a writer 40 minutes behind
             (40, Some(12), false, true,  true,  true),

@@ -207,16 +207,17 @@ pub fn rules(lock: &Lock, now: DateTime<Utc>, host: &dyn HostView) -> Facts {
     // kernel under the same host name (a container keeping the host's name).
     let mut elsewhere = false;
     let mut unseen = None;
-    if same_host && (holder != Holder::Alive || not_restic) {
-        if let Some(k) = host.kernel() {
-            let time = lock.time.with_timezone(&Utc);
-            match k.holder(&lock.hostname, lock.pid, time, true) {
-                Found::Holder { .. } => {
-                    (holder, elsewhere, not_restic) = (Holder::Alive, true, false);
-                }
-                _ if holder != Holder::Alive => unseen = k.unseen_note(),
-                _ => {}
+    if same_host
+        && (holder != Holder::Alive || not_restic)
+        && let Some(k) = host.kernel()
+    {
+        let time = lock.time.with_timezone(&Utc);
+        match k.holder(&lock.hostname, lock.pid, time, true) {
+            Found::Holder { .. } => {
+                (holder, elsewhere, not_restic) = (Holder::Alive, true, false);
             }
+            _ if holder != Holder::Alive => unseen = k.unseen_note(),
+            _ => {}
         }
     }
     let restic_unlock_removes = too_old || (same_host && probe == Probe::Fails);
