@@ -121,9 +121,8 @@ impl RawRepoOptions {
             (Some(_), Some(_)) => Err(ConfigError::ConflictingRepository),
             (Some(r), None) => Ok(r.trim().to_string()),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::RepositoryFile(format!("cannot read {}: {e}", path.display()))
-                })?;
+                let text = crate::files::read_config(path)
+                    .map_err(|e| ConfigError::RepositoryFile(format!("{}: {e}", path.display())))?;
                 first_meaningful_line(&text)
                     .map(str::to_string)
                     .ok_or_else(|| {

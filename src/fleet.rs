@@ -108,7 +108,7 @@ pub fn load(
         line,
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
+    let text = crate::files::read_config(path).map_err(|e| err(None, e.to_string()))?;
     parse(&text, path, env, defaults).map_err(|(line, why)| err(line, why))
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exit;
+pub mod files;
 pub mod fleet;
 pub mod history;
 pub mod inventory;

@@ -39,11 +39,15 @@ fn text(bytes: Vec<u8>) -> Result<String, String> {
 /// a one-shot run reads a pipe (`-p <(pass show x)`) as restic does.
 pub fn from_file(path: &Path, regular_only: bool) -> Result<String, ConfigError> {
     let fail = |why: String| ConfigError::PasswordFile(format!("{}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if regular_only && !meta.is_file() {
-        return Err(fail(
-            "not a regular file; serve reads it again after failures, so it takes only a regular file".into(),
-        ));
+    if regular_only {
+        let bytes = crate::files::read_regular(path, MAX_PASSWORD as u64).map_err(|e| match e {
+            crate::files::FileError::NotRegular => fail(
+                "not a regular file; serve reads it again after failures, so it takes only a regular file".into(),
+            ),
+            crate::files::FileError::TooLarge(_) => fail(too_large()),
+            e => fail(e.to_string()),
+        })?;
+        return text(bytes).map_err(fail);
     }
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let bytes = read_capped(file).map_err(|e| fail(format!("cannot read: {e}")))?;

@@ -25,6 +25,7 @@ impl Webhook {
         let client = crate::backend::http::client(&crate::backend::http::ClientSpec {
             timeout: Some(self.timeout),
             connect_timeout: self.timeout,
+            follow_redirects: true,
             ..Default::default()
         })?;
         let mut req = client

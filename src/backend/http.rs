@@ -19,6 +19,9 @@ pub struct ClientSpec {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Idle connections kept per host (the requests that may run at once).
     pub idle_per_host: Option<usize>,
+    /// Follow redirects (a backend's, a webhook's); never for a peer, whose redirect could
+    /// send the request, and the client certificate, anywhere.
+    pub follow_redirects: bool,
 }
 
 /// A client for `spec`, shared by every caller with the same spec and the same CA files'
@@ -83,6 +86,9 @@ fn build(
     if let Some(n) = spec.idle_per_host {
         b = b.pool_max_idle_per_host(n);
     }
+    if !spec.follow_redirects {
+        b = b.redirect(reqwest::redirect::Policy::none());
+    }
     b.build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))
 }
@@ -95,5 +101,6 @@ pub fn backend_spec(net: &super::NetOptions, cacerts: &[PathBuf]) -> ClientSpec 
         cacerts: cacerts.to_vec(),
         identity: None,
         idle_per_host: Some(net.connections),
+        follow_redirects: true,
     }
 }

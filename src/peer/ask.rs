@@ -232,6 +232,7 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
         cacerts: peer.ca_file.iter().cloned().collect(),
         identity: peer.cert_file.clone().zip(peer.key_file.clone()),
         idle_per_host: Some(1),
+        follow_redirects: false,
     })
     .map_err(|e| e.replacen("RESTIC_CACERT", "ca_file", 1))?;
     let mut url = url::Url::parse(peer.url.expose()).map_err(|e| e.to_string())?;
@@ -252,6 +253,9 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
     if !status.is_success() {
         return Err(match status.as_u16() {
             401 | 403 => format!("refused the credentials ({status})"),
+            300..=399 => {
+                format!("answered {status}, a redirect: peers are never followed elsewhere")
+            }
             _ => format!("answered {status}"),
         });
     }

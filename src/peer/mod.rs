@@ -159,7 +159,7 @@ pub fn read_file(path: &Path) -> Result<Vec<PeerEntry>, PeerError> {
         path: path.to_path_buf(),
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = crate::files::read_config(path).map_err(|e| err(e.to_string()))?;
     let file: PeersFile = toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
     Ok(file.peer)
 }
@@ -209,11 +209,14 @@ impl PeerEntry {
 }
 
 fn read_password(host: &str, path: &Path) -> Result<Secret, PeerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PeerError::PasswordFile {
-        host: host.to_string(),
-        path: path.to_path_buf(),
-        why: e.to_string(),
-    })?;
+    let bytes = crate::files::read_regular(path, crate::password::MAX_PASSWORD as u64);
+    let text = bytes
+        .and_then(|b| String::from_utf8(b).map_err(|_| crate::files::FileError::NotText))
+        .map_err(|e| PeerError::PasswordFile {
+            host: host.to_string(),
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
     Ok(Secret::new(text.trim_end_matches(['\r', '\n'])))
 }
 

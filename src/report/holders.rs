@@ -124,8 +124,10 @@ fn judged(
             _ => None,
         }
     };
+    // Only where the PID means the holder there: not for one found in another PID
+    // namespace (the PID here may be a stranger's).
     let started = its_host
-        .filter(|_| v.holder == Holder::Alive)
+        .filter(|_| v.holder == Holder::Alive && v.namespace.is_none())
         .and_then(|h| h.started(i32::try_from(pid).ok()?));
     let mut h = JudgedHolder {
         span: Span {

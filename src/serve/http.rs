@@ -115,14 +115,10 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// Host allow-list, requests in flight, basic auth; then the security headers.
+/// Host allow-list, basic auth, requests in flight; then the security headers. Credentials
+/// are checked before a request slot is taken: wrong passwords wait for their bcrypt turn
+/// without holding a slot a scraper needs.
 pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many requests in flight",
-        );
-    };
     if let Some(host) = req.headers().get(header::HOST)
         && !host.to_str().is_ok_and(|h| g.hosts.allows(h))
     {
@@ -132,11 +128,8 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
         );
     }
     if g.web.requires_auth() {
-        let web = g.web.clone();
         let ok = match basic_credentials(&req) {
-            Some((u, p)) => tokio::task::spawn_blocking(move || web.check(&u, &p))
-                .await
-                .unwrap_or(false),
+            Some((u, p)) => g.web.check(u, p).await,
             None => false,
         };
         if !ok {
@@ -148,6 +141,12 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             return with_headers(r, &g.web);
         }
     }
+    let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight",
+        );
+    };
     with_headers(next.run(req).await, &g.web)
 }
 

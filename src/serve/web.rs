@@ -51,8 +51,24 @@ pub struct WebConfigError {
     pub why: String,
 }
 
-/// Outcomes of bcrypt checks by user and the password's SHA-256.
-type Verified = HashMap<(String, [u8; 32]), bool>;
+/// Credentials that passed a bcrypt check, by user and the password's SHA-256. Only
+/// successes are kept: one per configured user at most, so no flood of wrong passwords
+/// can grow it or push a scraper's entry out.
+type Verified = HashMap<String, [u8; 32]>;
+
+/// The highest bcrypt cost accepted: each check at cost 14 already takes about a second
+/// (doubling with each step), and checks run one at a time.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// One bcrypt check at a time.
+#[derive(Clone)]
+struct Turns(Arc<tokio::sync::Semaphore>);
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns(Arc::new(tokio::sync::Semaphore::new(1)))
+    }
+}
 
 /// A checked web configuration.
 #[derive(Clone, Default)]
@@ -64,6 +80,9 @@ pub struct WebConfig {
     /// Credentials already checked, by user and the password's SHA-256: bcrypt costs tens
     /// of milliseconds, and a scraper sends the same ones every time.
     verified: Arc<Mutex<Verified>>,
+    /// bcrypt checks run one at a time (as exporter-toolkit serialises them): a flood of
+    /// wrong passwords waits its turn, and a client gone while it waits costs nothing.
+    bcrypt: Turns,
     pub headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
@@ -73,7 +92,7 @@ impl WebConfig {
             file: path.to_path_buf(),
             why,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = crate::files::read_config(path).map_err(|e| err(e.to_string()))?;
         let file: File = yaml_serde::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = file
@@ -83,8 +102,15 @@ impl WebConfig {
             .transpose()
             .map_err(err)?;
         for (user, hash) in &file.basic_auth_users {
-            hash.parse::<bcrypt::HashParts>()
+            let parts = hash
+                .parse::<bcrypt::HashParts>()
                 .map_err(|e| err(format!("basic_auth_users.{user}: not a bcrypt hash: {e}")))?;
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(err(format!(
+                    "basic_auth_users.{user}: bcrypt cost {} is above {MAX_BCRYPT_COST}: every check would take minutes (use htpasswd -nBC 10)",
+                    parts.get_cost()
+                )));
+            }
         }
         let headers = file
             .http_server_config
@@ -98,6 +124,7 @@ impl WebConfig {
             tls,
             users: Arc::new(file.basic_auth_users),
             verified: Arc::default(),
+            bcrypt: Turns::default(),
             headers,
         })
     }
@@ -106,13 +133,30 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Whether `user` and `password` are one of the configured users (bcrypt; blocking).
-    /// An unknown user costs a comparison too, so timing does not tell users apart.
-    pub fn check(&self, user: &str, password: &str) -> bool {
-        let key = (user.to_string(), Sha256::digest(password.as_bytes()).into());
-        if let Some(ok) = self.verified.lock().expect("not poisoned").get(&key) {
-            return *ok;
+    /// Whether `user` and `password` are one of the configured users: at once for
+    /// credentials that passed before, else by bcrypt, one check at a time, off the
+    /// runtime. Dropped (the client gone) while it waits, it checks nothing.
+    pub async fn check(&self, user: String, password: String) -> bool {
+        let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        if self.verified.lock().expect("not poisoned").get(&user) == Some(&digest) {
+            return true;
         }
+        let Ok(turn) = self.bcrypt.0.clone().acquire_owned().await else {
+            return false;
+        };
+        let web = self.clone();
+        // The turn is held until the check ends, even if its client has gone meanwhile.
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            web.check_now(&user, &password, digest)
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// One bcrypt check (blocking). An unknown user costs a comparison too, so timing does
+    /// not tell users apart.
+    fn check_now(&self, user: &str, password: &str, digest: [u8; 32]) -> bool {
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let ok = match self.users.get(user) {
             Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
@@ -122,11 +166,12 @@ impl WebConfig {
                 false
             }
         };
-        let mut verified = self.verified.lock().expect("not poisoned");
-        if verified.len() > 256 {
-            verified.clear();
+        if ok {
+            self.verified
+                .lock()
+                .expect("not poisoned")
+                .insert(user.to_string(), digest);
         }
-        verified.insert(key, ok);
         ok
     }
 }

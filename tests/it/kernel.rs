@@ -353,14 +353,14 @@ fn remove_all_over_a_fresh_lock_nobody_can_judge_is_refused() {
 fn a_peer_answers_for_ten_thousand_locks_of_one_host() {
     crate::needs!("restic");
     let t = TestRepo::new(2);
-    let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+    let Some(mut host) = OtherHost::start("nodeb", &[], &[]) else {
         return;
     };
     let live = host.backup(&t);
     for i in 0..9_999 {
         // PIDs above pid_max: no process has them.
         t.seal(
-            &lock_at(minutes_ago(1), "hostb", 40_000 + i),
+            &lock_at(minutes_ago(1), "nodeb", 40_000 + i),
             Encoding::Json,
         );
     }

@@ -264,22 +264,22 @@ fn restic_unlock_there(host: &OtherHost, t: &TestRepo) {
     );
 }
 
-/// A real backup on hostb: alive there (and unknown without its agent); after `kill -9`
+/// A real backup on nodeb: alive there (and unknown without its agent); after `kill -9`
 /// gone there, kept by restic here (another host's young lock) and removed by restic there.
 #[test]
 fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
     crate::needs!("restic");
     for r in restics() {
         let t = TestRepo::new(2).with(r);
-        let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+        let Some(mut host) = OtherHost::start("nodeb", &[], &[]) else {
             return;
         };
         let pid = host.backup(&t);
-        // Without its agent, hostb (a namespace of this very kernel) is judged here.
+        // Without its agent, nodeb (a namespace of this very kernel) is judged here.
         let alone = only_lock(&locks_with(&t, &[], &[]));
         assert_eq!(alone["holder"], "alive", "{r}: {alone}");
         assert_eq!(alone["judged_on"], this_host());
-        assert_eq!(alone["namespace"], "container \"hostb\" of this host");
+        assert_eq!(alone["namespace"], "container \"nodeb\" of this host");
         assert_eq!(
             alone["pid"], pid,
             "{r}: restic writes its PID on its own host"
@@ -291,7 +291,7 @@ fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
             (&l["holder"], &l["judged_on"], &l["stale"], &l["unsafe"]),
             (
                 &"alive".into(),
-                &"hostb".into(),
+                &"nodeb".into(),
                 &false.into(),
                 &false.into()
             ),
@@ -300,14 +300,14 @@ fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
         let peer = &report["peers"][0];
         assert_eq!(
             (&peer["hostname"], &peer["ok"]),
-            (&"hostb".into(), &true.into()),
+            (&"nodeb".into(), &true.into()),
             "{peer}"
         );
         assert!(
             peer["clock_offset_seconds"].as_f64().unwrap().abs() < 5.0,
             "{peer}"
         );
-        assert_eq!(report["holders"][0]["judged_on"], "hostb");
+        assert_eq!(report["holders"][0]["judged_on"], "nodeb");
         restic_unlock_here(&t);
         restic_unlock_there(&host, &t);
         assert_eq!(
@@ -332,7 +332,7 @@ fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
         assert!(!l["safe_after"].is_null(), "{l}");
         let why = l["reason"].as_str().unwrap();
         assert!(
-            why.contains("restic unlock on \"hostb\" removes it now: its PID is gone there"),
+            why.contains("restic unlock on \"nodeb\" removes it now: its PID is gone there"),
             "{why}"
         );
         restic_unlock_here(&t);
@@ -342,7 +342,7 @@ fn a_backup_on_another_host_is_alive_there_and_gone_after_kill_9() {
             "{r}: restic here keeps another host's young lock"
         );
         restic_unlock_there(&host, &t);
-        assert_eq!(t.lock_names().len(), 0, "{r}: restic on hostb removes it");
+        assert_eq!(t.lock_names().len(), 0, "{r}: restic on nodeb removes it");
     }
 }
 
@@ -353,11 +353,11 @@ fn a_reused_pid_there_is_stale_and_restic_there_would_sighup_it() {
     crate::needs!("restic");
     for r in restics() {
         let t = TestRepo::new(2).with(r);
-        let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+        let Some(mut host) = OtherHost::start("nodeb", &[], &[]) else {
             return;
         };
         let bystander = host.background(&t, "sleep 600 &");
-        let id = t.seal(&lock_at(minutes_ago(5), "hostb", bystander), Encoding::Json);
+        let id = t.seal(&lock_at(minutes_ago(5), "nodeb", bystander), Encoding::Json);
         let l = only_lock(&locks_with(&t, &["--peer", &host.peer()], &[]));
         assert_eq!(
             (&l["holder"], &l["stale"], &l["unsafe"]),
@@ -373,7 +373,7 @@ fn a_reused_pid_there_is_stale_and_restic_there_would_sighup_it() {
             "{why}"
         );
         restic_unlock_there(&host, &t);
-        assert_eq!(t.lock_names(), vec![id], "{r} on hostb keeps it");
+        assert_eq!(t.lock_names(), vec![id], "{r} on nodeb keeps it");
         // Reaped by its shell a moment after the signal.
         let script = format!(
             "for i in $(seq 50); do kill -0 {bystander} 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
@@ -389,7 +389,7 @@ fn a_reused_pid_there_is_stale_and_restic_there_would_sighup_it() {
 fn a_live_jobs_lock_that_restic_here_would_remove_is_unsafe_and_unlock_refuses() {
     crate::needs!("restic", "faketime");
     let t = TestRepo::new(2);
-    let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+    let Some(mut host) = OtherHost::start("nodeb", &[], &[]) else {
         return;
     };
     host.backup(&t);
@@ -444,13 +444,13 @@ fn a_live_jobs_lock_that_restic_here_would_remove_is_unsafe_and_unlock_refuses()
     assert_eq!(out.status.code(), Some(20), "--remove-all: {}", text(&out));
     assert_eq!(t.lock_names().len(), 1, "the live job keeps its lock");
     let run_log = std::fs::read_to_string(logs.join("unlock-last.log")).unwrap();
-    assert!(run_log.contains("peers before: hostb ok"), "{run_log}");
+    assert!(run_log.contains("peers before: nodeb ok"), "{run_log}");
     assert!(
-        run_log.contains("holder alive (judged on hostb)"),
+        run_log.contains("holder alive (judged on nodeb)"),
         "{run_log}"
     );
     let summary = std::fs::read_to_string(logs.join("last-unlock.json")).unwrap();
-    assert!(summary.contains("\"judged_on\":\"hostb\""), "{summary}");
+    assert!(summary.contains("\"judged_on\":\"nodeb\""), "{summary}");
 }
 
 /// Peers that are down, silent (accept, never answer), refuse the credentials or answer for
@@ -573,7 +573,7 @@ fn a_peer_behind_tls_client_certificates_and_basic_auth_answers() {
     std::fs::write(dir.path().join("pw"), "tls-secret-pw\n").unwrap();
     let t = TestRepo::new(2);
     let web_arg = format!("--web-config {}", web.display());
-    let Some(mut host) = OtherHost::start("hostb", &[], &[&web_arg]) else {
+    let Some(mut host) = OtherHost::start("nodeb", &[], &[&web_arg]) else {
         return;
     };
     host.backup(&t);
@@ -585,7 +585,7 @@ fn a_peer_behind_tls_client_certificates_and_basic_auth_answers() {
             ""
         };
         format!(
-            "[[peer]]\nhostname = \"hostb\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"ca.pem\"\n{certs}username = \"ops\"\npassword_file = \"pw\"\n",
+            "[[peer]]\nhostname = \"nodeb\"\nurl = \"https://127.0.0.1:{}\"\nca_file = \"ca.pem\"\n{certs}username = \"ops\"\npassword_file = \"pw\"\n",
             host.port
         )
     };
@@ -598,7 +598,7 @@ fn a_peer_behind_tls_client_certificates_and_basic_auth_answers() {
     let l = only_lock(&report);
     assert_eq!(
         (&l["holder"], &l["judged_on"]),
-        (&"alive".into(), &"hostb".into()),
+        (&"alive".into(), &"nodeb".into()),
         "{report:#}"
     );
     assert!(
@@ -621,7 +621,7 @@ fn a_peer_whose_clock_is_behind_is_measured_and_said() {
     let t = TestRepo::new(2);
     let lib = crate::history::faketime_lib();
     let behind = [("LD_PRELOAD", lib.as_str()), ("FAKETIME", "-40m")];
-    let Some(mut host) = OtherHost::start("hostb", &behind, &[]) else {
+    let Some(mut host) = OtherHost::start("nodeb", &behind, &[]) else {
         return;
     };
     host.backup(&t);
@@ -632,7 +632,7 @@ fn a_peer_whose_clock_is_behind_is_measured_and_said() {
     assert_eq!(l["holder"], "alive", "{l:#}");
     let why = l["reason"].as_str().unwrap();
     assert!(
-        why.contains("\"hostb\"'s clock is 40m") && why.contains("behind"),
+        why.contains("\"nodeb\"'s clock is 40m") && why.contains("behind"),
         "{why}"
     );
 }
@@ -643,7 +643,7 @@ fn a_peer_whose_clock_is_behind_is_measured_and_said() {
 fn serve_judges_on_the_holders_host_and_answers_for_its_own() {
     crate::needs!("restic");
     let t = TestRepo::new(2);
-    let Some(mut host) = OtherHost::start("hostb", &[], &[]) else {
+    let Some(mut host) = OtherHost::start("nodeb", &[], &[]) else {
         return;
     };
     host.backup(&t);
@@ -654,19 +654,19 @@ fn serve_judges_on_the_holders_host_and_answers_for_its_own() {
             ("RESTIC_PASSWORD", &t.password),
         ],
     );
-    let doc = s.wait_for(30, "judged on hostb", |d| {
-        d["repositories"][0]["locks"][0]["judged_on"] == "hostb"
+    let doc = s.wait_for(30, "judged on nodeb", |d| {
+        d["repositories"][0]["locks"][0]["judged_on"] == "nodeb"
     });
     let lock = &doc["repositories"][0]["locks"][0];
     assert_eq!(lock["holder"], "alive", "{lock}");
     let (_, page, _) = s.get("/");
     assert!(
-        page.contains("alive (asked hostb)") && page.contains("Asked: hostb ok"),
+        page.contains("alive (asked nodeb)") && page.contains("Asked: nodeb ok"),
         "{page}"
     );
     let (_, metrics, _) = s.get("/metrics");
     assert!(
-        metrics.contains("hostname=\"hostb\"} 1\n") && metrics.contains("locksmith_peer_up{"),
+        metrics.contains("hostname=\"nodeb\"} 1\n") && metrics.contains("locksmith_peer_up{"),
         "{metrics}"
     );
     assert!(
@@ -690,12 +690,12 @@ fn peers_that_cannot_be_used_are_configuration_errors() {
     let bad_file = dir.path().join("peers.toml");
     std::fs::write(&bad_file, "[[peer]]\nhostname = \"b\"\n").unwrap();
     for (args, says) in [
-        (vec!["--peer", "hostb"], "expected HOST=URL"),
+        (vec!["--peer", "nodeb"], "expected HOST=URL"),
         (
-            vec!["--peer", "hostb:https://ops:pw-in-flag@b"],
+            vec!["--peer", "nodeb:https://ops:pw-in-flag@b"],
             "expected HOST=URL",
         ),
-        (vec!["--peer", "hostb=ftp://b"], "http:// or https://"),
+        (vec!["--peer", "nodeb=ftp://b"], "http:// or https://"),
         (
             vec!["--peers", "/nonexistent/peers.toml"],
             "peers file /nonexistent/peers.toml",
@@ -713,4 +713,24 @@ fn peers_that_cannot_be_used_are_configuration_errors() {
             assert!(!err.contains("pw-in-flag"), "{err}");
         }
     }
+}
+
+/// A peer answering 302 sent locksmith's request, with its client certificate and basic
+/// auth, to any URL it named (SSRF). Peers are never followed: the redirect is the answer.
+#[test]
+fn a_peer_s_redirect_is_not_followed() {
+    use crate::services::{Mode, TestServer, route};
+    let t = TestRepo::new(2);
+    t.seal(&lock_at(minutes_ago(1), "redirector", 4242), Encoding::Json);
+    let elsewhere = TestServer::start(Mode::Ok);
+    let target = elsewhere.url("/api/v1/host");
+    let peer = TestServer::canned(vec![route("GET", "/", 302, &[("Location", &target)], "")]);
+    let url = peer.url("").replace("http://", "http://ops:peer-pw@");
+    let report = locks_with(&t, &["--peer", &format!("redirector={url}")], &[]);
+    let l = only_lock(&report);
+    assert_eq!(l["holder"], "unknown", "{l:#}");
+    let why = l["peer_error"].as_str().unwrap();
+    assert!(why.contains("302") && why.contains("redirect"), "{why}");
+    assert!(elsewhere.taken().is_empty(), "the redirect was followed");
+    assert_eq!(peer.taken().len(), 1);
 }

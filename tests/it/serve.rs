@@ -1165,22 +1165,22 @@ fn a_fixed_password_file_is_read_within_one_interval_of_the_fix() {
 fn a_reload_that_changes_only_the_peers_asks_the_new_ones() {
     crate::needs!("restic");
     let t = TestRepo::new(2);
-    let Some(hostb) = crate::peers::OtherHost::spawn(Some("hostb"), None) else {
+    let Some(nodeb) = crate::peers::OtherHost::spawn(Some("nodeb"), None) else {
         return;
     };
     let web = t.dir.path().join("web.yml");
     let hash = bcrypt::hash("right-pw", 4).unwrap();
     std::fs::write(&web, format!("basic_auth_users:\n  ops: {hash}\n")).unwrap();
-    let mut hostb = hostb;
-    hostb.agent(&[], &["--web-config", web.to_str().unwrap()]);
-    t.seal(&lock_at(minutes_ago(1), "hostb", 4242), Encoding::Json);
+    let mut nodeb = nodeb;
+    nodeb.agent(&[], &["--web-config", web.to_str().unwrap()]);
+    t.seal(&lock_at(minutes_ago(1), "nodeb", 4242), Encoding::Json);
     let pw = password_file(t.dir.path(), "pw", PASSWORD);
     let wrong = password_file(t.dir.path(), "peer-wrong", "wrong-pw");
     let right = password_file(t.dir.path(), "peer-right", "right-pw");
     let fleet = t.dir.path().join("fleet.toml");
     let peer = |url: &str, pw: &Path| {
         format!(
-            "\n[[peer]]\nhostname = \"hostb\"\nurl = {url:?}\nusername = \"ops\"\npassword_file = {pw:?}\n"
+            "\n[[peer]]\nhostname = \"nodeb\"\nurl = {url:?}\nusername = \"ops\"\npassword_file = {pw:?}\n"
         )
     };
     let dead = format!("http://127.0.0.1:{}", crate::services::free_port());
@@ -1194,12 +1194,91 @@ fn a_reload_that_changes_only_the_peers_asks_the_new_ones() {
             .as_str()
             .is_some_and(|e| e.contains("cannot connect"))
     });
-    std::fs::write(&fleet, format!("{base}{}", peer(&hostb.url(), &right))).unwrap();
+    std::fs::write(&fleet, format!("{base}{}", peer(&nodeb.url(), &right))).unwrap();
     serve.signal(libc::SIGHUP);
-    serve.wait_for(10, "hostb's agent asked at its new URL", |_| {
-        lock_of()["judged_on"] == "hostb"
+    serve.wait_for(10, "nodeb's agent asked at its new URL", |_| {
+        lock_of()["judged_on"] == "nodeb"
     });
     let l = lock_of();
     assert_eq!(l["holder"], "gone", "{l:#}");
     assert!(!serve.log().contains("right-pw"));
+}
+
+/// `--web-config`, `--peers`, a peer's `password_file` and `--config` were read unbounded
+/// and blocking: a FIFO hung serve or `locks`, `/dev/zero` passed 800 MiB, and a FIFO
+/// picked up at SIGHUP made serve ignore SIGTERM. Each is now refused at once, exit 2
+/// naming it; at SIGHUP the old file is kept and SIGTERM still ends serve.
+#[test]
+fn a_fifo_or_a_device_as_any_configuration_file_is_refused_at_once() {
+    let t = TestRepo::new(2);
+    let dir = t.dir.path();
+    let fifo = fifo_in(dir);
+    let fifo_s = fifo.to_str().unwrap();
+    let pw = password_file(dir, "pw", PASSWORD);
+    let peer_pw_fifo = dir.join("peers.toml");
+    std::fs::write(
+        &peer_pw_fifo,
+        format!("[[peer]]\nhostname = \"b\"\nurl = \"http://127.0.0.1:1\"\nusername = \"u\"\npassword_file = {fifo_s:?}\n"),
+    )
+    .unwrap();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let runs: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["serve", "--listen", &listen, "--web-config", fifo_s],
+            "not a regular file",
+        ),
+        (
+            vec!["serve", "--listen", &listen, "--web-config", "/dev/zero"],
+            "not a regular file",
+        ),
+        (
+            vec!["serve", "--listen", &listen, "--config", fifo_s],
+            "not a regular file",
+        ),
+        (vec!["locks", "--peers", fifo_s], "not a regular file"),
+        (vec!["locks", "--peers", "/dev/zero"], "not a regular file"),
+        (
+            vec!["locks", "--peers", peer_pw_fifo.to_str().unwrap()],
+            "not a regular file",
+        ),
+    ];
+    for (args, says) in runs {
+        let started = Instant::now();
+        let mut c = t.locksmith();
+        c.args(&args)
+            .env("RESTIC_PASSWORD_FILE", &pw)
+            .env_remove("RESTIC_PASSWORD");
+        let out = run_within(&mut c, 10);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // A fleet file whose new [[peer]] names a FIFO password file, read at SIGHUP.
+    let fleet = dir.join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&t, "a", &pw)]);
+    let mut serve = Serve::with_config(&fleet);
+    serve.wait_settled(&[]);
+    let base = std::fs::read_to_string(&fleet).unwrap();
+    std::fs::write(
+        &fleet,
+        format!("{base}\n[[peer]]\nhostname = \"b\"\nurl = \"http://127.0.0.1:1\"\nusername = \"u\"\npassword_file = {fifo_s:?}\n"),
+    )
+    .unwrap();
+    serve.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        serve.log().contains("not a regular file"),
+        "{}",
+        serve.log()
+    );
+    let (status, took) = serve.stop();
+    assert!(
+        status.success() && took < Duration::from_secs(3),
+        "{status:?} after {took:?}"
+    );
 }

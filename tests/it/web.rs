@@ -116,7 +116,11 @@ fn web_config_serves_tls_with_client_certificates_and_basic_auth() {
 fn bad_web_config_exits_2_naming_the_file() {
     let t = TestRepo::new(2);
     let dir = t.dir.path();
+    // A cost-31 hash (made from a cost-4 one: a real one takes days to make).
+    let cost_31 = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$31$", 1);
+    let cost_31 = format!("basic_auth_users:\n  prom: {cost_31}\n");
     let cases = [
+        (cost_31.as_str(), "bcrypt cost 31 is above 14"),
         ("tls_server_config:\n  cert_fil: x\n", "unknown field"),
         (
             "basic_auth_users:\n  prom: plaintext-password\n",
@@ -398,5 +402,56 @@ fn prometheus_scrapes_through_tls_client_certificates_and_basic_auth() {
             "target not up: {targets}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A flood of wrong passwords grew the verified-credentials cache to its limit, which then
+/// emptied it whole, the scraper's entry with it: the scraper's next scrape waited behind
+/// the flood's bcrypt checks and timed out. Only successes are kept now, and checks run
+/// one at a time: the scraper is answered at once while the flood waits its turn.
+#[test]
+fn a_flood_of_wrong_passwords_never_delays_the_scraper() {
+    crate::needs!("restic");
+    let t = TestRepo::new(2);
+    let dir = t.dir.path();
+    let web = dir.join("web.yml");
+    // Cost 8: a few milliseconds a check, a second or more for the flood.
+    let hash = bcrypt::hash("scrape-pw", 8).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  prom: {hash}\n")).unwrap();
+    let serve = serve_one(&t, &["--web-config", web.to_str().unwrap()]);
+    let scrape = || {
+        let started = Instant::now();
+        let r = reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{}/metrics", serve.port))
+            .basic_auth("prom", Some("scrape-pw"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        started.elapsed()
+    };
+    scrape();
+    let port = serve.port;
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let _ = reqwest::blocking::Client::new()
+                    .get(format!("http://127.0.0.1:{port}/metrics"))
+                    .basic_auth("prom", Some(format!("wrong-{i}")))
+                    .timeout(Duration::from_secs(30))
+                    .send();
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let took = scrape();
+        assert!(
+            took < Duration::from_millis(500),
+            "the scraper waited {took:?}"
+        );
+    }
+    for f in flood {
+        f.join().unwrap();
     }
 }
