@@ -31,6 +31,18 @@ fn unlock(t: &TestRepo, args: &[&str]) -> Output {
     out
 }
 
+/// `locksmith unlock ARGS`, which must exit `code` (20: refused).
+fn unlock_exits(t: &TestRepo, args: &[&str], code: i32) -> String {
+    let out = unlock(t, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "unlock {args:?}: {}",
+        text(&out)
+    );
+    text(&out)
+}
+
 /// What real `restic unlock ARGS` removes from a copy of the repository (the hazard).
 fn restic_removes_from_a_copy(t: &TestRepo, args: &[&str]) -> usize {
     let copy = tempfile::tempdir().unwrap();
@@ -87,8 +99,7 @@ fn a_live_backup_in_a_container_keeping_this_host_s_name_is_not_removed() {
             1,
             "{r}: restic unlock removes the live backup's lock"
         );
-        let out = unlock(&t, &[]);
-        assert_eq!(out.status.code(), Some(20), "{r}: {}", text(&out));
+        unlock_exits(&t, &[], 20);
         assert_eq!(t.lock_names().len(), 1, "{r}: the live lock stays");
 
         let out = ctr.run(&t, &format!("kill -9 {pid}"));
@@ -100,8 +111,7 @@ fn a_live_backup_in_a_container_keeping_this_host_s_name_is_not_removed() {
             (&"gone".into(), &true.into()),
             "{r}: {l:#}"
         );
-        let out = unlock(&t, &[]);
-        assert_eq!(out.status.code(), Some(0), "{r}: {}", text(&out));
+        unlock_exits(&t, &[], 0);
         assert!(
             t.lock_names().is_empty(),
             "{r}: the dead job's lock is gone"
@@ -132,8 +142,7 @@ fn a_container_with_a_name_of_its_own_is_judged_on_this_kernel() {
             1,
             "{r}: --remove-all removes whatever it finds"
         );
-        let out = unlock(&t, &["--remove-all"]);
-        assert_eq!(out.status.code(), Some(20), "{r}: {}", text(&out));
+        unlock_exits(&t, &["--remove-all"], 20);
         assert_eq!(t.lock_names().len(), 1);
 
         let out = ctr.run(&t, &format!("kill -9 {pid}"));
@@ -167,8 +176,7 @@ fn a_container_with_a_name_of_its_own_is_judged_on_this_kernel() {
             .unwrap()
             .count();
         assert_eq!(left, 0, "{r}: restic inside ctr1 removes it");
-        let out = unlock(&t, &["--remove-all"]);
-        assert_eq!(out.status.code(), Some(0), "{r}: {}", text(&out));
+        unlock_exits(&t, &["--remove-all"], 0);
         assert!(t.lock_names().is_empty());
     }
 }
@@ -194,8 +202,7 @@ fn a_node_s_agent_answers_for_its_pods() {
             "{r}: {l:#}"
         );
         assert_eq!(l["namespace"], "container \"pod1\" of \"node1\"");
-        let out = unlock(&t, &["--remove-all", "--peer", &node.peer()]);
-        assert_eq!(out.status.code(), Some(20), "{r}: {}", text(&out));
+        unlock_exits(&t, &["--remove-all", "--peer", &node.peer()], 20);
 
         let out = pod.run(&t, &format!("kill -9 {pid}"));
         assert!(out.status.success(), "{}", text(&out));
@@ -225,8 +232,7 @@ fn a_node_s_agent_answers_for_its_pods() {
             "{err}"
         );
 
-        let out = unlock(&t, &["--remove-all", "--peer", &node.peer()]);
-        assert_eq!(out.status.code(), Some(0), "{r}: {}", text(&out));
+        unlock_exits(&t, &["--remove-all", "--peer", &node.peer()], 0);
         assert!(t.lock_names().is_empty());
     }
 }
@@ -265,8 +271,7 @@ fn a_lock_from_a_clock_behind_is_not_stale_while_its_file_is_fresh() {
         1,
         "restic removes it by age"
     );
-    let out = unlock(&t, &[]);
-    assert_eq!(out.status.code(), Some(20), "{}", text(&out));
+    unlock_exits(&t, &[], 20);
     assert_eq!(t.lock_names(), vec![id.clone()]);
 
     age_file(&t.locks_dir().join(&id), 40);
@@ -280,8 +285,7 @@ fn a_lock_from_a_clock_behind_is_not_stale_while_its_file_is_fresh() {
         (&true.into(), &false.into(), &false.into()),
         "{l:#}"
     );
-    let out = unlock(&t, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    unlock_exits(&t, &[], 0);
     assert!(t.lock_names().is_empty());
 }
 
@@ -330,9 +334,7 @@ fn remove_all_over_a_fresh_lock_nobody_can_judge_is_refused() {
         said.contains("hostc") && said.contains("locksmith agent"),
         "{said}"
     );
-    let out = unlock(&t, &["--remove-all"]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(20), "{said}");
+    let said = unlock_exits(&t, &["--remove-all"], 20);
     assert!(
         said.contains("--peer hostc=URL") && said.contains("abandoned, after"),
         "{said}"
@@ -342,8 +344,7 @@ fn remove_all_over_a_fresh_lock_nobody_can_judge_is_refused() {
     std::fs::remove_file(t.locks_dir().join(&id)).unwrap();
     fresh.time = minutes_ago(11);
     t.seal(&fresh, Encoding::Json);
-    let out = unlock(&t, &["--remove-all"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    unlock_exits(&t, &["--remove-all"], 0);
     assert!(t.lock_names().is_empty());
 }
 
