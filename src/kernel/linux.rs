@@ -45,21 +45,21 @@ fn nspid(proc: &Path, pid: &str) -> Option<Vec<i32>> {
     line.split_whitespace().map(|n| n.parse().ok()).collect()
 }
 
-/// One process's place: its own PID and whether it is in the reader's PID namespace.
+/// One process's place: its own PID, whether it is in the reader's PID namespace, and
+/// that namespace (where its link can be read).
 fn place(
     (proc, dir): (&Path, &Proc),
     name: &str,
     own_ns: Option<&str>,
     own_depth: usize,
-) -> Option<(i32, bool)> {
+) -> Option<(i32, bool, Option<String>)> {
     let outer: i32 = name.parse().ok()?;
-    if let (Some(own), Some(ns)) = (own_ns, dir.link(name, "pid"))
-        && ns == own
-    {
-        return Some((outer, true));
+    let ns = dir.link(name, "pid");
+    if ns.is_some() && ns.as_deref() == own_ns {
+        return Some((outer, true, ns));
     }
     let chain = nspid(proc, name)?;
-    Some((*chain.last()?, chain.len() <= own_depth))
+    Some((*chain.last()?, chain.len() <= own_depth, ns))
 }
 
 fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>, with_names: bool) -> Kernel {
@@ -76,13 +76,18 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>, with_names: bo
     // Each UTS namespace once: one process to enter it by, and the processes it names.
     let mut uts: HashMap<String, (String, Vec<usize>)> = HashMap::new();
     let mut hidden = 0usize;
+    // The kernel's host names are read through the first process of each PID namespace
+    // (a container's, a Pod's): a name missed that way leaves its locks `unknown`, never
+    // judged wrong. A process at an asked PID has its own read.
+    let mut pid_namespaces: std::collections::HashSet<String> = Default::default();
     let entries = std::fs::read_dir(proc).into_iter().flatten().flatten();
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Some((pid, here)) = place((proc, &dir), &name, own_ns.as_deref(), own_depth) else {
+        let Some((pid, here, pid_ns)) = place((proc, &dir), &name, own_ns.as_deref(), own_depth)
+        else {
             // Gone since the listing, or not ours to read (its PID namespace unknown).
             hidden += usize::from(proc.join(&name).exists());
             continue;
@@ -98,7 +103,8 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>, with_names: bo
             });
             processes.len() - 1
         });
-        if !with_names && index.is_none() {
+        let first_of_its_namespace = with_names && pid_ns.is_some_and(|n| pid_namespaces.insert(n));
+        if index.is_none() && !first_of_its_namespace {
             continue;
         }
         if let Some(ns) = dir.link(&name, "uts") {
