@@ -64,6 +64,12 @@ fn field<'a>(l: &'a Value, k: &str) -> &'a Value {
     &l[k]
 }
 
+/// A lock's (stale, unsafe, clocks_disagree).
+fn by_the_clocks(l: &Value) -> (bool, bool, bool) {
+    let b = |k: &str| l[k].as_bool().unwrap_or_else(|| panic!("{k} in {l:#}"));
+    (b("stale"), b("unsafe"), b("clocks_disagree"))
+}
+
 /// A backup in a container that keeps this host's name (Docker with a pinned `hostname:`,
 /// host networking; restic issue 4922), its PID free out here: restic's probe finds no
 /// such process and `restic unlock` removes the live lock. locksmith finds the restic by
@@ -256,15 +262,7 @@ fn a_lock_from_a_clock_behind_is_not_stale_while_its_file_is_fresh() {
     let t = TestRepo::new(2);
     let id = t.seal_fresh(&lock_at(minutes_ago(40), "hostc", 4242), Encoding::Json);
     let l = only_lock(&locks_with(&t, &[], &[]));
-    assert_eq!(
-        (
-            field(&l, "stale"),
-            field(&l, "unsafe"),
-            field(&l, "clocks_disagree")
-        ),
-        (&false.into(), &true.into(), &true.into()),
-        "{l:#}"
-    );
+    assert_eq!(by_the_clocks(&l), (false, true, true), "{l:#}");
     assert!(l["reason"].as_str().unwrap().contains("about 40m"), "{l}");
     assert_eq!(
         restic_removes_from_a_copy(&t, &[]),
@@ -276,15 +274,7 @@ fn a_lock_from_a_clock_behind_is_not_stale_while_its_file_is_fresh() {
 
     age_file(&t.locks_dir().join(&id), 40);
     let l = only_lock(&locks_with(&t, &[], &[]));
-    assert_eq!(
-        (
-            field(&l, "stale"),
-            field(&l, "unsafe"),
-            field(&l, "clocks_disagree")
-        ),
-        (&true.into(), &false.into(), &false.into()),
-        "{l:#}"
-    );
+    assert_eq!(by_the_clocks(&l), (true, false, false), "{l:#}");
     unlock_exits(&t, &[], 0);
     assert!(t.lock_names().is_empty());
 }
@@ -305,15 +295,7 @@ fn an_object_store_s_listing_is_the_second_clock() {
     ];
     let report = locks_with(&t, &[], &env);
     let l = only_lock(&report);
-    assert_eq!(
-        (
-            field(&l, "stale"),
-            field(&l, "unsafe"),
-            field(&l, "clocks_disagree")
-        ),
-        (&false.into(), &true.into(), &true.into()),
-        "{l:#}"
-    );
+    assert_eq!(by_the_clocks(&l), (false, true, true), "{l:#}");
     assert!(l["storage_age_seconds"].as_i64().unwrap() < 120, "{l}");
     assert_eq!(report["storage_clock"]["listed"], true);
 }
