@@ -32,12 +32,6 @@ impl Proc {
     }
 }
 
-fn link(proc: &Path, pid: &str, ns: &str) -> Option<String> {
-    std::fs::read_link(proc.join(pid).join("ns").join(ns))
-        .ok()
-        .map(|l| l.to_string_lossy().into_owned())
-}
-
 /// The `NSpid` line of `status`: the PID in each namespace, outermost first.
 fn nspid(proc: &Path, pid: &str) -> Option<Vec<i32>> {
     let status = std::fs::read_to_string(proc.join(pid).join("status")).ok()?;
@@ -69,8 +63,8 @@ fn read_from(proc: &Path, host: &ThisHost, asked: &BTreeSet<i32>, with_names: bo
             ..Kernel::default()
         };
     };
-    let own_ns = link(proc, "self", "pid");
-    let own_uts = link(proc, "self", "uts");
+    let own_ns = dir.link("self", "pid");
+    let own_uts = dir.link("self", "uts");
     let own_depth = nspid(proc, "self").map_or(1, |c| c.len());
     let mut processes = Vec::new();
     // Each UTS namespace once: one process to enter it by, and the processes it names.

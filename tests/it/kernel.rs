@@ -363,6 +363,20 @@ fn a_peer_answers_for_ten_thousand_locks_of_one_host() {
     assert_eq!(alive[0]["pid"], live);
 }
 
+/// `locksmith locks --json` as an unprivileged user, the test's directory opened to it.
+fn locks_as_a_user(t: &TestRepo) -> Command {
+    let (uid, gid) = ensure_user("locksmith-it");
+    let st = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(t.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut c = t.locksmith();
+    c.args(["locks", "--json"]);
+    as_user(uid, gid, c)
+}
+
 /// Case 1 as an unprivileged user: `NSpid` in `/proc/*/status` is readable without
 /// privileges, the container's host name is not; the restic found there counts as alive.
 #[test]
@@ -378,16 +392,7 @@ fn an_unprivileged_run_finds_a_namespaced_restic_through_nspid() {
         "echo 29980 > /proc/sys/kernel/ns_last_pid; sleep 600 | \"$RESTIC\" backup --stdin --stdin-filename f >/dev/null 2>&1 &",
     );
     t.wait_for_locks(before);
-    let (uid, gid) = ensure_user("locksmith-it");
-    let st = Command::new("chmod")
-        .args(["-R", "a+rwX"])
-        .arg(t.dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut c = t.locksmith();
-    c.args(["locks", "--json"]);
-    let out = as_user(uid, gid, c).output().unwrap();
+    let out = locks_as_a_user(&t).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let l = only_lock(&report);
@@ -412,16 +417,7 @@ fn a_hidepid_run_names_what_it_could_not_see() {
         &lock_at(minutes_ago(2), &this_host(), dead_pid()),
         Encoding::Json,
     );
-    let (uid, gid) = ensure_user("locksmith-it");
-    let st = Command::new("chmod")
-        .args(["-R", "a+rwX"])
-        .arg(t.dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut inner = t.locksmith();
-    inner.args(["locks", "--json"]);
-    let user = as_user(uid, gid, inner);
+    let user = locks_as_a_user(&t);
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg("mount -t proc -o hidepid=2 proc /proc && exec \"$@\"")
