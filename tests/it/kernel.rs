@@ -64,6 +64,13 @@ fn field<'a>(l: &'a Value, k: &str) -> &'a Value {
     &l[k]
 }
 
+/// `kill -9 PID` inside `ns`, and a moment for its shell to reap it.
+fn kill_9(ns: &OtherHost, t: &TestRepo, pid: i64) {
+    let out = ns.run(t, &format!("kill -9 {pid}"));
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// A lock's (stale, unsafe, clocks_disagree).
 fn by_the_clocks(l: &Value) -> (bool, bool, bool) {
     let b = |k: &str| l[k].as_bool().unwrap_or_else(|| panic!("{k} in {l:#}"));
@@ -108,9 +115,7 @@ fn a_live_backup_in_a_container_keeping_this_host_s_name_is_not_removed() {
         unlock_exits(&t, &[], 20);
         assert_eq!(t.lock_names().len(), 1, "{r}: the live lock stays");
 
-        let out = ctr.run(&t, &format!("kill -9 {pid}"));
-        assert!(out.status.success(), "{}", text(&out));
-        std::thread::sleep(Duration::from_millis(300));
+        kill_9(&ctr, &t, pid);
         let l = only_lock(&locks_with(&t, &[], &[]));
         assert_eq!(
             (field(&l, "holder"), field(&l, "stale")),
@@ -151,9 +156,7 @@ fn a_container_with_a_name_of_its_own_is_judged_on_this_kernel() {
         unlock_exits(&t, &["--remove-all"], 20);
         assert_eq!(t.lock_names().len(), 1);
 
-        let out = ctr.run(&t, &format!("kill -9 {pid}"));
-        assert!(out.status.success(), "{}", text(&out));
-        std::thread::sleep(Duration::from_millis(300));
+        kill_9(&ctr, &t, pid);
         let l = only_lock(&locks_with(&t, &[], &[]));
         assert_eq!(
             (field(&l, "holder"), field(&l, "stale")),
@@ -210,9 +213,7 @@ fn a_node_s_agent_answers_for_its_pods() {
         assert_eq!(l["namespace"], "container \"pod1\" of \"node1\"");
         unlock_exits(&t, &["--remove-all", "--peer", &node.peer()], 20);
 
-        let out = pod.run(&t, &format!("kill -9 {pid}"));
-        assert!(out.status.success(), "{}", text(&out));
-        std::thread::sleep(Duration::from_millis(300));
+        kill_9(&pod, &t, pid);
         let l = only_lock(&locks_with(&t, &peer, &[]));
         assert_eq!(
             (
