@@ -145,7 +145,7 @@ pub(crate) async fn judge_reading(
         .locks
         .iter()
         .filter(|e| e.lock.hostname != here)
-        .map(|e| (e.lock.hostname.as_str(), e.lock.pid));
+        .map(|e| (e.lock.hostname.as_str(), e.id.as_str(), e.lock.pid));
     let peers = peer::consult(&cfg.peers, elsewhere, cfg.backend.net.timeout).await;
     Report::of(cfg, repo, inv, host, &peers)
 }

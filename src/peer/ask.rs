@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::answer::{HostAnswer, PATH, Question};
+use super::memo::Wanted;
 use super::view::PeerView;
 use super::{Peer, Peers};
-use crate::process::SignalTarget;
 
 /// How a peer answered, for the report's `peers`.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -107,60 +107,53 @@ pub fn summary(peers: &[PeerStatus]) -> String {
 pub fn questions<'a>(locks: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'a str, Question> {
     let mut out: BTreeMap<&str, Question> = BTreeMap::new();
     for (host, pid) in locks {
-        let q = out.entry(host).or_default();
-        if let Ok(p) = i32::try_from(pid)
-            && p > 0
-        {
-            q.pids.insert(p);
-        }
-        match SignalTarget::of(pid) {
-            SignalTarget::Process(k) => q.pids.insert(k),
-            SignalTarget::Group(g) => q.groups.insert(g),
-            _ => false,
-        };
+        out.entry(host).or_default().about(pid);
     }
     out
 }
 
-/// What to ask each peer: the PIDs of its own host's locks, and those of every host name no
-/// peer is named for (a container or a Pod its kernel may carry). `None` where nothing.
-pub fn per_peer<'p>(
+/// What to ask each peer: its own host's locks, and those of every host name no peer is
+/// named for (a container or a Pod its kernel may carry). Peers with nothing to answer are
+/// left out. `locks` are `(hostname, lock ID, pid)`.
+pub fn per_peer<'p, 'a>(
     peers: &'p Peers,
-    by_host: BTreeMap<&str, Question>,
-) -> Vec<(&'p Peer, Question)> {
-    let mut unclaimed = Question::default();
-    for (host, q) in &by_host {
-        if peers.get(host).is_none() {
-            unclaimed.pids.extend(&q.pids);
-            unclaimed.groups.extend(&q.groups);
-        }
+    locks: impl Iterator<Item = (&'a str, &'a str, i64)>,
+) -> Vec<(&'p Peer, Wanted)> {
+    let mut by_host: BTreeMap<&str, Wanted> = BTreeMap::new();
+    let mut unclaimed = Wanted::default();
+    for (host, id, pid) in locks {
+        let to = match peers.get(host) {
+            Some(_) => by_host.entry(host).or_default(),
+            None => &mut unclaimed,
+        };
+        to.0.insert(id.to_string(), pid);
     }
     peers
         .iter()
         .filter_map(|p| {
-            let mut q = by_host
-                .get(p.hostname.as_str())
-                .cloned()
-                .unwrap_or_default();
-            q.pids.extend(&unclaimed.pids);
-            q.groups.extend(&unclaimed.groups);
-            (!q.is_empty()).then_some((p, q))
+            let mut w = by_host.remove(p.hostname.as_str()).unwrap_or_default();
+            w.0.extend(unclaimed.0.iter().map(|(i, p)| (i.clone(), *p)));
+            (!w.0.is_empty()).then_some((p, w))
         })
         .collect()
 }
 
-/// Asks every peer with something to answer, at once, each within `timeout`.
+/// Asks every peer with something to answer, at once, each within `timeout`, or reads
+/// this round's answer where one covers these locks (`(hostname, lock ID, pid)`).
 pub async fn consult<'a>(
     peers: &Peers,
-    locks: impl Iterator<Item = (&'a str, i64)>,
+    locks: impl Iterator<Item = (&'a str, &'a str, i64)>,
     timeout: Duration,
 ) -> Consulted {
     if peers.is_empty() {
         return Consulted::default();
     }
-    let asks: Vec<_> = per_peer(peers, questions(locks))
+    let asks: Vec<_> = per_peer(peers, locks)
         .into_iter()
-        .map(|(p, q)| async move { (p, ask_within(p, &q, timeout).await) })
+        .map(|(p, w)| async move {
+            let ask = |q: Question| async move { ask_within(p, &q, timeout).await };
+            (p, peers.memo().answer(&p.hostname, w, ask).await)
+        })
         .collect();
     let mut out = Consulted::default();
     for (peer, got) in futures::future::join_all(asks).await {
@@ -198,7 +191,9 @@ async fn ask_within(
     };
     got.map_err(|e| {
         let mut r = crate::secret::Redactor::default();
-        Peers(vec![peer.clone()]).secrets_into(&mut r);
+        let mut one = Peers::default();
+        one.add(peer.clone());
+        one.secrets_into(&mut r);
         r.scrub(&e)
     })
 }

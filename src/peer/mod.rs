@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod ask;
+pub mod memo;
 pub mod view;
 
 use std::path::{Path, PathBuf};
@@ -39,9 +40,13 @@ pub struct Peer {
     pub password: Option<Secret>,
 }
 
-/// The peers of a run, by host name (a later one for the same host replaces an earlier).
+/// The peers of a run, by host name (a later one for the same host replaces an earlier),
+/// and their answers of the current round (shared by every clone: a fleet's repositories).
 #[derive(Debug, Clone, Default)]
-pub struct Peers(Vec<Peer>);
+pub struct Peers {
+    list: Vec<Peer>,
+    memo: std::sync::Arc<memo::Memo>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerError {
@@ -81,25 +86,38 @@ struct PeersFile {
 
 impl Peers {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
+    }
+
+    /// The same peers, each asked at most once per `round` about the locks read before it
+    /// was asked (serve: its shortest interval); a new set of answers.
+    pub fn with_round(&self, round: std::time::Duration) -> Peers {
+        Peers {
+            list: self.list.clone(),
+            memo: std::sync::Arc::new(memo::Memo::new(round)),
+        }
+    }
+
+    pub(crate) fn memo(&self) -> &memo::Memo {
+        &self.memo
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Peer> {
-        self.0.iter()
+        self.list.iter()
     }
 
     pub fn get(&self, hostname: &str) -> Option<&Peer> {
-        self.0.iter().rev().find(|p| p.hostname == hostname)
+        self.list.iter().rev().find(|p| p.hostname == hostname)
     }
 
     pub fn add(&mut self, peer: Peer) {
-        self.0.retain(|p| p.hostname != peer.hostname);
-        self.0.push(peer);
+        self.list.retain(|p| p.hostname != peer.hostname);
+        self.list.push(peer);
     }
 
     /// Every password and URL password, for scrubbing texts from elsewhere.
     pub fn secrets_into(&self, r: &mut Redactor) {
-        for p in &self.0 {
+        for p in &self.list {
             if let Some(pw) = &p.password {
                 r.add(pw.expose());
             }

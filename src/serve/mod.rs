@@ -235,9 +235,11 @@ fn start(member: Member, host: &Arc<ThisHost>, shared: &Shared) -> Slot {
 /// and what they read), the rest start anew, and removed ones stop.
 fn apply(old: Vec<Slot>, members: Vec<Member>, host: &Arc<ThisHost>, shared: &Shared) -> Vec<Slot> {
     // One fleet-wide set of peers (every member carries the same): the new one, before any
-    // task starts or refreshes again.
+    // task starts or refreshes again. Each agent is asked once per round (the shortest
+    // interval), whatever the number of repositories.
     if let Some(m) = members.first() {
-        *shared.peers.write().expect("not poisoned") = m.options.peers.clone();
+        let round = members.iter().map(|m| m.interval).min().unwrap_or_default();
+        *shared.peers.write().expect("not poisoned") = Arc::new(m.options.peers.with_round(round));
     }
     let mut old: Vec<Option<Slot>> = old.into_iter().map(Some).collect();
     let mut slots = Vec::new();

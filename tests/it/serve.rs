@@ -1204,6 +1204,71 @@ fn a_reload_that_changes_only_the_peers_asks_the_new_ones() {
     assert!(!serve.log().contains("right-pw"));
 }
 
+/// Every repository asked every agent at each of its refreshes: ten repositories with
+/// locks of one host sent that host's agent ten questions per interval. Now the first
+/// repository of a round asks about the others' locks too, and they read its answer.
+#[test]
+fn each_agent_is_asked_once_per_round_not_once_per_repository() {
+    crate::needs!("restic");
+    let (a, b) = (TestRepo::new(2), TestRepo::new(2));
+    let Some(mut nodeb) = crate::peers::OtherHost::spawn(Some("nodeb"), None) else {
+        return;
+    };
+    nodeb.agent(&[], &[]);
+    let port: u16 = nodeb.url().rsplit(':').next().unwrap().parse().unwrap();
+    let counting = crate::services::TestServer::proxy(port);
+    a.seal(&lock_at(minutes_ago(1), "nodeb", 4242), Encoding::Json);
+    b.seal(&lock_at(minutes_ago(1), "nodeb", 4343), Encoding::Json);
+    let pw = password_file(a.dir.path(), "pw", PASSWORD);
+    let fleet = a.dir.path().join("fleet.toml");
+    write_fleet(&fleet, 1, &[local(&a, "a", &pw), local(&b, "b", &pw)]);
+    let base = std::fs::read_to_string(&fleet).unwrap();
+    let peer = format!(
+        "\n[[peer]]\nhostname = \"nodeb\"\nurl = {:?}\n",
+        counting.url("")
+    );
+    std::fs::write(&fleet, format!("{base}{peer}")).unwrap();
+    let serve = Serve::with_config(&fleet);
+    serve.wait_for(30, "both repositories judged on nodeb", |_| {
+        ["a", "b"]
+            .iter()
+            .all(|r| serve.repository(r)["locks"][0]["judged_on"] == "nodeb")
+    });
+    let asked = || {
+        counting
+            .taken()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api/v1/host"))
+            .collect::<Vec<_>>()
+    };
+    let before = asked().len();
+    // The readings of 8 s: each repository's distinct `refreshed_at`, polled.
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        for r in ["a", "b"] {
+            seen.insert((r, serve.repository(r)["refreshed_at"].to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let questions = asked()[before..].to_vec();
+    let readings = seen.len() - 2;
+    assert!(readings >= 10, "{readings} readings in 8 s at a 1 s interval");
+    // Two repositories, one round a second: about one question a second, never one per
+    // reading (a round boundary may fall between the two and cost one more).
+    assert!(
+        questions.len() * 3 <= readings * 2,
+        "{} questions for {readings} readings",
+        questions.len()
+    );
+    let last = &questions.last().expect("asked in 8 s").path;
+    assert!(
+        last.contains("4242") && last.contains("4343"),
+        "one question about both repositories' locks: {last}"
+    );
+    assert_eq!(serve.repository("b")["locks"][0]["holder"], "gone");
+}
+
 /// `--web-config`, `--peers`, a peer's `password_file` and `--config` were read unbounded
 /// and blocking: a FIFO hung serve or `locks`, `/dev/zero` passed 800 MiB, and a FIFO
 /// picked up at SIGHUP made serve ignore SIGTERM. Each is now refused at once, exit 2
