@@ -152,6 +152,11 @@ impl Store {
         &self.path
     }
 
+    /// What stops this connection's running statement from another thread.
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
+    }
+
     fn sql(&self, err: rusqlite::Error) -> StoreError {
         sql_error(&self.path, err)
     }

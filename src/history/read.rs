@@ -53,8 +53,10 @@ pub struct History {
 #[derive(Debug, Clone, Serialize)]
 pub struct RepositoryHistory {
     pub name: String,
-    /// Every life seen in the span, longest held first.
+    /// The lives seen in the span, in the order they began (the newest, where limited).
     pub holders: Vec<Life>,
+    /// Lives of the span left out by a limit (the oldest).
+    pub omitted: usize,
     pub summary: Summary,
 }
 
@@ -66,14 +68,27 @@ impl Store {
         now: DateTime<Utc>,
         only: Option<&str>,
     ) -> Result<History, StoreError> {
+        self.history_of(since, now, only, None)
+    }
+
+    /// As [`Store::history`], with at most `limit` lives per repository (the newest):
+    /// what an answer to a client holds is bounded whatever the history holds.
+    pub fn history_of(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        only: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<History, StoreError> {
         let names = self.names(only).map_err(|e| self.sql(e))?;
         let mut repositories = Vec::new();
         for (id, name) in names {
-            let holders = self.lives(id, since).map_err(|e| self.sql(e))?;
+            let (holders, omitted) = self.lives(id, since, limit).map_err(|e| self.sql(e))?;
             let summary = summary::summarise(&holders, since, now);
             repositories.push(RepositoryHistory {
                 name,
                 holders,
+                omitted,
                 summary,
             });
         }
@@ -92,13 +107,40 @@ impl Store {
         rows.collect()
     }
 
-    fn lives(&self, repo: i64, since: DateTime<Utc>) -> rusqlite::Result<Vec<Life>> {
+    /// The newest `limit` lives of `repo` seen since `since`, oldest first, and how many
+    /// more there were.
+    fn lives(
+        &self,
+        repo: i64,
+        since: DateTime<Utc>,
+        limit: Option<usize>,
+    ) -> rusqlite::Result<(Vec<Life>, usize)> {
+        const SEEN: &str = "h.repo = ?1 AND COALESCE(h.last_seen, r.read_at, h.first_seen) >= ?2";
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {LIFE_COLUMNS} FROM holders h JOIN repositories r ON r.id = h.repo
-             WHERE h.repo = ?1 AND COALESCE(h.last_seen, r.read_at, h.first_seen) >= ?2
-             ORDER BY h.held_since, h.hostname, h.username, h.pid, h.exclusive"
+             WHERE {SEEN}
+             ORDER BY h.held_since DESC, h.hostname DESC, h.username DESC, h.pid DESC,
+               h.exclusive DESC
+             LIMIT ?3"
         ))?;
-        let rows = st.query_map(params![repo, since.timestamp()], life)?;
-        rows.collect()
+        let cap = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let rows = st.query_map(params![repo, since.timestamp(), cap], life)?;
+        let mut lives = rows.collect::<rusqlite::Result<Vec<Life>>>()?;
+        lives.reverse();
+        let omitted = match limit {
+            Some(n) if lives.len() >= n => {
+                let all: i64 = self.conn.query_row(
+                    &format!(
+                        "SELECT COUNT(*) FROM holders h JOIN repositories r ON r.id = h.repo
+                         WHERE {SEEN}"
+                    ),
+                    params![repo, since.timestamp()],
+                    |r| r.get(0),
+                )?;
+                usize::try_from(all).unwrap_or(0).saturating_sub(lives.len())
+            }
+            _ => 0,
+        };
+        Ok((lives, omitted))
     }
 }

@@ -10,8 +10,10 @@ use crate::report::Life;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub holders: usize,
-    /// Per host name, the exclusive holds.
+    /// Per host name, the exclusive holds (at most [`MAX_HOSTS`], by name).
     pub hosts: Vec<HostHolds>,
+    /// Host names left out of `hosts`: those with the shortest holds.
+    pub hosts_omitted: usize,
     /// Seconds of the span during which some exclusive lock was held.
     pub exclusive_blocked_seconds: i64,
     /// Jobs that ended while their last verdict was stale.
@@ -28,22 +30,23 @@ pub struct HostHolds {
     pub p95_exclusive_seconds: i64,
 }
 
+/// The most hosts a summary names: host names come from lock files, which anyone who can
+/// write to the repository can forge. Those with the longest holds are kept.
+pub const MAX_HOSTS: usize = 50;
+
+/// One pass over the lives, whatever the number of host names.
 pub fn summarise(lives: &[Life], since: DateTime<Utc>, now: DateTime<Utc>) -> Summary {
     let exclusive: Vec<&Life> = lives.iter().filter(|l| l.span.key.exclusive).collect();
-    let mut hosts: Vec<&str> = exclusive
-        .iter()
-        .map(|l| l.span.key.hostname.as_str())
-        .collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    let hosts = hosts
+    let mut by_host: std::collections::HashMap<&str, Vec<i64>> = Default::default();
+    for l in &exclusive {
+        by_host
+            .entry(l.span.key.hostname.as_str())
+            .or_default()
+            .push(l.held_seconds());
+    }
+    let mut hosts: Vec<HostHolds> = by_host
         .into_iter()
-        .map(|host| {
-            let mut held: Vec<i64> = exclusive
-                .iter()
-                .filter(|l| l.span.key.hostname == host)
-                .map(|l| l.held_seconds())
-                .collect();
+        .map(|(host, mut held)| {
             held.sort_unstable();
             HostHolds {
                 hostname: host.to_string(),
@@ -53,9 +56,16 @@ pub fn summarise(lives: &[Life], since: DateTime<Utc>, now: DateTime<Utc>) -> Su
             }
         })
         .collect();
+    let hosts_omitted = hosts.len().saturating_sub(MAX_HOSTS);
+    if hosts_omitted > 0 {
+        hosts.sort_unstable_by_key(|h| std::cmp::Reverse(h.longest_exclusive_seconds));
+        hosts.truncate(MAX_HOSTS);
+    }
+    hosts.sort_unstable_by(|a, b| a.hostname.cmp(&b.hostname));
     Summary {
         holders: lives.len(),
         hosts,
+        hosts_omitted,
         exclusive_blocked_seconds: blocked(&exclusive, since, now),
         ended_stale: lives
             .iter()

@@ -141,13 +141,44 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             return with_headers(r, &g.web);
         }
     }
-    let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
+    let Ok(permit) = g.in_flight.clone().try_acquire_owned() else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many requests in flight",
         );
     };
-    with_headers(next.run(req).await, &g.web)
+    hold_until_sent(with_headers(next.run(req).await, &g.web), permit)
+}
+
+/// `r`, keeping `held` (a request slot) until its body is sent or the client is gone: a
+/// client that never reads its answer keeps its slot, so it cannot pile up answers.
+pub fn hold_until_sent<T: Send + Sync + Unpin + 'static>(r: Response, held: T) -> Response {
+    r.map(|body| axum::body::Body::new(Holding { body, _held: held }))
+}
+
+struct Holding<T> {
+    body: axum::body::Body,
+    _held: T,
+}
+
+impl<T: Unpin> axum::body::HttpBody for Holding<T> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// No sniffing, no framing, no scripts, no caching; then the web configuration's own.

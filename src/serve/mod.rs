@@ -520,29 +520,31 @@ async fn locks_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
-async fn page_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn page_handler(State(shared): State<Arc<Shared>>) -> axum::response::Response {
     let reload = shared.reload.load(std::sync::atomic::Ordering::Relaxed);
     let now = Utc::now();
-    // The page is drawn without a timeline when the history cannot be read.
-    let history = match shared.kept.clone() {
-        Some(kept) => tokio::task::spawn_blocking(move || {
-            kept.reader().history(now - timeline::SPAN, now, None).ok()
-        })
-        .await
-        .ok()
-        .flatten(),
-        None => None,
+    // The page is drawn without a timeline when the history cannot be read (or every
+    // history slot is taken).
+    let slot = shared.kept.as_ref().and_then(|k| k.answer_slot());
+    let history = match (&shared.kept, &slot) {
+        (Some(kept), Some(_)) => kept
+            .read(now - timeline::SPAN, now, None, state::DEFAULT_LIVES)
+            .await
+            .ok(),
+        _ => None,
     };
-    (
+    let page = (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         page::render(&shared.snapshot(), now, reload, history.as_ref()),
-    )
+    );
+    http::hold_until_sent(page.into_response(), slot)
 }
 
 #[derive(serde::Deserialize)]
 struct HistoryQuery {
     since: Option<String>,
     name: Option<String>,
+    limit: Option<String>,
 }
 
 /// The history as `locksmith history --json` gives it (`?since=7d&name=NAME`).
@@ -562,18 +564,26 @@ async fn history_handler(
         Ok(d) => d,
         Err(why) => return (StatusCode::BAD_REQUEST, format!("since: {why}\n")).into_response(),
     };
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => state::DEFAULT_LIVES,
+        Some(Ok(n)) if (1..=state::MAX_LIVES).contains(&n) => n,
+        Some(_) => {
+            let why = format!("limit: lives per repository, 1 to {}\n", state::MAX_LIVES);
+            return (StatusCode::BAD_REQUEST, why).into_response();
+        }
+    };
+    let Some(slot) = kept.answer_slot() else {
+        let busy = "too many history answers in flight: try again\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, busy).into_response();
+    };
     let now = Utc::now();
-    let got = tokio::task::spawn_blocking(move || {
-        kept.reader().history(now - since, now, q.name.as_deref())
-    })
-    .await;
-    match got {
-        Ok(Ok(h)) => (
+    let answer = match kept.read(now - since, now, q.name, limit).await {
+        Ok(h) => (
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_string_pretty(&h).expect("a history serialises") + "\n",
         )
             .into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "stopped\n").into_response(),
-    }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    http::hold_until_sent(answer, Some(slot))
 }

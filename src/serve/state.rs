@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::history::{Place, Recorder, Restored, Retention, Store, StoreError};
+use crate::history::{History, Place, Recorder, Restored, Retention, Store, StoreError};
 
 /// `--state-dir` and retention; `None` in [`super::ServeOptions`]: `--no-history`.
 #[derive(Debug, Clone)]
@@ -20,9 +20,20 @@ pub struct HistoryOptions {
 /// answers the endpoints (WAL: it never waits for the writer).
 pub struct Kept {
     writer: Arc<Mutex<Store>>,
-    reader: Mutex<Store>,
+    /// One client read at a time, waited for without a thread.
+    reader: Arc<tokio::sync::Mutex<Store>>,
+    /// History answers being read or sent at once: each holds up to [`MAX_LIVES`] lives
+    /// per repository until its client has it.
+    answers: Arc<tokio::sync::Semaphore>,
     keep: Retention,
 }
+
+/// History answers in flight at once (the page's timeline and `/api/v1/history`).
+const ANSWERS_AT_ONCE: usize = 4;
+
+/// The most lives per repository an answer to a client holds (`limit`), and the default.
+pub const MAX_LIVES: usize = 5000;
+pub const DEFAULT_LIVES: usize = 1000;
 
 /// How often the retention is applied.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -43,7 +54,8 @@ impl Kept {
                 super::log(&format!("history: {}", writer.path().display()));
                 Ok(Some(Kept {
                     writer: Arc::new(Mutex::new(writer)),
-                    reader: Mutex::new(reader),
+                    reader: Arc::new(tokio::sync::Mutex::new(reader)),
+                    answers: Arc::new(tokio::sync::Semaphore::new(ANSWERS_AT_ONCE)),
                     keep: o.keep,
                 }))
             }
@@ -74,8 +86,32 @@ impl Kept {
         }
     }
 
-    pub fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.reader.lock().expect("not poisoned")
+    /// A slot for one history answer, to hold until the answer is sent; `None` while
+    /// every slot is taken.
+    pub fn answer_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.answers.clone().try_acquire_owned().ok()
+    }
+
+    /// The lives seen since `since` for a client (at most `limit` per repository): one read
+    /// at a time, off the runtime, and abandoned (SQLite interrupted) when the client's
+    /// request is dropped.
+    pub async fn read(
+        &self,
+        since: chrono::DateTime<Utc>,
+        now: chrono::DateTime<Utc>,
+        only: Option<String>,
+        limit: usize,
+    ) -> Result<History, String> {
+        let store = self.reader.clone().lock_owned().await;
+        let mut interrupt = Interrupt(Some(store.interrupt_handle()));
+        let got = tokio::task::spawn_blocking(move || {
+            store
+                .history_of(since, now, only.as_deref(), Some(limit))
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        interrupt.0 = None;
+        got.unwrap_or_else(|_| Err("stopped".to_string()))
     }
 
     /// Applies the retention every hour, for as long as serve runs.
@@ -91,6 +127,17 @@ impl Kept {
             if let Err(e) = pruned {
                 super::log(&format!("history: retention failed: {e}"));
             }
+        }
+    }
+}
+
+/// Interrupts a read when dropped before it ends: its request was dropped.
+struct Interrupt(Option<rusqlite::InterruptHandle>);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.interrupt();
         }
     }
 }

@@ -499,3 +499,91 @@ fn since_7e_acute_is_a_bad_age_not_a_panic() {
     );
     assert!(!serve.log().contains("panicked"), "{}", serve.log());
 }
+
+/// `lives` ended jobs over the last day under `hosts` host names, written into the
+/// history's first repository with Python's sqlite3 (as a long-running fleet leaves them).
+fn fill_history(db: &Path, lives: usize, hosts: usize) {
+    let script = format!(
+        r#"
+import sqlite3, time
+c = sqlite3.connect({db:?}, timeout=30)
+repo = c.execute("SELECT id FROM repositories ORDER BY id LIMIT 1").fetchone()[0]
+now = int(time.time())
+rows = []
+for i in range({lives}):
+    start = now - 86000 + i * 86000 // {lives}
+    rows.append((repo, "host%d" % (i % {hosts}), "root", 1000 + i, 1, 0, start, start,
+                 start + 60, start + 60, "gone", None, 0, "%064x" % i))
+c.executemany("INSERT INTO holders (repo, hostname, username, pid, exclusive, earlier,"
+    " first_seen, held_since, last_seen, ended_at, ended, worst, stale, lock_ids)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+c.commit()
+"#,
+        db = db.to_str().unwrap()
+    );
+    let st = Command::new("python3").args(["-c", &script]).status().unwrap();
+    assert!(st.success());
+}
+
+/// The threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// 800 page requests that closed at once took serve to 517 threads: each waited on the
+/// history's reader in a blocking thread that outlived its request. The repository's
+/// refresh then missed its deadline and the agent endpoint stopped answering. And one
+/// `/api/v1/history` answer held 150,000 jobs (54 MiB), for any client that never read
+/// it. Now client reads wait without a thread, one at a time, are abandoned with their
+/// request, hold at most `limit` lives each, and keep their slot until they are sent.
+#[test]
+fn dropped_history_requests_leave_the_blocking_pool_and_the_agent_alone() {
+    use std::io::Write;
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    fill_history(&state.join("history.sqlite"), 150_000, 20_000);
+    let pid = serve.child.as_ref().unwrap().id();
+    let before = threads(pid);
+    let mut most = before;
+    for path in ["/", "/api/v1/history?since=30d&limit=5000"] {
+        for _ in 0..400 {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
+            let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+            drop(c);
+        }
+        most = most.max(threads(pid));
+    }
+    for _ in 0..20 {
+        most = most.max(threads(pid));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(most <= before + 8, "{before} threads, then {most}");
+    let (status, _, took) = serve.get("/api/v1/host?pid=1");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(2), "the agent answered in {took:?}");
+    let read_at = serve.locks()["repositories"][0]["refreshed_at"].clone();
+    serve.wait_for(10, "a refresh after the flood", |doc| {
+        doc["repositories"][0]["refreshed_at"] != read_at
+    });
+    // One answer is bounded by its limit, and says what it left out.
+    let (status, body, _) = serve.get("/api/v1/history?since=30d&limit=5000");
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let repo = &doc["repositories"][0];
+    assert_eq!(repo["holders"].as_array().unwrap().len(), 5000);
+    assert_eq!(repo["omitted"], 150_000 - 5000);
+    let hosts = repo["summary"]["hosts"].as_array().unwrap().len();
+    assert_eq!(hosts, locksmith::history::summary::MAX_HOSTS);
+    assert!(repo["summary"]["hosts_omitted"].as_u64().unwrap() > 0);
+    let (status, _, _) = serve.get("/api/v1/history?limit=5001");
+    assert_eq!(status, 400);
+}
