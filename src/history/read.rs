@@ -137,7 +137,9 @@ impl Store {
                     params![repo, since.timestamp()],
                     |r| r.get(0),
                 )?;
-                usize::try_from(all).unwrap_or(0).saturating_sub(lives.len())
+                usize::try_from(all)
+                    .unwrap_or(0)
+                    .saturating_sub(lives.len())
             }
             _ => 0,
         };

@@ -521,7 +521,10 @@ c.commit()
 "#,
         db = db.to_str().unwrap()
     );
-    let st = Command::new("python3").args(["-c", &script]).status().unwrap();
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -569,7 +572,10 @@ fn dropped_history_requests_leave_the_blocking_pool_and_the_agent_alone() {
     assert!(most <= before + 8, "{before} threads, then {most}");
     let (status, _, took) = serve.get("/api/v1/host?pid=1");
     assert_eq!(status, 200);
-    assert!(took < Duration::from_secs(2), "the agent answered in {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the agent answered in {took:?}"
+    );
     let read_at = serve.locks()["repositories"][0]["refreshed_at"].clone();
     serve.wait_for(10, "a refresh after the flood", |doc| {
         doc["repositories"][0]["refreshed_at"] != read_at

@@ -1253,7 +1253,10 @@ fn each_agent_is_asked_once_per_round_not_once_per_repository() {
     }
     let questions = asked()[before..].to_vec();
     let readings = seen.len() - 2;
-    assert!(readings >= 10, "{readings} readings in 8 s at a 1 s interval");
+    assert!(
+        readings >= 10,
+        "{readings} readings in 8 s at a 1 s interval"
+    );
     // Two repositories, one round a second: about one question a second, never one per
     // reading (a round boundary may fall between the two and cost one more).
     assert!(
