@@ -7,6 +7,7 @@
 //! time read); a life is written when it begins, changes (files, verdict) or ends.
 
 mod place;
+mod private;
 mod read;
 mod record;
 mod show;
@@ -20,6 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::report::{Life, Worst};
 
 pub use place::{FILE_NAME, Place, locate};
+pub use private::{DirLock, set_aside};
 pub use read::{History, RepositoryHistory};
 pub use record::{Recorder, Restored};
 pub use show::run;
@@ -62,6 +64,28 @@ pub enum StoreError {
         "no state directory: give --state-dir (or LOCKSMITH_STATE_DIR, STATE_DIRECTORY, XDG_STATE_HOME, HOME)"
     )]
     Nowhere,
+    /// The directory or a file in it could be read or changed by someone else.
+    #[error("state directory {}: {why}", dir.display())]
+    Unsafe { dir: PathBuf, why: String },
+    #[error(
+        "state directory {}: another locksmith serve{} writes its history: give this one its own --state-dir, or --no-history",
+        dir.display(),
+        pid.map(|p| format!(" (PID {p})")).unwrap_or_default()
+    )]
+    Busy { dir: PathBuf, pid: Option<u32> },
+    #[error("history {}: damaged ({why})", .path.display())]
+    Damaged { path: PathBuf, why: String },
+}
+
+impl StoreError {
+    /// Whether the database file itself is damaged (not a database, or corrupt): it can
+    /// be set aside and the history started afresh.
+    pub fn damaged(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        matches!(self, StoreError::Sql { err, .. }
+            if matches!(err.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase)))
+            || matches!(self, StoreError::Damaged { .. })
+    }
 }
 
 /// The schema this build writes (`PRAGMA user_version`).
@@ -117,14 +141,35 @@ pub struct Store {
 }
 
 impl Store {
-    /// The history in `dir`, made (with the directory, owner-only) if there is none.
+    /// The history in `dir`, made (with the directory, owner-only) if there is none. The
+    /// directory must be this user's and writable by nobody else (as ssh asks of `~/.ssh`);
+    /// the files are made owner-only, and never followed through a link.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         make_dir(dir)?;
+        private::check_dir(dir)?;
         let path = dir.join(FILE_NAME);
-        let conn = Connection::open(&path).map_err(|e| sql_error(&path, e))?;
+        private::prepare_files(dir, &path)?;
+        let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| sql_error(&path, e))?;
         let store = Store { conn, path };
         store.set_up(true)?;
         Ok(store)
+    }
+
+    /// Whether the database reads whole (`PRAGMA quick_check`): a file cut short or
+    /// overwritten opens, and fails only when a damaged page is read.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let got: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        match got.as_str() {
+            "ok" => Ok(()),
+            _ => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                why: got,
+            }),
+        }
     }
 
     /// The history in `dir` for reading; an error if serve never wrote one there.
@@ -276,6 +321,42 @@ impl Store {
         let used = pragma("page_count")? - pragma("freelist_count")?;
         Ok((used.max(0) as u64) * pragma("page_size")?.max(0) as u64)
     }
+}
+
+/// serve's history in `dir`: the directory held for this serve alone, the database
+/// checked whole, and a writer and a reader on it. A damaged database is set aside and a
+/// new one started (its new name is returned, for the log and the metric).
+pub fn open_for_serve(dir: &Path) -> Result<ServeStore, StoreError> {
+    make_dir(dir)?;
+    private::check_dir(dir)?;
+    let lock = DirLock::take(dir)?;
+    let opened = |set_aside| -> Result<ServeStore, StoreError> {
+        let writer = Store::open(dir)?;
+        writer.check()?;
+        let reader = Store::open_existing(dir)?;
+        Ok(ServeStore {
+            writer,
+            reader,
+            set_aside,
+            _lock: None,
+        })
+    };
+    let mut got = match opened(None) {
+        Err(e) if e.damaged() => opened(Some(set_aside(&dir.join(FILE_NAME))?)),
+        got => got,
+    }?;
+    got._lock = Some(lock);
+    Ok(got)
+}
+
+/// What [`open_for_serve`] gives.
+pub struct ServeStore {
+    pub writer: Store,
+    pub reader: Store,
+    /// Where a damaged database was moved.
+    pub set_aside: Option<PathBuf>,
+    /// Held for as long as serve writes.
+    pub _lock: Option<DirLock>,
 }
 
 /// `dir` and its parents, the directory itself owner-only (it holds what the locks

@@ -199,6 +199,11 @@ const REPOSITORY_FAMILIES: &[Declared] = &[
         "Refreshes serve could not record in its history (the state directory full or unwritable).",
     ),
     (
+        "locksmith_history_set_aside_total",
+        "counter",
+        "Damaged history databases serve moved aside at start (history.sqlite.damaged-TIME) to start afresh.",
+    ),
+    (
         "locksmith_build_info",
         "gauge",
         "1, labelled with the version of locksmith that wrote these series.",
@@ -252,6 +257,8 @@ pub struct Serving {
     pub open: usize,
     pub max: usize,
     pub usage: Option<crate::process::Usage>,
+    /// Damaged history databases set aside at start (`None`: no history kept).
+    pub set_aside: Option<u64>,
 }
 
 /// The unit test ties these words to `verdict::ABANDONED_AFTER`, so the help cannot drift from it.
@@ -286,6 +293,9 @@ pub fn repositories(statuses: &[Status], serving: Option<Serving>) -> String {
 fn serving_samples(x: &mut Exposition, s: Serving) {
     x.add("locksmith_http_connections", String::new(), s.open);
     x.add("locksmith_http_connections_max", String::new(), s.max);
+    if let Some(n) = s.set_aside {
+        x.add("locksmith_history_set_aside_total", String::new(), n);
+    }
     if let Some(u) = s.usage {
         let none = String::new;
         x.add(

@@ -507,6 +507,7 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse
                     .max_connections
                     .load(std::sync::atomic::Ordering::Relaxed),
                 usage: crate::process::own_usage(),
+                set_aside: shared.kept.as_ref().map(|k| k.set_aside),
             }),
         ),
     )

@@ -26,6 +26,10 @@ pub struct Kept {
     /// per repository until its client has it.
     answers: Arc<tokio::sync::Semaphore>,
     keep: Retention,
+    /// Damaged databases set aside at start (`locksmith_history_set_aside_total`).
+    pub set_aside: u64,
+    /// This serve's hold on the state directory.
+    _lock: Option<crate::history::DirLock>,
 }
 
 /// History answers in flight at once (the page's timeline and `/api/v1/history`).
@@ -46,17 +50,23 @@ impl Kept {
             super::log("history off: no state directory (--state-dir)");
             return Ok(None);
         };
-        let opened =
-            Store::open(&place.dir).and_then(|w| Ok((w, Store::open_existing(&place.dir)?)));
-        match opened {
-            Ok((mut writer, reader)) => {
-                writer.prune(o.keep, Utc::now())?;
-                super::log(&format!("history: {}", writer.path().display()));
+        match crate::history::open_for_serve(&place.dir) {
+            Ok(mut opened) => {
+                if let Some(aside) = &opened.set_aside {
+                    super::log(&format!(
+                        "history was damaged: moved to {} and started afresh",
+                        aside.display()
+                    ));
+                }
+                opened.writer.prune(o.keep, Utc::now())?;
+                super::log(&format!("history: {}", opened.writer.path().display()));
                 Ok(Some(Kept {
-                    writer: Arc::new(Mutex::new(writer)),
-                    reader: Arc::new(tokio::sync::Mutex::new(reader)),
+                    set_aside: u64::from(opened.set_aside.is_some()),
+                    writer: Arc::new(Mutex::new(opened.writer)),
+                    reader: Arc::new(tokio::sync::Mutex::new(opened.reader)),
                     answers: Arc::new(tokio::sync::Semaphore::new(ANSWERS_AT_ONCE)),
                     keep: o.keep,
+                    _lock: opened._lock,
                 }))
             }
             Err(e) if !place.chosen => {

@@ -593,3 +593,168 @@ fn dropped_history_requests_leave_the_blocking_pool_and_the_agent_alone() {
     let (status, _, _) = serve.get("/api/v1/history?limit=5001");
     assert_eq!(status, 400);
 }
+
+/// serve with `--state-dir state` over `t`: its exit within 10 s, for one that refuses.
+fn serve_refusing(t: &TestRepo, state: &Path) -> std::process::Output {
+    let pw = crate::serve::password_file(t.dir.path(), "pw", PASSWORD);
+    let mut c = t.locksmith();
+    c.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", crate::services::free_port()),
+    ])
+    .args([
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-p",
+        pw.to_str().unwrap(),
+    ])
+    .env_remove("RESTIC_PASSWORD");
+    run_within(&mut c, 10)
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A state directory made beforehand with 0755 (`install -d`, a Docker volume) got a
+/// 0644 history any local user could read. Now every file of the history is 0600.
+#[test]
+fn a_state_directory_made_0755_gets_owner_only_files() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let st = Command::new("install")
+        .args(["-d", "-m", "0755"])
+        .arg(&state)
+        .status();
+    assert!(st.unwrap().success());
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    for name in ["history.sqlite", "history.sqlite-wal", "history.sqlite-shm"] {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+}
+
+/// A state directory others can write, or another user's, was used as found; a link
+/// planted as `history.sqlite` was followed (root's serve wrote its tables into another
+/// program's database and switched it to WAL). Each is now refused, exit 2, saying why.
+#[test]
+fn a_state_directory_not_ours_or_open_to_others_or_a_planted_link_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestRepo::new(2);
+    let open = t.dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = serve_refusing(&t, &open);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("writable by group or others"),
+        "{}",
+        text(&out)
+    );
+    assert!(!open.join("history.sqlite").exists());
+
+    let planted = t.dir.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    let victim = t.dir.path().join("victim.db");
+    std::fs::write(&victim, b"another program's data").unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("history.sqlite")).unwrap();
+    let out = serve_refusing(&t, &planted);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"another program's data");
+    assert!(!t.dir.path().join("victim.db-wal").exists());
+
+    if !is_root() {
+        return skip("a directory of another user's is made by root");
+    }
+    let theirs = t.dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let (uid, gid) = ensure_user("locksmith-test");
+    std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+    let out = serve_refusing(&t, &theirs);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("owned by user {uid}")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Random bytes, or a history cut in half, made serve exit 2 (and restart every 10 s
+/// under the unit, forever). Now the damaged file is moved aside, a new history starts,
+/// the log says so and `locksmith_history_set_aside_total` counts it.
+#[test]
+fn a_damaged_history_is_set_aside_and_serve_starts_afresh() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let db = state.join("history.sqlite");
+    let mut serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    fill_history(&db, 5000, 5);
+    serve.stop();
+    let whole = std::fs::read(&db).unwrap();
+    let damages: [(&str, Vec<u8>); 2] = [
+        (
+            "random bytes",
+            (0..65536u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+        ("cut in half", whole[..whole.len() / 2].to_vec()),
+    ];
+    for (what, bytes) in damages {
+        for f in std::fs::read_dir(&state).unwrap() {
+            let p = f.unwrap().path();
+            if p.to_string_lossy().contains("damaged") || p.extension() != Some("sqlite".as_ref()) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+        serve.wait_settled(&[]);
+        assert!(
+            serve.log().contains("history was damaged: moved to"),
+            "{what}: {}",
+            serve.log()
+        );
+        let m = serve.metrics();
+        assert_eq!(
+            m.process("locksmith_history_set_aside_total"),
+            1.0,
+            "{what}"
+        );
+        let aside: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("history.sqlite.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{what}: {aside:?}");
+        assert_eq!(
+            std::fs::read(state.join(&aside[0])).unwrap(),
+            bytes,
+            "{what}"
+        );
+        let (status, body, _) = serve.get("/api/v1/history");
+        assert_eq!(status, 200, "{what}: {body}");
+    }
+}
+
+/// Two serves on one state directory both wrote, and every job was counted twice. The
+/// second now refuses, exit 2, naming the first.
+#[test]
+fn a_second_serve_on_one_state_directory_refuses() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let first = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    first.wait_settled(&[]);
+    let out = serve_refusing(&t, &state);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let pid = first.child.as_ref().unwrap().id();
+    assert!(
+        text(&out).contains(&format!("another locksmith serve (PID {pid})")),
+        "{}",
+        text(&out)
+    );
+}
