@@ -24,7 +24,13 @@ pub struct Recorder {
     /// What the stored reading says ([`fingerprint`]): an unchanged reading is not
     /// written again, only its time.
     saved: Option<u64>,
+    /// Lives a failed write did not store (the latest of each): written with the next.
+    pending: std::collections::BTreeMap<i64, Life>,
 }
+
+/// The most unwritten lives kept while the history cannot be written; past it, the
+/// oldest changes are the ones lost (and counted as failed writes meanwhile).
+const MAX_PENDING: usize = 100_000;
 
 const PUT: &str = "INSERT INTO holders (id, repo, hostname, username, pid, exclusive, earlier,
       first_seen, held_since, last_seen, ended_at, ended, worst, stale, lock_ids)
@@ -44,7 +50,12 @@ impl Recorder {
         let saved = reading.as_ref().map(fingerprint);
         let reading = reading.zip(read_at.map(time));
         drop(s);
-        let recorder = Recorder { store, repo, saved };
+        let recorder = Recorder {
+            store,
+            repo,
+            saved,
+            pending: Default::default(),
+        };
         Ok((recorder, Restored { lives, reading }))
     }
 
@@ -59,20 +70,22 @@ impl Recorder {
         let print = fingerprint(report);
         let blob = (self.saved != Some(print)).then(|| compressed(report));
         let repo = self.repo;
-        self.store.lock().expect("not poisoned").transaction(|tx| {
-            put(tx, repo, lives)?;
-            tx.execute(
-                "UPDATE repositories SET read_at = ?1, repository_id = ?2 WHERE id = ?3",
-                params![at.timestamp(), report.repository_id, repo],
-            )?;
-            if let Some(blob) = &blob {
+        self.with_pending(lives, |store, lives| {
+            store.transaction(|tx| {
+                put(tx, repo, lives)?;
                 tx.execute(
-                    "INSERT INTO readings (repo, report) VALUES (?1, ?2)
-                         ON CONFLICT (repo) DO UPDATE SET report = excluded.report",
-                    params![repo, blob],
+                    "UPDATE repositories SET read_at = ?1, repository_id = ?2 WHERE id = ?3",
+                    params![at.timestamp(), report.repository_id, repo],
                 )?;
-            }
-            Ok(())
+                if let Some(blob) = &blob {
+                    tx.execute(
+                        "INSERT INTO readings (repo, report) VALUES (?1, ?2)
+                         ON CONFLICT (repo) DO UPDATE SET report = excluded.report",
+                        params![repo, blob],
+                    )?;
+                }
+                Ok(())
+            })
         })?;
         self.saved = Some(print);
         Ok(())
@@ -80,14 +93,39 @@ impl Recorder {
 
     /// A failed reading: the lives it ended (unreadable).
     pub fn failed(&mut self, lives: &[Life]) -> Result<(), StoreError> {
-        if lives.is_empty() {
+        if lives.is_empty() && self.pending.is_empty() {
             return Ok(());
         }
         let repo = self.repo;
-        self.store
-            .lock()
-            .expect("not poisoned")
-            .transaction(|tx| put(tx, repo, lives))
+        self.with_pending(lives, |store, lives| {
+            store.transaction(|tx| put(tx, repo, lives))
+        })
+    }
+
+    /// `write`s `lives` after those a failed write left (a life's latest state wins); on
+    /// failure they all wait for the next write.
+    fn with_pending(
+        &mut self,
+        lives: &[Life],
+        write: impl FnOnce(&mut Store, &[Life]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let merged: Vec<Life>;
+        let all = if self.pending.is_empty() {
+            lives
+        } else {
+            let mut m = std::mem::take(&mut self.pending);
+            m.extend(lives.iter().map(|l| (l.id, l.clone())));
+            merged = m.into_values().collect();
+            &merged
+        };
+        if let Err(e) = write(&mut self.store.lock().expect("not poisoned"), all) {
+            self.pending = all.iter().map(|l| (l.id, l.clone())).collect();
+            while self.pending.len() > MAX_PENDING {
+                self.pending.pop_first();
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 }
 

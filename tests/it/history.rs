@@ -758,3 +758,50 @@ fn a_second_serve_on_one_state_directory_refuses() {
         text(&out)
     );
 }
+
+/// The history was locked by another program for 8 s while a job ended: the write of
+/// that change failed, was never tried again, and the job stayed "held" forever (its
+/// hold, and the `--retry-lock` advice, growing without end). Unwritten changes are now
+/// kept and written with the next write.
+#[test]
+fn a_change_whose_write_failed_is_written_with_the_next() {
+    let t = TestRepo::new(2);
+    let state = t.dir.path().join("state");
+    let db = state.join("history.sqlite");
+    let job = t.seal(&exclusive(1, "hostb", 42), Encoding::Json);
+    let serve = serve_one(&t, &["--state-dir", state.to_str().unwrap()]);
+    serve.wait_settled(&[]);
+    let ended = || lives(&history(&state, &["--since", "1h"]))[0].1.clone();
+    assert_eq!(ended(), Value::Null, "held");
+    // Another program holds the write lock for 8 s (serve waits 5 s, then gives up).
+    let script = format!(
+        "import sqlite3, time\nc = sqlite3.connect({:?}, isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(8)\nc.execute('COMMIT')\n",
+        db.to_str().unwrap()
+    );
+    let mut locker = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(locker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    remove_lock(&t, &job);
+    assert!(locker.wait().unwrap().success());
+    assert!(
+        serve.log().contains("history not written"),
+        "{}",
+        serve.log()
+    );
+    let start = Instant::now();
+    while ended() == Value::Null {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the job's end was lost"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(ended(), "gone");
+}
