@@ -311,8 +311,29 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     }
 
+    /// Keeps the write-ahead log within a quarter of `size`: it is folded into the database
+    /// (and cut back) every that many bytes, instead of SQLite's 4 MB.
+    pub fn bound(&self, size: u64) -> Result<(), StoreError> {
+        let page: i64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        let quarter = i64::try_from(size / 4).unwrap_or(i64::MAX);
+        let pages = (quarter / page.max(512)).clamp(16, 1000);
+        let set = |sql: String| -> rusqlite::Result<()> {
+            // These pragmas answer with the value set: read past it.
+            let mut st = self.conn.prepare(&sql)?;
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        };
+        set(format!("PRAGMA wal_autocheckpoint = {pages}"))
+            .and_then(|_| set(format!("PRAGMA journal_size_limit = {quarter}")))
+            .map_err(|e| self.sql(e))
+    }
+
     /// Bytes the database's pages hold (free pages not counted).
-    fn used_bytes(&self) -> Result<u64, StoreError> {
+    pub(crate) fn used_bytes(&self) -> Result<u64, StoreError> {
         let pragma = |name: &str| -> Result<i64, StoreError> {
             self.conn
                 .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))

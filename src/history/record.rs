@@ -102,6 +102,20 @@ impl Recorder {
         })
     }
 
+    /// Applies `keep` when the database has outgrown its size: the bound holds after every
+    /// write, not only at the hourly retention.
+    pub fn keep_within(
+        &self,
+        keep: super::Retention,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut store = self.store.lock().expect("not poisoned");
+        if store.used_bytes()? > keep.size {
+            store.prune(keep, now)?;
+        }
+        Ok(())
+    }
+
     /// `write`s `lives` after those a failed write left (a life's latest state wins); on
     /// failure they all wait for the next write.
     fn with_pending(

@@ -58,6 +58,7 @@ impl Kept {
                         aside.display()
                     ));
                 }
+                opened.writer.bound(o.keep.size)?;
                 opened.writer.prune(o.keep, Utc::now())?;
                 super::log(&format!("history: {}", opened.writer.path().display()));
                 Ok(Some(Kept {
@@ -86,6 +87,7 @@ impl Kept {
                     recorder,
                     failures: 0,
                     last_error: None,
+                    keep: self.keep,
                 },
                 restored,
             )),
@@ -158,6 +160,8 @@ pub struct Keeping {
     /// Refreshes not recorded (`locksmith_history_write_failures_total`).
     pub failures: u64,
     last_error: Option<String>,
+    /// The bound checked after each write, not only hourly.
+    keep: Retention,
 }
 
 impl Keeping {
@@ -169,9 +173,12 @@ impl Keeping {
         got: &Result<crate::report::Report, crate::error::Error>,
         changes: &[crate::report::Life],
     ) {
-        let written = tokio::task::block_in_place(|| match got {
-            Ok(report) => self.recorder.good(report, changes, Utc::now()),
-            Err(_) => self.recorder.failed(changes),
+        let written = tokio::task::block_in_place(|| {
+            match got {
+                Ok(report) => self.recorder.good(report, changes, Utc::now()),
+                Err(_) => self.recorder.failed(changes),
+            }?;
+            self.recorder.keep_within(self.keep, Utc::now())
         });
         let why = written.err().map(|e| e.to_string());
         if let Some(w) = why
