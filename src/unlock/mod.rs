@@ -323,21 +323,15 @@ impl Run<'_> {
         }
     }
 
-    /// The locks restic removed, into serve's history where there is one: their jobs'
-    /// records end `removed`.
+    /// The locks restic removed ([`plan::removed`]), into serve's history where there is
+    /// one: their jobs' records end `removed`.
     fn record(&mut self, outcome: &Outcome) {
         let (Some(place), Some(before), Some(Ok(after))) =
             (&self.o.state, outcome.before(), &outcome.after)
         else {
             return;
         };
-        let left: std::collections::HashSet<&str> =
-            after.locks.iter().map(|l| l.id.as_str()).collect();
-        let removed: Vec<&crate::report::JudgedLock> = before
-            .locks
-            .iter()
-            .filter(|l| !left.contains(l.id.as_str()))
-            .collect();
+        let removed = plan::removed(before, after, self.o.asked.scope);
         if removed.is_empty() {
             return;
         }

@@ -155,6 +155,23 @@ pub fn plan(asked: Asked, read: Option<&Report>) -> Plan {
     }
 }
 
+/// The locks an unlock removed, of those read `before` it and missing `after`: only what
+/// restic could have removed (stale by its rule, or anything under `--remove-all`), and
+/// never a holder still present after (a live job's refresh replaces its file between
+/// two readings: that is not a removal).
+pub fn removed<'a>(before: &'a Report, after: &Report, scope: Scope) -> Vec<&'a JudgedLock> {
+    let key = |l: &JudgedLock| (l.hostname.clone(), l.username.clone(), l.pid, l.exclusive);
+    let left: std::collections::HashSet<&str> = after.locks.iter().map(|l| l.id.as_str()).collect();
+    let holding: std::collections::HashSet<_> = after.locks.iter().map(key).collect();
+    before
+        .locks
+        .iter()
+        .filter(|l| !left.contains(l.id.as_str()))
+        .filter(|l| scope == Scope::All || l.verdict.restic_unlock_removes)
+        .filter(|l| !holding.contains(&key(l)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -311,5 +328,37 @@ mod tests {
                 "{what}, {scope:?}, dry run {dry_run}, force {force}"
             );
         }
+    }
+
+    /// What an unlock is recorded as removing: a lock of the first reading missing from
+    /// the second was recorded removed even when restic could not have removed it, or when
+    /// its holder's own refresh had replaced it (the live job then ended `removed`).
+    #[test]
+    fn only_what_restic_could_remove_and_whose_holder_is_gone_is_recorded_removed() {
+        let l = |id: &str, pid: i64, restic_removes: bool| {
+            let mut l = lock(Holder::Gone, false, None);
+            l.id = id.into();
+            l.pid = pid;
+            l.verdict.restic_unlock_removes = restic_removes;
+            l
+        };
+        let before = report(
+            vec![
+                l("stale", 1, true),
+                l("live", 2, false),
+                l("refreshed", 3, true),
+            ],
+            0,
+        );
+        // After: PID 3's job refreshed its lock (a new file); the others are gone.
+        let after = report(vec![l("refreshed-new", 3, false)], 0);
+        let ids = |scope| -> Vec<&str> {
+            removed(&before, &after, scope)
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect()
+        };
+        assert_eq!(ids(Scope::StaleOnly), ["stale"]);
+        assert_eq!(ids(Scope::All), ["stale", "live"]);
     }
 }
