@@ -74,6 +74,7 @@ async fn serve(opts: &AgentOptions, web: web::WebConfig) -> Exit {
         max_connections: http::connection_budget(),
         ..http::Limits::default()
     };
+    let web = web::LiveWeb::new(opts.web_config.as_deref(), web);
     let guard = http::Guard {
         web: web.clone(),
         hosts: http::AllowedHosts::new(&opts.allowed_hosts),
@@ -86,23 +87,39 @@ async fn serve(opts: &AgentOptions, web: web::WebConfig) -> Exit {
     log(&format!(
         "agent for {:?} listening on {}://{}",
         crate::process::local_hostname(),
-        if web.tls.is_some() { "https" } else { "http" },
+        if web.current().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr().unwrap_or(opts.listen),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let server = tokio::spawn(http::serve(listener, app, web, limits, open, stop_rx));
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        web.clone(),
+        limits,
+        open,
+        stop_rx,
+    ));
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         eprintln!("locksmith: cannot install signal handlers");
         return Exit::Other;
     };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    // SIGHUP re-reads the web configuration (a renewed certificate, changed users).
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => log(&web.reload().await.unwrap_or_else(|| "SIGHUP: nothing to reload without --web-config".into())),
+        }
     }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_millis(500), server).await;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::web::{WebConfig, san_allowed};
+use super::web::{LiveWeb, WebConfig, san_allowed};
 
 /// What one client may take.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,7 @@ impl AllowedHosts {
 /// What every request passes through before a handler sees it.
 #[derive(Clone)]
 pub struct Guard {
-    pub web: WebConfig,
+    pub web: LiveWeb,
     pub hosts: AllowedHosts,
     pub in_flight: Arc<Semaphore>,
 }
@@ -119,6 +119,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 /// are checked before a request slot is taken: wrong passwords wait for their bcrypt turn
 /// without holding a slot a scraper needs.
 pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let web = g.web.current();
     if let Some(host) = req.headers().get(header::HOST)
         && !host.to_str().is_ok_and(|h| g.hosts.allows(h))
     {
@@ -127,9 +128,9 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             "this Host is not one serve answers for (--allowed-hosts)",
         );
     }
-    if g.web.requires_auth() {
+    if web.requires_auth() {
         let ok = match basic_credentials(&req) {
-            Some((u, p)) => g.web.check(u, p).await,
+            Some((u, p)) => web.check(u, p).await,
             None => false,
         };
         if !ok {
@@ -138,7 +139,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"locksmith\""),
             );
-            return with_headers(r, &g.web);
+            return with_headers(r, &web);
         }
     }
     let Ok(permit) = g.in_flight.clone().try_acquire_owned() else {
@@ -147,7 +148,7 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             "too many requests in flight",
         );
     };
-    hold_until_sent(with_headers(next.run(req).await, &g.web), permit)
+    hold_until_sent(with_headers(next.run(req).await, &web), permit)
 }
 
 /// `r`, keeping `held` (a request slot) until its body is sent or the client is gone: a
@@ -210,7 +211,7 @@ fn with_headers(mut r: Response, web: &WebConfig) -> Response {
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
-    web: WebConfig,
+    web: LiveWeb,
     limits: Limits,
     open: Arc<std::sync::atomic::AtomicUsize>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -232,7 +233,8 @@ pub async fn serve(
                 }
             },
         };
-        let (app, web, open) = (app.clone(), web.clone(), open.clone());
+        // The configuration in force when the connection came: its certificate and users.
+        let (app, web, open) = (app.clone(), web.current(), open.clone());
         let counted = Open::count(open);
         tokio::spawn(async move {
             // Dropped however the connection ends (a panicking handler included).

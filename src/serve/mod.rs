@@ -406,6 +406,7 @@ async fn serve(
         limits.max_connections,
         limits.max_requests,
     ));
+    let web = web::LiveWeb::new(opts.web_config.as_deref(), web);
     let guard = http::Guard {
         web: web.clone(),
         hosts: http::AllowedHosts::new(&opts.allowed_hosts),
@@ -417,8 +418,15 @@ async fn serve(
         .max_connections
         .store(limits.max_connections, std::sync::atomic::Ordering::Relaxed);
     let open = shared.connections.clone();
-    let server = tokio::spawn(http::serve(listener, app, web, limits, open, stop_rx));
-    let Some(slots) = until_stopped(opts, slots, &host, &shared).await else {
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        web.clone(),
+        limits,
+        open,
+        stop_rx,
+    ));
+    let Some(slots) = until_stopped(opts, slots, &host, &shared, &web).await else {
         eprintln!("locksmith: cannot install signal handlers");
         return Exit::Other;
     };
@@ -438,12 +446,14 @@ async fn serve(
     Exit::Ok
 }
 
-/// Reloads on SIGHUP until SIGTERM or SIGINT; the repositories watched by then.
+/// Reloads on SIGHUP (the fleet file and the web configuration) until SIGTERM or SIGINT;
+/// the repositories watched by then.
 async fn until_stopped(
     opts: &ServeOptions,
     mut slots: Vec<Slot>,
     host: &Arc<ThisHost>,
     shared: &Shared,
+    web: &web::LiveWeb,
 ) -> Option<Vec<Slot>> {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -457,16 +467,22 @@ async fn until_stopped(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match &opts.source {
-                Source::File { path, .. } => match members(&opts.source) {
-                    Ok(m) => {
-                        slots = apply(slots, m, host, shared);
-                        log(&format!("reloaded {} ({} repositories)", path.display(), slots.len()));
-                    }
-                    Err(why) => log(&format!("reload failed, keeping the previous configuration: {why}")),
-                },
-                Source::One { .. } => log("SIGHUP: nothing to reload without --config"),
-            },
+            _ = hup.recv() => {
+                if let Some(said) = web.reload().await {
+                    log(&said);
+                }
+                match &opts.source {
+                    Source::File { path, .. } => match members(&opts.source) {
+                        Ok(m) => {
+                            slots = apply(slots, m, host, shared);
+                            log(&format!("reloaded {} ({} repositories)", path.display(), slots.len()));
+                        }
+                        Err(why) => log(&format!("reload failed, keeping the previous configuration: {why}")),
+                    },
+                    Source::One { .. } if opts.web_config.is_some() => {}
+                    Source::One { .. } => log("SIGHUP: nothing to reload without --config or --web-config"),
+                }
+            }
         }
     }
     Some(slots)

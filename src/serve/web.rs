@@ -86,6 +86,44 @@ pub struct WebConfig {
     pub headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
+/// The web configuration in force, re-read at SIGHUP: a renewed certificate is served
+/// from the next handshake, and a removed user is refused from the next request (its
+/// checked credentials go with the old configuration). A file that cannot be used is
+/// said, and the configuration before it kept.
+#[derive(Clone, Default)]
+pub struct LiveWeb {
+    path: Option<std::path::PathBuf>,
+    now: Arc<std::sync::RwLock<WebConfig>>,
+}
+
+impl LiveWeb {
+    pub fn new(path: Option<&Path>, first: WebConfig) -> LiveWeb {
+        LiveWeb {
+            path: path.map(Path::to_path_buf),
+            now: Arc::new(std::sync::RwLock::new(first)),
+        }
+    }
+
+    pub fn current(&self) -> WebConfig {
+        self.now.read().expect("not poisoned").clone()
+    }
+
+    /// Reads the file again (off the runtime: it may be slow storage), and says how it went
+    /// in a line for the log; `None` without a file.
+    pub async fn reload(&self) -> Option<String> {
+        let path = self.path.clone()?;
+        let got = tokio::task::spawn_blocking(move || WebConfig::load(&path)).await;
+        Some(match got {
+            Ok(Ok(w)) => {
+                *self.now.write().expect("not poisoned") = w;
+                "web configuration reloaded".to_string()
+            }
+            Ok(Err(e)) => format!("web configuration reload failed, keeping the previous: {e}"),
+            Err(_) => "web configuration reload failed".to_string(),
+        })
+    }
+}
+
 impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let err = |why: String| WebConfigError {

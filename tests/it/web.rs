@@ -455,3 +455,58 @@ fn a_flood_of_wrong_passwords_never_delays_the_scraper() {
         f.join().unwrap();
     }
 }
+
+/// The web configuration was read once: a renewed certificate was not served until a
+/// restart, and a user removed from `basic_auth_users` still got 200, even after SIGHUP.
+/// SIGHUP now re-reads it: the new certificate from the next handshake, the removed user
+/// refused from the next request. A bad new file is said, and the old one kept.
+#[test]
+fn a_renewed_certificate_and_a_removed_user_take_effect_at_sighup() {
+    let t = TestRepo::new(2);
+    let dir = t.dir.path();
+    let web = web_config(
+        dir,
+        true,
+        &[("prometheus", "scrape-secret"), ("leaver", "old-pw")],
+    );
+    let serve = serve_one(&t, &["--web-config", web.to_str().unwrap()]);
+    let url = format!("https://127.0.0.1:{}/metrics", serve.port);
+    let status = |c: &reqwest::blocking::Client, user: &str, pw: &str| {
+        c.get(&url)
+            .basic_auth(user, Some(pw))
+            .send()
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(status(&client(dir, true), "leaver", "old-pw").unwrap(), 200);
+    // A new CA, certificate and client certificate, and the leaver removed.
+    web_config(dir, true, &[("prometheus", "scrape-secret")]);
+    let renewed = client(dir, true);
+    assert!(
+        status(&renewed, "prometheus", "scrape-secret").is_err(),
+        "the renewed certificate served before SIGHUP"
+    );
+    serve.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while !serve.log().contains("web configuration reloaded") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", serve.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        status(&renewed, "prometheus", "scrape-secret").unwrap(),
+        200
+    );
+    assert_eq!(status(&renewed, "leaver", "old-pw").unwrap(), 401);
+    // A broken file is said, and the configuration in force kept.
+    std::fs::write(&web, "basic_auth_users: [").unwrap();
+    serve.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while !serve.log().contains("web configuration reload failed") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", serve.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        status(&renewed, "prometheus", "scrape-secret").unwrap(),
+        200
+    );
+    assert!(!serve.log().contains("scrape-secret"));
+}
