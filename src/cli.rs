@@ -315,6 +315,10 @@ pub struct ServeArgs {
     /// Keep no history: nothing is written to disk, and a restart starts afresh.
     #[arg(long)]
     pub no_history: bool,
+    /// Do not answer other hosts' questions about this host's processes (/api/v1/host):
+    /// their locks written here are then `unknown` there.
+    #[arg(long)]
+    pub no_agent: bool,
     /// Days a job's record is kept after it ended.
     #[arg(long, value_name = "DAYS", env = "LOCKSMITH_HISTORY_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..), hide_env_values = true)]
     pub history_days: u32,
@@ -459,6 +463,7 @@ impl ServeArgs {
             max_requests: Some(self.max_requests as usize),
             max_connections: self.max_connections.map(|n| n as usize),
             header_timeout: Some(std::time::Duration::from_secs(self.header_timeout)),
+            agent: !self.no_agent,
             history: (!self.no_history).then(|| locksmith::serve::HistoryOptions {
                 place: self.state.place(),
                 keep: locksmith::history::Retention {

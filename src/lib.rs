@@ -145,7 +145,12 @@ pub(crate) async fn judge_reading(
         .locks
         .iter()
         .filter(|e| e.lock.hostname != here)
-        .map(|e| (e.lock.hostname.as_str(), e.id.as_str(), e.lock.pid));
+        .map(|e| peer::ask::Asked {
+            hostname: e.lock.hostname.as_str(),
+            id: e.id.as_str(),
+            pid: e.lock.pid,
+            time: e.lock.time.timestamp(),
+        });
     let peers = peer::consult(&cfg.peers, elsewhere, cfg.backend.net.timeout).await;
     Report::of(cfg, repo, inv, host, &peers)
 }

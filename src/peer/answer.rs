@@ -1,7 +1,8 @@
 //! What a host says about its own processes: the one document `locksmith agent` and
 //! `serve` answer at [`PATH`]. It needs no repository and no password, and tells only what
-//! judging a lock needs — whether each PID (and process group) asked about exists, when it
-//! started and what it runs, and the host's name, boot and clock.
+//! judging a lock needs: whether each PID (and process group) asked about exists and runs
+//! restic, when a restic started, and the host's name, boot and clock. Command lines, and
+//! start times of other programs, go only to an authenticated asker.
 
 use std::collections::BTreeSet;
 
@@ -79,6 +80,9 @@ pub struct HostAnswer {
 pub struct Question {
     pub pids: BTreeSet<i32>,
     pub groups: BTreeSet<i32>,
+    /// The oldest time of the locks asked about (Unix seconds): an unauthenticated asker
+    /// learns of a process that is not restic only whether it started after it.
+    pub since: Option<i64>,
 }
 
 impl Question {
@@ -101,7 +105,10 @@ impl Question {
         items
             .chunks(n)
             .map(|part| {
-                let mut q = Question::default();
+                let mut q = Question {
+                    since: self.since,
+                    ..Question::default()
+                };
                 for &(is_pid, v) in part {
                     if is_pid {
                         q.pids.insert(v)
@@ -117,7 +124,15 @@ impl Question {
     /// As a query string: `pid=1,2&group=3`.
     pub fn query(&self) -> String {
         let list = |s: &BTreeSet<i32>| s.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-        format!("pid={}&group={}", list(&self.pids), list(&self.groups))
+        let since = self
+            .since
+            .map(|t| format!("&since={t}"))
+            .unwrap_or_default();
+        format!(
+            "pid={}&group={}{since}",
+            list(&self.pids),
+            list(&self.groups)
+        )
     }
 
     /// From a query's `pid` and `group` values (comma-separated, repeatable).
@@ -127,7 +142,16 @@ impl Question {
             let set = match k {
                 "pid" => &mut q.pids,
                 "group" => &mut q.groups,
-                other => return Err(format!("unknown parameter {other:?}: ask pid= and group=")),
+                "since" => {
+                    let t = v.trim().parse::<i64>();
+                    q.since = Some(t.map_err(|_| format!("since={v:?}: Unix seconds expected"))?);
+                    continue;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: ask pid=, group= and since="
+                    ));
+                }
             };
             for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                 match n.parse::<i32>() {
@@ -140,6 +164,43 @@ impl Question {
             return Err(format!("at most {MAX_ASKED} PIDs and groups at once"));
         }
         Ok(q)
+    }
+}
+
+/// What an unauthenticated asker is told of a process that is not restic.
+pub const ANOTHER_PROGRAM: &str = "(another program)";
+
+impl HostAnswer {
+    /// The answer for anyone who can reach the agent: only what a verdict needs. Whether
+    /// each PID asked about exists (EPERM counts) and runs restic; a restic's start time
+    /// (it tells the holder from a later job); of anything else, only whether it started
+    /// after `since`. Command lines are never told: "restic", or [`ANOTHER_PROGRAM`].
+    pub fn for_anyone(mut self, since: Option<i64>) -> HostAnswer {
+        // Of a program that is not restic, only whether it started after the oldest lock
+        // asked about (the holder is then gone): as a time just past it, never its own.
+        let after = since
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .map(|t| t + crate::kernel::START_TIME_SLACK + chrono::Duration::seconds(1));
+        let bound = |started: Option<DateTime<Utc>>| match (started, after) {
+            (Some(s), Some(a)) if s >= a => Some(a),
+            _ => None,
+        };
+        for p in &mut self.processes {
+            let restic = p.command.as_deref().is_some_and(|c| c.contains("restic"));
+            p.command = p
+                .command
+                .as_ref()
+                .map(|_| if restic { "restic" } else { ANOTHER_PROGRAM }.to_string());
+            if !restic {
+                p.started = bound(p.started);
+            }
+        }
+        for p in &mut self.kernel.processes {
+            if !p.restic {
+                p.started = bound(p.started);
+            }
+        }
+        self
     }
 }
 

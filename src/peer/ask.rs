@@ -114,19 +114,19 @@ pub fn questions<'a>(locks: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'
 
 /// What to ask each peer: its own host's locks, and those of every host name no peer is
 /// named for (a container or a Pod its kernel may carry). Peers with nothing to answer are
-/// left out. `locks` are `(hostname, lock ID, pid)`.
+/// left out.
 pub fn per_peer<'p, 'a>(
     peers: &'p Peers,
-    locks: impl Iterator<Item = (&'a str, &'a str, i64)>,
+    locks: impl Iterator<Item = Asked<'a>>,
 ) -> Vec<(&'p Peer, Wanted)> {
     let mut by_host: BTreeMap<&str, Wanted> = BTreeMap::new();
     let mut unclaimed = Wanted::default();
-    for (host, id, pid) in locks {
-        let to = match peers.get(host) {
-            Some(_) => by_host.entry(host).or_default(),
+    for a in locks {
+        let to = match peers.get(a.hostname) {
+            Some(_) => by_host.entry(a.hostname).or_default(),
             None => &mut unclaimed,
         };
-        to.0.insert(id.to_string(), pid);
+        to.0.insert(a.id.to_string(), (a.pid, a.time));
     }
     peers
         .iter()
@@ -138,11 +138,21 @@ pub fn per_peer<'p, 'a>(
         .collect()
 }
 
+/// A lock another host may answer for.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub hostname: &'a str,
+    pub id: &'a str,
+    pub pid: i64,
+    /// Its time, in Unix seconds.
+    pub time: i64,
+}
+
 /// Asks every peer with something to answer, at once, each within `timeout`, or reads
-/// this round's answer where one covers these locks (`(hostname, lock ID, pid)`).
+/// this round's answer where one covers these locks.
 pub async fn consult<'a>(
     peers: &Peers,
-    locks: impl Iterator<Item = (&'a str, &'a str, i64)>,
+    locks: impl Iterator<Item = Asked<'a>>,
     timeout: Duration,
 ) -> Consulted {
     if peers.is_empty() {

@@ -17,9 +17,10 @@ use super::answer::Question;
 use super::view::PeerView;
 use crate::process::SignalTarget;
 
-/// What a peer is asked about: lock IDs (read before the question is sent) and their PIDs.
+/// What a peer is asked about: lock IDs (read before the question is sent), and each
+/// lock's PID and time (Unix seconds).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted(pub BTreeMap<String, i64>);
+pub struct Wanted(pub BTreeMap<String, (i64, i64)>);
 
 /// The most lock IDs one kept answer covers: beyond it, a round asks for its own only.
 const MAX_COVERED: usize = 8192;
@@ -28,8 +29,9 @@ impl Wanted {
     /// The PIDs of these locks, and where restic's probe would land for each.
     pub fn question(&self) -> Question {
         let mut q = Question::default();
-        for &pid in self.0.values() {
+        for &(pid, time) in self.0.values() {
             q.about(pid);
+            q.since = Some(q.since.map_or(time, |s| s.min(time)));
         }
         q
     }
@@ -115,11 +117,11 @@ impl Memo {
         if let Some(k) = kept.as_ref()
             && k.at.elapsed() < self.round * 2
         {
-            for (id, pid) in &k.covers.0 {
+            for (id, lock) in &k.covers.0 {
                 if covers.0.len() >= MAX_COVERED {
                     break;
                 }
-                covers.0.entry(id.clone()).or_insert(*pid);
+                covers.0.entry(id.clone()).or_insert(*lock);
             }
         }
         let at = Instant::now();
@@ -139,7 +141,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn wanted(ids: &[(&str, i64)]) -> Wanted {
-        Wanted(ids.iter().map(|(i, p)| (i.to_string(), *p)).collect())
+        Wanted(ids.iter().map(|(i, p)| (i.to_string(), (*p, 0))).collect())
     }
 
     async fn ask_counting(memo: &Memo, n: &AtomicUsize, w: Wanted) -> Question {

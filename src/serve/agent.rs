@@ -27,7 +27,10 @@ pub struct AgentOptions {
 }
 
 /// The answer at [`answer::PATH`]: `?pid=1,2&group=3`.
-pub async fn host_handler(RawQuery(query): RawQuery) -> Response {
+pub async fn host_handler(
+    axum::Extension(http::Authenticated(asker_known)): axum::Extension<http::Authenticated>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
@@ -37,9 +40,15 @@ pub async fn host_handler(RawQuery(query): RawQuery) -> Response {
         Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
     };
     // /proc reads: off the runtime's threads.
-    let got =
-        tokio::task::spawn_blocking(move || answer::answer(&q, &crate::process::ThisHost::new()))
-            .await;
+    let got = tokio::task::spawn_blocking(move || {
+        let full = answer::answer(&q, &crate::process::ThisHost::new());
+        if asker_known {
+            full
+        } else {
+            full.for_anyone(q.since)
+        }
+    })
+    .await;
     match got {
         Ok(a) => (
             [(header::CONTENT_TYPE, "application/json")],

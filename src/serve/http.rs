@@ -118,7 +118,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 /// Host allow-list, basic auth, requests in flight; then the security headers. Credentials
 /// are checked before a request slot is taken: wrong passwords wait for their bcrypt turn
 /// without holding a slot a scraper needs.
-pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     let web = g.web.current();
     if let Some(host) = req.headers().get(header::HOST)
         && !host.to_str().is_ok_and(|h| g.hosts.allows(h))
@@ -142,6 +142,8 @@ pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response
             return with_headers(r, &web);
         }
     }
+    req.extensions_mut()
+        .insert(Authenticated(web.authenticates()));
     let Ok(permit) = g.in_flight.clone().try_acquire_owned() else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -181,6 +183,11 @@ impl<T: Unpin> axum::body::HttpBody for Holding<T> {
         self.body.size_hint()
     }
 }
+
+/// Whether the request was authenticated (basic auth, or a verified client certificate):
+/// the agent tells command names and start times only then.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub bool);
 
 /// No sniffing, no framing, no scripts, no caching; then the web configuration's own.
 fn with_headers(mut r: Response, web: &WebConfig) -> Response {

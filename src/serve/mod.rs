@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub header_timeout: Option<Duration>,
     /// The history and last readings (`None`: `--no-history`).
     pub history: Option<HistoryOptions>,
+    /// Whether other hosts may ask about this host's processes ([`crate::peer::answer::PATH`]).
+    pub agent: bool,
 }
 
 impl ServeOptions {
@@ -362,12 +364,15 @@ pub(crate) fn listener_runtime() -> tokio::runtime::Runtime {
 }
 
 /// The endpoints, every one behind the guard.
-fn router(shared: Arc<Shared>, guard: http::Guard) -> axum::Router {
-    axum::Router::new()
-        .route("/metrics", get(metrics_handler))
+fn router(shared: Arc<Shared>, guard: http::Guard, agent: bool) -> axum::Router {
+    let app = axum::Router::new();
+    let app = match agent {
+        true => app.route(crate::peer::answer::PATH, get(agent::host_handler)),
+        false => app,
+    };
+    app.route("/metrics", get(metrics_handler))
         .route("/locks", get(locks_handler))
         .route("/api/v1/history", get(history_handler))
-        .route(crate::peer::answer::PATH, get(agent::host_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/-/healthy", get(|| async { "ok\n" }))
         .route("/-/ready", get(ready_handler))
@@ -412,7 +417,7 @@ async fn serve(
         hosts: http::AllowedHosts::new(&opts.allowed_hosts),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
     };
-    let app = router(shared.clone(), guard);
+    let app = router(shared.clone(), guard, opts.agent);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     shared
         .max_connections

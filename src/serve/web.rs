@@ -84,6 +84,8 @@ pub struct WebConfig {
     /// wrong passwords waits its turn, and a client gone while it waits costs nothing.
     bcrypt: Turns,
     pub headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    /// Every connection presents a verified client certificate.
+    client_certs: bool,
 }
 
 /// The web configuration in force, re-read at SIGHUP: a renewed certificate is served
@@ -157,7 +159,12 @@ impl WebConfig {
             .transpose()
             .map_err(err)?
             .unwrap_or_default();
+        let client_certs = file
+            .tls_server_config
+            .as_ref()
+            .is_some_and(|t| t.client_auth_type.as_deref() == Some("RequireAndVerifyClientCert"));
         Ok(WebConfig {
+            client_certs,
             allowed_sans: file.tls_server_config.and_then(|t| t.client_allowed_sans),
             tls,
             users: Arc::new(file.basic_auth_users),
@@ -169,6 +176,12 @@ impl WebConfig {
 
     pub fn requires_auth(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// Whether every request that reaches a handler was authenticated: by basic auth, or
+    /// by a verified client certificate on every connection.
+    pub fn authenticates(&self) -> bool {
+        self.requires_auth() || self.client_certs
     }
 
     /// Whether `user` and `password` are one of the configured users: at once for

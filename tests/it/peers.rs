@@ -364,7 +364,11 @@ fn a_reused_pid_there_is_stale_and_restic_there_would_sighup_it() {
             (&"reused".into(), &true.into(), &false.into()),
             "{l:#}"
         );
-        assert_eq!(l["holder_command"], "sleep");
+        // An agent without authentication never tells command lines.
+        assert_eq!(
+            l["holder_command"],
+            locksmith::peer::answer::ANOTHER_PROGRAM
+        );
         let why = l["reason"].as_str().unwrap();
         assert!(
             why.contains(&format!(
@@ -733,4 +737,76 @@ fn a_peer_s_redirect_is_not_followed() {
     assert!(why.contains("302") && why.contains("redirect"), "{why}");
     assert!(elsewhere.taken().is_empty(), "the redirect was followed");
     assert_eq!(peer.taken().len(), 1);
+}
+
+/// The agent named every process to anyone who could reach it: the command and start time
+/// of any PID, 4,096 per request. Without authentication it now tells only what a verdict
+/// needs: whether a PID exists and runs restic, a restic's start, and of anything else only
+/// whether it started after the oldest lock asked about. An authenticated asker is told
+/// all; serve's endpoint can be turned off.
+#[test]
+fn an_agent_tells_anyone_only_what_a_verdict_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bystander = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = bystander.id();
+    let web = dir.path().join("web.yml");
+    let hash = bcrypt::hash("agent-pw", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  serve: {hash}\n")).unwrap();
+    let start = |args: &[&str]| {
+        let port = free_port();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_locksmith"));
+        c.args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        crate::services::wait_for_port(port, &mut child, "locksmith agent");
+        (port, crate::services::KillOnDrop(child))
+    };
+    let ask = |port: u16, since: i64, auth: bool| -> serde_json::Value {
+        locksmith::install_tls_provider();
+        let url = format!("http://127.0.0.1:{port}/api/v1/host?pid={pid}&since={since}");
+        let mut req = reqwest::blocking::Client::new().get(url);
+        if auth {
+            req = req.basic_auth("serve", Some("agent-pw"));
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.status(), 200);
+        let doc: serde_json::Value = r.json().unwrap();
+        doc["processes"][0].clone()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (open, _a) = start(&[]);
+    let p = ask(open, now - 3600, false);
+    assert_eq!(p["state"], "signalable");
+    assert_eq!(p["command"], locksmith::peer::answer::ANOTHER_PROGRAM);
+    let bound = p["started"]
+        .as_str()
+        .expect("started after the lock: a bound");
+    let bound = chrono::DateTime::parse_from_rfc3339(bound)
+        .unwrap()
+        .timestamp();
+    assert!(
+        (now - 3600..now - 3590).contains(&bound),
+        "a bound just past since, not its start"
+    );
+    let p = ask(open, now + 3600, false);
+    assert_eq!(
+        p["started"],
+        serde_json::Value::Null,
+        "started before: nothing told"
+    );
+    let (closed, _b) = start(&["--web-config", web.to_str().unwrap()]);
+    let p = ask(closed, now + 3600, true);
+    assert_eq!(p["command"], "sleep");
+    assert!(p["started"].is_string());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    // serve --no-agent does not answer for its host.
+    let t = TestRepo::new(2);
+    let serve = crate::serve::serve_one(&t, &["--no-agent"]);
+    assert_eq!(serve.get(&format!("/api/v1/host?pid={pid}")).0, 404);
+    assert_eq!(
+        crate::serve::serve_one(&t, &[]).get("/api/v1/host?pid=1").0,
+        200
+    );
 }
