@@ -192,6 +192,86 @@ pub enum Command {
     /// the locks held here (no repository, no password).
     #[command(after_help = AGENT_EXAMPLES)]
     Agent(AgentArgs),
+    /// Run a restic command once the locks in its way are gone: wait for live holders,
+    /// and with --recover clear proven-dead ones through the audited unlock.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+const RUN_EXAMPLES: &str = "Examples:
+  locksmith run -- restic backup /data
+  locksmith run --wait 3h --recover -- restic forget --keep-daily 7 --prune
+
+Exit codes: restic's own when it ran; 21 when the wait ran out (a live or unproven holder
+in the way); 2 for a configuration error.";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The longest to wait for the locks in the way (m, h, d, w: 30m, 3h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = wait_parser)]
+    pub wait: std::time::Duration,
+    /// Clear locks whose holders are proven dead (the audited unlock, stale locks only)
+    /// before running; never a live or unproven holder's.
+    #[arg(long, env = "LOCKSMITH_RECOVER", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), hide_env_values = true)]
+    pub recover: bool,
+    /// Where a recovery's log and JSON files go (as unlock's).
+    #[arg(
+        long,
+        env = "UNLOCK_LOG_DIR",
+        default_value = "/var/log",
+        hide_env_values = true
+    )]
+    pub log_dir: PathBuf,
+    /// Where a recovery looks for pre-unlock.sh and post-unlock.sh.
+    #[arg(
+        long,
+        env = "UNLOCK_HOOK_DIR",
+        default_value = "/hooks",
+        hide_env_values = true
+    )]
+    pub hook_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// restic and its arguments, after `--`: passed through untouched.
+    #[arg(last = true, required = true, value_name = "RESTIC ARGS")]
+    pub command: Vec<String>,
+}
+
+fn wait_parser(s: &str) -> Result<std::time::Duration, String> {
+    locksmith::duration::parse_age(s)?
+        .to_std()
+        .map_err(|_| format!("{s:?}: not a wait"))
+}
+
+impl RunArgs {
+    pub fn to_options(&self, repo: &RepoArgs) -> locksmith::run::RunOptions {
+        use locksmith::unlock::{Asked, Dirs, Scope, UnlockOptions};
+        let args = self.command.get(1..).unwrap_or_default();
+        let raw = locksmith::run::repo_from_args(repo.to_options(), args);
+        let asked = Asked {
+            scope: Scope::StaleOnly,
+            dry_run: false,
+            force: false,
+        };
+        let dirs = Dirs {
+            log: self.log_dir.clone(),
+            hooks: self.hook_dir.clone(),
+        };
+        let mut unlock =
+            UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw.clone(), asked, dirs);
+        unlock.state = self.state.place().filter(|p| p.chosen || p.exists());
+        unlock.auto_unlock = "ON (locksmith run --recover)".into();
+        if let Some(program) = self.command.first() {
+            unlock.restic_bin = program.into();
+        }
+        locksmith::run::RunOptions {
+            repo: raw,
+            command: self.command.clone(),
+            wait: self.wait,
+            recover: self.recover,
+            unlock,
+        }
+    }
 }
 
 const AGENT_EXAMPLES: &str = "Examples:

@@ -26,20 +26,21 @@ pub fn human(secs: i64, style: Style) -> String {
 
 /// `30m`, `24h`, `7d`, `2w`: a span back from now.
 pub fn parse_age(s: &str) -> Result<chrono::Duration, String> {
-    let bad = || format!("{s:?}: a number and a unit, one of m, h, d, w (e.g. 7d)");
+    let bad = || format!("{s:?}: a number and a unit, one of s, m, h, d, w (e.g. 7d)");
     // The unit is the last character, whatever its width (`7é` must not split a char).
     let cut = s.char_indices().last().map_or(0, |(i, _)| i);
     let (n, unit) = s.split_at(cut);
     let n: i64 = n.parse().map_err(|_| bad())?;
-    let minutes = match unit {
-        "m" => 1,
-        "h" => 60,
-        "d" => 24 * 60,
-        "w" => 7 * 24 * 60,
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        "w" => 7 * 24 * 60 * 60,
         _ => return Err(bad()),
     };
-    match n.checked_mul(minutes) {
-        Some(m) if n > 0 && m <= 100 * 365 * 24 * 60 => Ok(chrono::Duration::minutes(m)),
+    match n.checked_mul(seconds) {
+        Some(t) if n > 0 && t <= 100 * 365 * 24 * 60 * 60 => Ok(chrono::Duration::seconds(t)),
         _ => Err(bad()),
     }
 }

@@ -18,6 +18,8 @@ pub enum Exit {
     Condition,
     /// `unlock` refused: a removal, or restic's probe, would hit a live process.
     Refused,
+    /// `run`: the wait ran out while a live (or unproven) holder was in the way.
+    WaitedOut,
     /// `unlock` passes restic's own exit code through.
     Restic(i32),
 }
@@ -39,6 +41,7 @@ impl Exit {
             Exit::NoRepository => 10,
             Exit::WrongPassword => 12,
             Exit::Refused => 20,
+            Exit::WaitedOut => 21,
             Exit::Restic(c) => c,
         }
     }
@@ -61,6 +64,9 @@ impl Exit {
             (Exit::WrongPassword, _) => "wrong password or no key found",
             (Exit::Refused, _) => {
                 "refused: a removal or restic's SIGHUP probe would hit a live process, or locks were not seen (--force)"
+            }
+            (Exit::WaitedOut, _) => {
+                "run: the wait ran out, a live or unproven holder still in the way"
             }
             (Exit::Restic(_), _) => {
                 "any other: restic's own exit code, passed through and named in the log"

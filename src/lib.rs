@@ -24,6 +24,7 @@ pub mod progress;
 pub mod repo;
 pub mod report;
 pub mod restic;
+pub mod run;
 /// Test support: writing restic's formats (tests, benches, fuzzing; `testing` feature).
 #[cfg(any(test, feature = "testing"))]
 pub mod seal;

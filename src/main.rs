@@ -69,6 +69,7 @@ fn dispatch(mut cli: cli::Cli) -> Exit {
             args.name.as_deref(),
             args.json,
         ),
+        (None, Some(cli::Command::Run(args))) => locksmith::run::run(&args.to_options(&cli.repo)),
         (None, Some(cli::Command::Agent(args))) => locksmith::serve::agent::run(&args.to_options()),
         (None, Some(cli::Command::Serve(args))) => {
             locksmith::serve::run(&args.to_options(&cli.repo))

@@ -77,6 +77,11 @@ struct Run<'a> {
     duration: u64,
 }
 
+/// `restic version` of the restic at `bin`: (major, minor, patch).
+pub fn restic_version(bin: &std::path::Path) -> Option<(u32, u32, u32)> {
+    restic::version(bin)
+}
+
 /// Runs the whole audited unlock, in the contract's order, and returns how it ends.
 pub fn run(o: &UnlockOptions) -> Exit {
     let mut run = Run::start(o);

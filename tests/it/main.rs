@@ -17,6 +17,7 @@ mod memory;
 mod package;
 mod password;
 mod peers;
+mod run;
 mod sealed;
 mod serve;
 mod snapshots;
