@@ -171,8 +171,7 @@ async fn until_done(
             Decision::Recover(blockers) => {
                 let who: Vec<String> = blockers.iter().map(|b| b.who.clone()).collect();
                 say(&format!(
-                    "recovering: the holder{} of {} proven dead: the audited unlock runs",
-                    if who.len() == 1 { " is" } else { "s are" },
+                    "recovering: {} proven dead (gone or reused on its own kernel): the audited unlock runs",
                     who.join(", ")
                 ));
                 let unlock = o.unlock.clone();
