@@ -18,6 +18,8 @@ pub struct Blocker {
     pub id: String,
     /// `user@host PID n (exclusive)`.
     pub who: String,
+    /// The verdict's holder: alive, gone, reused, unknown.
+    pub holder: Holder,
     /// Proven dead (see the module's rule).
     pub dead: bool,
     /// restic's `unlock` would remove it now (stale by restic's rule).
@@ -79,6 +81,7 @@ fn blocker(l: &JudgedLock) -> Blocker {
             l.pid,
             if l.exclusive { "exclusive" } else { "shared" }
         ),
+        holder: v.holder,
         dead,
         removable: v.restic_unlock_removes && !v.unsafe_,
         safe_after: v.safe_after,

@@ -246,7 +246,13 @@ fn waiting(
         .iter()
         .map(|b| {
             let state = match (b.dead, b.removable) {
-                (false, _) => "alive or not provably dead",
+                (false, _) => match b.holder {
+                    crate::verdict::Holder::Alive => "alive",
+                    crate::verdict::Holder::Unknown => {
+                        "cannot be judged from here (run `locksmith agent` on its host and pass --peer)"
+                    }
+                    _ => "gone here, but not proven dead (see `locksmith locks`)",
+                },
                 (true, true) if recover => "dead",
                 (true, true) => "dead: --recover would remove it",
                 (true, false) => "dead, but restic keeps it yet",

@@ -132,7 +132,7 @@ fn a_lock_nobody_can_judge_is_waited_for_never_recovered() {
         );
         assert_eq!(code, Some(21), "{r}: {err}");
         assert!(
-            err.contains("otherhost PID 4242 (shared): alive or not provably dead"),
+            err.contains("otherhost PID 4242 (shared): cannot be judged from here"),
             "{r}: {err}"
         );
         assert_eq!(t.lock_names(), vec![id], "{r}: never removed");
