@@ -168,6 +168,17 @@ mod tests {
         }
     }
 
+    /// What a case is called, the command's lock, the locks, unreadable entries,
+    /// `--recover`, and the decision's kind.
+    type Case = (
+        &'static str,
+        Need,
+        Vec<JudgedLock>,
+        usize,
+        bool,
+        &'static str,
+    );
+
     #[test]
     fn a_job_waits_for_the_living_and_the_unproven_and_clears_only_the_proven_dead() {
         use Holder::*;
@@ -183,7 +194,7 @@ mod tests {
             l
         };
         #[rustfmt::skip]
-        let cases: Vec<(&str, Need, Vec<JudgedLock>, usize, bool, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("no locks", Exclusive, vec![], 0, false, "run"),
             ("a command without a lock", Nothing, vec![lock("a", true, Alive, false)], 0, false, "run"),
             ("shared beside shared", Shared, vec![lock("a", false, Alive, false)], 0, false, "run"),
