@@ -214,24 +214,9 @@ pub struct RunArgs {
     /// before running; never a live or unproven holder's.
     #[arg(long, env = "LOCKSMITH_RECOVER", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), hide_env_values = true)]
     pub recover: bool,
-    /// Where a recovery's log and JSON files go (as unlock's).
-    #[arg(
-        long,
-        env = "UNLOCK_LOG_DIR",
-        default_value = "/var/log",
-        hide_env_values = true
-    )]
-    pub log_dir: PathBuf,
-    /// Where a recovery looks for pre-unlock.sh and post-unlock.sh.
-    #[arg(
-        long,
-        env = "UNLOCK_HOOK_DIR",
-        default_value = "/hooks",
-        hide_env_values = true
-    )]
-    pub hook_dir: PathBuf,
+    /// A recovery's audit trail, as unlock's.
     #[command(flatten)]
-    pub state: StateArgs,
+    pub audit: AuditArgs,
     /// restic and its arguments, after `--`: passed through untouched.
     #[arg(last = true, required = true, value_name = "RESTIC ARGS")]
     pub command: Vec<String>,
@@ -245,7 +230,7 @@ fn wait_parser(s: &str) -> Result<std::time::Duration, String> {
 
 impl RunArgs {
     pub fn to_options(&self, repo: &RepoArgs) -> locksmith::run::RunOptions {
-        use locksmith::unlock::{Asked, Dirs, Scope, UnlockOptions};
+        use locksmith::unlock::{Asked, Scope};
         let args = self.command.get(1..).unwrap_or_default();
         let raw = locksmith::run::repo_from_args(repo.to_options(), args);
         let asked = Asked {
@@ -253,13 +238,7 @@ impl RunArgs {
             dry_run: false,
             force: false,
         };
-        let dirs = Dirs {
-            log: self.log_dir.clone(),
-            hooks: self.hook_dir.clone(),
-        };
-        let mut unlock =
-            UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw.clone(), asked, dirs);
-        unlock.state = self.state.place().filter(|p| p.chosen || p.exists());
+        let mut unlock = self.audit.unlock(raw.clone(), asked);
         unlock.auto_unlock = "ON (locksmith run --recover)".into();
         if let Some(program) = self.command.first() {
             unlock.restic_bin = program.into();
@@ -447,6 +426,13 @@ pub struct UnlockArgs {
     /// Run restic even when a removal would hit a live holder.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+/// Where the audited unlock writes and looks: `unlock`'s, and a `run --recover`'s.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
     /// Where the log and JSON files go.
     #[arg(
         long,
@@ -469,11 +455,29 @@ pub struct UnlockArgs {
     pub state: StateArgs,
 }
 
+impl AuditArgs {
+    /// The audited unlock's options for `asked`, from these and the environment.
+    fn unlock(
+        &self,
+        raw: locksmith::config::RawRepoOptions,
+        asked: locksmith::unlock::Asked,
+    ) -> locksmith::unlock::UnlockOptions {
+        let dirs = locksmith::unlock::Dirs {
+            log: self.log_dir.clone(),
+            hooks: self.hook_dir.clone(),
+        };
+        let get = |k: &str| std::env::var(k).ok();
+        let mut o = locksmith::unlock::UnlockOptions::from_env(&get, raw, asked, dirs);
+        o.state = self.state.place().filter(|p| p.chosen || p.exists());
+        o
+    }
+}
+
 impl UnlockArgs {
     pub fn to_options(&self, repo: &RepoArgs) -> locksmith::unlock::UnlockOptions {
         let mut raw = repo.to_options();
         raw.repository_file_wins = true;
-        use locksmith::unlock::{Asked, Dirs, Scope, UnlockOptions};
+        use locksmith::unlock::{Asked, Scope};
         let asked = Asked {
             scope: if self.remove_all {
                 Scope::All
@@ -483,13 +487,7 @@ impl UnlockArgs {
             dry_run: self.dry_run,
             force: self.force,
         };
-        let dirs = Dirs {
-            log: self.log_dir.clone(),
-            hooks: self.hook_dir.clone(),
-        };
-        let mut o = UnlockOptions::from_env(&|k| std::env::var(k).ok(), raw, asked, dirs);
-        o.state = self.state.place().filter(|p| p.chosen || p.exists());
-        o
+        self.audit.unlock(raw, asked)
     }
 }
 

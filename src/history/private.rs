@@ -47,21 +47,13 @@ pub(super) fn check_dir(dir: &Path) -> Result<(), StoreError> {
 /// The database file made owner-only (or made so), never through a link, and SQLite's
 /// files beside it checked the same way (SQLite gives them the database's mode).
 pub(super) fn prepare_files(dir: &Path, db: &Path) -> Result<(), StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(db)
-        .map_err(|err| match err.raw_os_error() {
-            Some(libc::ELOOP) => unsafe_dir(dir, link(FILE_NAME)),
-            _ => StoreError::Dir {
-                dir: dir.to_path_buf(),
-                err,
-            },
-        })?;
+    let file = open_private(db).map_err(|err| match err.raw_os_error() {
+        Some(libc::ELOOP) => unsafe_dir(dir, link(FILE_NAME)),
+        _ => StoreError::Dir {
+            dir: dir.to_path_buf(),
+            err,
+        },
+    })?;
     owner_only(dir, FILE_NAME, &file.metadata(), |mode| {
         file.set_permissions(std::fs::Permissions::from_mode(mode))
     })?;
@@ -79,6 +71,19 @@ pub(super) fn prepare_files(dir: &Path, db: &Path) -> Result<(), StoreError> {
         })?;
     }
     Ok(())
+}
+
+/// `path` opened for reading and writing, made owner-only if new; never through a link,
+/// never blocking on a FIFO.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
 }
 
 fn link(name: &str) -> String {
@@ -129,15 +134,7 @@ impl DirLock {
             dir: dir.to_path_buf(),
             err,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(dir.join(LOCK_NAME))
-            .map_err(io)?;
+        let mut file = open_private(&dir.join(LOCK_NAME)).map_err(io)?;
         if let Err(e) = file.try_lock() {
             return match e {
                 std::fs::TryLockError::WouldBlock => {

@@ -11,6 +11,8 @@ pub mod table;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+pub(crate) mod sample;
 pub use holders::{HolderKey, JudgedHolder};
 pub use json::{Document, RepositoryJson};
 pub use lives::{Ended, Life, Memory, Span, Worst};

@@ -109,56 +109,15 @@ mod tests {
     use crate::verdict::Verdict;
 
     fn lock(id: &str, exclusive: bool, holder: Holder, removes: bool) -> JudgedLock {
-        JudgedLock {
-            id: id.into(),
-            exclusive,
-            time: String::new(),
-            at: Utc::now(),
-            hostname: "h".into(),
-            username: "u".into(),
-            pid: 7,
-            uid: 0,
-            gid: 0,
-            verdict: Verdict {
-                age_seconds: 60,
-                holder,
-                holder_command: None,
-                restic_unlock_removes: removes,
-                stale: matches!(holder, Holder::Gone | Holder::Reused),
-                abandoned: false,
-                clock_skew: false,
-                unsafe_: false,
-                safe_after: None,
-                reason: String::new(),
-                judged_on: None,
-                peer_error: None,
-                namespace: None,
-                unseen: None,
-                storage_age_seconds: None,
-                clocks_disagree: false,
-            },
-        }
+        let v = Verdict {
+            restic_unlock_removes: removes,
+            stale: matches!(holder, Holder::Gone | Holder::Reused),
+            ..sample::verdict(holder)
+        };
+        sample::lock(id, exclusive, Utc::now(), v)
     }
 
-    fn report(locks: Vec<JudgedLock>, unreadable: usize) -> Report {
-        let mut r = Report::new(
-            "/r",
-            "id",
-            2,
-            Default::default(),
-            Utc::now(),
-            &crate::process::ThisHost::new(),
-        );
-        r.locks = locks;
-        r.unreadable = (0..unreadable)
-            .map(|i| crate::locks::Unreadable {
-                id: format!("{i:064}"),
-                kind: crate::locks::Problem::NotRead,
-                error: "not read".into(),
-            })
-            .collect();
-        r
-    }
+    use crate::report::sample::{self, report};
 
     fn kind(d: &Decision) -> &'static str {
         match d {

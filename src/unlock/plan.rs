@@ -177,7 +177,6 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::locks::{Problem, Unreadable};
     use crate::verdict::Verdict;
 
     fn t0() -> DateTime<Utc> {
@@ -185,56 +184,15 @@ mod tests {
     }
 
     fn lock(holder: Holder, unsafe_: bool, safe_after: Option<i64>) -> JudgedLock {
-        JudgedLock {
-            id: format!("{:064}", safe_after.unwrap_or(0)),
-            exclusive: false,
-            time: String::new(),
-            at: t0(),
-            hostname: "h".into(),
-            username: "u".into(),
-            pid: 7,
-            uid: 0,
-            gid: 0,
-            verdict: Verdict {
-                age_seconds: 60,
-                holder,
-                holder_command: None,
-                restic_unlock_removes: false,
-                stale: false,
-                abandoned: false,
-                clock_skew: false,
-                unsafe_,
-                safe_after: safe_after.map(|m| t0() + Duration::minutes(m)),
-                reason: "why".into(),
-                judged_on: None,
-                peer_error: None,
-                namespace: None,
-                unseen: None,
-                storage_age_seconds: None,
-                clocks_disagree: false,
-            },
-        }
+        let v = Verdict {
+            unsafe_,
+            safe_after: safe_after.map(|m| t0() + Duration::minutes(m)),
+            ..sample::verdict(holder)
+        };
+        sample::lock(&format!("{:064}", safe_after.unwrap_or(0)), false, t0(), v)
     }
 
-    fn report(locks: Vec<JudgedLock>, not_read: usize) -> Report {
-        let mut r = Report::new(
-            "/r",
-            "id",
-            2,
-            Default::default(),
-            Utc::now(),
-            &crate::process::ThisHost::new(),
-        );
-        r.locks = locks;
-        r.unreadable = (0..not_read)
-            .map(|i| Unreadable {
-                id: format!("{i:064}"),
-                kind: Problem::NotRead,
-                error: "not read before the deadline".into(),
-            })
-            .collect();
-        r
-    }
+    use crate::report::sample::{self, report};
 
     #[derive(Debug, PartialEq)]
     enum Want {

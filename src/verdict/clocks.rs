@@ -108,21 +108,11 @@ mod tests {
         let too_old = minutes_ago > 30;
         Verdict {
             age_seconds: minutes_ago * 60,
-            holder: Holder::Unknown,
-            holder_command: None,
             restic_unlock_removes: too_old,
             stale: too_old,
             abandoned: minutes_ago > 10,
-            clock_skew: false,
-            unsafe_: false,
-            safe_after: None,
             reason: "held on \"hostc\"".into(),
-            judged_on: None,
-            peer_error: None,
-            namespace: None,
-            unseen: None,
-            storage_age_seconds: None,
-            clocks_disagree: false,
+            ..crate::report::sample::verdict(Holder::Unknown)
         }
     }
 
