@@ -78,10 +78,7 @@ pub fn run(o: &RunOptions) -> Exit {
         true => "did not wait".to_string(),
         false => format!(
             "waited {} for {}",
-            crate::duration::human(
-                account.waited.as_secs() as i64,
-                crate::duration::Style::Contract
-            ),
+            human(account.waited),
             account
                 .waited_for
                 .iter()
@@ -156,12 +153,11 @@ async fn until_done(
                 let got = restic(program, args, line, version, left, &mut term, &mut int).await;
                 match got {
                     Ran::Exited(code) => return Exit::Restic(code),
-                    Ran::Signalled(code) => return Exit::Restic(code),
-                    Ran::Locked if !left.is_zero() => {
+                    Ran::Locked(_) if !left.is_zero() => {
                         say("restic met a lock taken since the reading: waiting again");
                         continue;
                     }
-                    Ran::Locked => return Exit::Restic(11),
+                    Ran::Locked(code) => return Exit::Restic(code),
                     Ran::NotStarted(why) => {
                         say(&format!("cannot run {program}: {why}"));
                         return Exit::Other;
@@ -275,11 +271,11 @@ fn waiting(
 
 /// How restic's run ended.
 enum Ran {
+    /// Its exit code (128 + the signal that ended it, a forwarded one included).
     Exited(i32),
-    /// Ended by a signal we forwarded (128 + it).
-    Signalled(i32),
-    /// It failed on a lock (exit 11 from 0.17, or its message on older releases).
-    Locked,
+    /// It failed on a lock (exit 11 from 0.17, or 1 with its message on older releases),
+    /// with that exit code.
+    Locked(i32),
     NotStarted(String),
 }
 
@@ -345,10 +341,9 @@ async fn restic(
         Err(e) => return Ran::NotStarted(e.to_string()),
     };
     match (signalled, code) {
-        (Some(_), c) => Ran::Signalled(c),
-        (None, 11) => Ran::Locked,
-        (None, 1) if locked => Ran::Locked,
-        (None, c) => Ran::Exited(c),
+        (None, 11) => Ran::Locked(11),
+        (None, 1) if locked => Ran::Locked(1),
+        (_, c) => Ran::Exited(c),
     }
 }
 
