@@ -214,6 +214,10 @@ pub struct RunArgs {
     /// before running; never a live or unproven holder's.
     #[arg(long, env = "LOCKSMITH_RECOVER", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new(), hide_env_values = true)]
     pub recover: bool,
+    /// Write the run's gauges (waited seconds, recoveries, exit code) to FILE, for node
+    /// exporter's textfile collector: one file per job.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
     /// A recovery's audit trail, as unlock's.
     #[command(flatten)]
     pub audit: AuditArgs,
@@ -239,7 +243,6 @@ impl RunArgs {
             force: false,
         };
         let mut unlock = self.audit.unlock(raw.clone(), asked);
-        unlock.auto_unlock = "ON (locksmith run --recover)".into();
         if let Some(program) = self.command.first() {
             unlock.restic_bin = program.into();
         }
@@ -249,6 +252,7 @@ impl RunArgs {
             wait: self.wait,
             recover: self.recover,
             unlock,
+            textfile: self.textfile.clone(),
         }
     }
 }
@@ -426,6 +430,10 @@ pub struct UnlockArgs {
     /// Run restic even when a removal would hit a live holder.
     #[arg(long)]
     pub force: bool,
+    /// Where the removal is refused only until a live holder ends or a lock becomes
+    /// restic's to remove, wait up to DURATION (30s, 10m, 2h) and unlock then.
+    #[arg(long, value_name = "DURATION", value_parser = wait_parser)]
+    pub wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub audit: AuditArgs,
 }
@@ -487,7 +495,9 @@ impl UnlockArgs {
             dry_run: self.dry_run,
             force: self.force,
         };
-        self.audit.unlock(raw, asked)
+        let mut o = self.audit.unlock(raw, asked);
+        o.wait = self.wait;
+        o
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Exit {
     Refused,
     /// `run`: the wait ran out while a live (or unproven) holder was in the way.
     WaitedOut,
+    /// restic was not found: the shell's "command not found", which restic never uses.
+    NoRestic,
     /// `unlock` passes restic's own exit code through.
     Restic(i32),
 }
@@ -42,6 +44,7 @@ impl Exit {
             Exit::WrongPassword => 12,
             Exit::Refused => 20,
             Exit::WaitedOut => 21,
+            Exit::NoRestic => 127,
             Exit::Restic(c) => c,
         }
     }
@@ -68,6 +71,7 @@ impl Exit {
             (Exit::WaitedOut, _) => {
                 "run: the wait ran out, a live or unproven holder still in the way"
             }
+            (Exit::NoRestic, _) => "restic was not found (set RESTIC_BIN, or put restic on PATH)",
             (Exit::Restic(_), _) => {
                 "any other: restic's own exit code, passed through and named in the log"
             }
@@ -90,6 +94,7 @@ impl Exit {
                 Exit::Other,
                 Exit::Config,
                 Exit::Refused,
+                Exit::NoRestic,
                 Exit::Restic(1),
             ],
         }

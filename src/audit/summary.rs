@@ -38,6 +38,8 @@ pub struct Summary {
     pub restic_command: String,
     /// `restic version` of the restic run (or that would run), when it answered.
     pub restic_version: Option<String>,
+    /// Who ran it on its own (`locksmith run --recover`), `None` for an operator.
+    pub automatic: Option<String>,
     pub locks: Vec<JudgedLock>,
 }
 
@@ -70,6 +72,8 @@ impl Summary {
                 "restic_version",
                 json!(self.restic_version.as_deref().unwrap_or("unknown")),
             ),
+            ("automatic", json!(on_off(self.automatic.is_some()))),
+            ("automatic_by", json!(self.automatic.as_deref().unwrap_or(""))),
         ];
         let mut out = String::from("{\n");
         for (k, v) in fields {
@@ -116,6 +120,7 @@ mod tests {
             locks_unreadable: Some(0),
             restic_command: "restic unlock".into(),
             restic_version: Some("0.18.1".into()),
+            automatic: None,
             locks: vec![],
         }
     }

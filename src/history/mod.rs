@@ -22,7 +22,7 @@ use crate::report::{Life, Worst};
 
 pub use place::{FILE_NAME, Place, locate};
 pub use private::{DirLock, set_aside};
-pub use read::{History, RepositoryHistory};
+pub use read::{Expected, History, RepositoryHistory};
 pub use record::{Recorder, Restored};
 pub use show::run;
 pub use summary::Summary;

@@ -146,3 +146,65 @@ impl Store {
         Ok((lives, omitted))
     }
 }
+
+/// What the history knows of a holder's hold: since when it holds (where serve saw it
+/// begin), and how long its host's holds of that kind last when their holder lives to
+/// the end (the median of the last ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub held_since: Option<DateTime<Utc>>,
+    pub typical: Option<chrono::Duration>,
+    pub samples: usize,
+}
+
+/// How many ended holds a typical hold is drawn from, and the fewest that make one.
+const TYPICAL_OF: i64 = 20;
+const TYPICAL_FROM: usize = 3;
+
+impl Store {
+    /// `hostname`'s hold of kind `exclusive` by `pid` in the repository whose ID is
+    /// `repository_id`: see [`Expected`].
+    pub fn expected(
+        &self,
+        repository_id: &str,
+        hostname: &str,
+        pid: i64,
+        exclusive: bool,
+    ) -> Result<Expected, StoreError> {
+        let held_since = self
+            .conn
+            .query_row(
+                "SELECT MIN(h.held_since) FROM holders h JOIN repositories r ON r.id = h.repo
+                 WHERE r.repository_id = ?1 AND h.hostname = ?2 AND h.pid = ?3
+                   AND h.exclusive = ?4 AND h.ended IS NULL",
+                params![repository_id, hostname, pid, exclusive],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(|e| self.sql(e))?
+            .map(time);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT h.ended_at - h.held_since FROM holders h
+                 JOIN repositories r ON r.id = h.repo
+                 WHERE r.repository_id = ?1 AND h.hostname = ?2 AND h.exclusive = ?3
+                   AND h.ended = 'gone' AND h.stale = 0 AND h.ended_at IS NOT NULL
+                 ORDER BY h.ended_at DESC LIMIT ?4",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut holds: Vec<i64> = st
+            .query_map(params![repository_id, hostname, exclusive, TYPICAL_OF], |r| {
+                r.get(0)
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))?;
+        holds.sort_unstable();
+        let typical = (holds.len() >= TYPICAL_FROM)
+            .then(|| chrono::Duration::seconds(holds[holds.len() / 2].max(0)));
+        Ok(Expected {
+            held_since,
+            typical,
+            samples: holds.len(),
+        })
+    }
+}

@@ -576,6 +576,82 @@ pub fn unlock_run(run: &RunMetrics, locks: Option<&Report>) -> String {
     x.write()
 }
 
+/// How a `locksmith run` ended, for its `--textfile`.
+pub struct JobMetrics {
+    pub hostname: String,
+    /// The repository, masked.
+    pub repository: String,
+    /// The restic command (`backup`, `prune`, …).
+    pub command: String,
+    pub exit_code: i32,
+    pub waited_seconds: u64,
+    pub recovered: usize,
+    pub waited_out: bool,
+    pub finished_epoch: i64,
+}
+
+const JOB_FAMILIES: &[Declared] = &[
+    (
+        "locksmith_run_last_exit_code",
+        "gauge",
+        "Exit code of the last locksmith run: restic's own when it ran, 21 when the wait ran out.",
+    ),
+    (
+        "locksmith_run_last_waited_seconds",
+        "gauge",
+        "Seconds the last locksmith run waited for the locks in its way.",
+    ),
+    (
+        "locksmith_run_last_recovered_locks",
+        "gauge",
+        "Proven-dead holders' locks the last locksmith run had removed through the audited unlock.",
+    ),
+    (
+        "locksmith_run_last_waited_out",
+        "gauge",
+        "1 when the last locksmith run's wait ran out and restic did not run, else 0.",
+    ),
+    (
+        "locksmith_run_last_finished_timestamp",
+        "gauge",
+        "End of the last locksmith run, in seconds since the epoch.",
+    ),
+];
+
+/// `locksmith run --textfile`: one job's last run, labelled by host, repository and
+/// command, so that jobs on one host keep files (and series) of their own.
+pub fn job_run(m: &JobMetrics) -> String {
+    let labels = [
+        label("hostname", &m.hostname),
+        label("repository", &m.repository),
+        label("command", &m.command),
+    ]
+    .join(",");
+    let mut x = Exposition::of(JOB_FAMILIES);
+    x.add("locksmith_run_last_exit_code", labels.clone(), m.exit_code);
+    x.add(
+        "locksmith_run_last_waited_seconds",
+        labels.clone(),
+        m.waited_seconds,
+    );
+    x.add(
+        "locksmith_run_last_recovered_locks",
+        labels.clone(),
+        m.recovered,
+    );
+    x.add(
+        "locksmith_run_last_waited_out",
+        labels.clone(),
+        u8::from(m.waited_out),
+    );
+    x.add(
+        "locksmith_run_last_finished_timestamp",
+        labels,
+        m.finished_epoch,
+    );
+    x.write()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,9 @@ pub struct Blocker {
     pub id: String,
     /// `user@host PID n (exclusive)`.
     pub who: String,
+    pub hostname: String,
+    pub pid: i64,
+    pub exclusive: bool,
     /// The verdict's holder: alive, gone, reused, unknown.
     pub holder: Holder,
     /// Proven dead (see the module's rule).
@@ -81,6 +84,9 @@ fn blocker(l: &JudgedLock) -> Blocker {
             l.pid,
             if l.exclusive { "exclusive" } else { "shared" }
         ),
+        hostname: l.hostname.clone(),
+        pid: l.pid,
+        exclusive: l.exclusive,
         holder: v.holder,
         dead,
         removable: v.restic_unlock_removes && !v.unsafe_,

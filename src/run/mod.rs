@@ -4,10 +4,11 @@
 //! the audited unlock first. Which lock a command takes is [`kind`]; when it may run is
 //! [`decide`]; this module is the I/O around them.
 
+pub mod account;
 pub mod decide;
 pub mod kind;
+pub mod tell;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,10 @@ use tokio::io::AsyncBufReadExt;
 use crate::config::RawRepoOptions;
 use crate::exit::Exit;
 use crate::process::ThisHost;
-use decide::{Blocker, Decision};
+use account::Account;
+use decide::Decision;
 use kind::{Line, Need};
+use tell::{Teller, human};
 
 /// What `run` was asked.
 #[derive(Debug, Clone)]
@@ -29,8 +32,10 @@ pub struct RunOptions {
     pub wait: Duration,
     /// Remove proven-dead holders' locks (the audited unlock, stale only).
     pub recover: bool,
-    /// The audited unlock a recovery runs.
+    /// The audited unlock a recovery runs (its mail and webhook serve the run's notice).
     pub unlock: crate::unlock::UnlockOptions,
+    /// Where the run's gauges go (a node exporter's textfile).
+    pub textfile: Option<PathBuf>,
 }
 
 /// The first and the longest pause between two readings while waiting.
@@ -40,12 +45,16 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(10);
 /// a job that starts between the reading and restic's own lock is waited for by restic.
 const RETRY_LOCK: &str = "1m";
 
-/// How a run went, for its one audit line.
-#[derive(Debug, Default)]
-struct Account {
-    waited: Duration,
-    waited_for: BTreeSet<String>,
-    removed: Vec<String>,
+/// What `run` works with once it has started: the command, and what it tells.
+struct Job<'a> {
+    o: &'a RunOptions,
+    program: &'a str,
+    args: &'a [String],
+    line: Line,
+    need: Need,
+    version: Option<(u32, u32, u32)>,
+    teller: Teller,
+    account: Account,
 }
 
 pub fn run(o: &RunOptions) -> Exit {
@@ -54,165 +63,228 @@ pub fn run(o: &RunOptions) -> Exit {
         return Exit::Config;
     };
     let line = Line::parse(args);
-    let version = crate::unlock::restic_version(std::path::Path::new(program));
+    let probe = crate::unlock::probe(std::path::Path::new(program));
+    let mut teller = Teller::new(o.unlock.state.as_ref());
+    if let crate::unlock::Probe::NotFound(why) = &probe {
+        teller.say(&crate::unlock::not_found(std::path::Path::new(program), why));
+        return Exit::NoRestic;
+    }
+    let version = probe.version();
     let need = line.need(version.map_or((0, 14), |(a, b, _)| (a, b)));
-    let rt = crate::runtime();
-    let mut account = Account::default();
-    let exit = rt.block_on(until_done(
+    let mut job = Job {
         o,
         program,
         args,
-        &line,
+        line,
         need,
         version,
-        &mut account,
-    ));
-    let removed = match account.removed.len() {
-        0 => "removed nothing".to_string(),
-        n => format!(
-            "removed {n} dead holder's lock{}",
-            if n == 1 { "" } else { "s" }
-        ),
+        teller,
+        account: Account::default(),
     };
-    let waited = match account.waited_for.is_empty() {
-        true => "did not wait".to_string(),
-        false => format!(
-            "waited {} for {}",
-            human(account.waited),
-            account
-                .waited_for
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let ended = match exit {
-        Exit::Restic(c) => format!("restic exited {c}"),
-        Exit::Ok => "restic exited 0".into(),
-        Exit::WaitedOut => format!("the wait ({}) ran out; restic did not run", human(o.wait)),
-        other => format!("restic did not run (exit {})", other.code()),
-    };
-    say(&format!("{waited}; {removed}; {ended}"));
+    let exit = crate::runtime().block_on(job.until_done());
+    let said = job.account.line(exit, o.wait);
+    job.teller.say(&said);
+    let command = job.line.command.clone().unwrap_or_default();
+    if let Err(e) = job.account.metrics(o, &command, exit) {
+        job.teller.say(&format!("metrics: {e}"));
+    }
+    if exit == Exit::WaitedOut {
+        let in_the_way = job.teller.last().to_string();
+        for l in job.account.notice(o, &said, &in_the_way) {
+            job.teller.say(&l);
+        }
+    }
     exit
 }
 
-fn human(d: Duration) -> String {
-    crate::duration::human(d.as_secs() as i64, crate::duration::Style::Contract)
-}
+impl Job<'_> {
+    /// The command line, as the lines name it.
+    fn cmd(&self) -> String {
+        std::iter::once(self.program)
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 
-fn say(line: &str) {
-    eprintln!("locksmith run: {}", crate::printable::printable(line));
-}
-
-/// Reads, waits, recovers and runs restic until it ran (its exit), the wait ran out, or a
-/// signal ended the run.
-async fn until_done(
-    o: &RunOptions,
-    program: &str,
-    args: &[String],
-    line: &Line,
-    need: Need,
-    version: Option<(u32, u32, u32)>,
-    account: &mut Account,
-) -> Exit {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return Exit::Other;
-    };
-    let started = Instant::now();
-    let host = ThisHost::new();
-    let mut watch = crate::watch::Watch::new(o.repo.clone(), None);
-    let mut pause = FIRST_PAUSE;
-    let mut said = String::new();
-    loop {
-        let decision = match need {
-            Need::Nothing => Decision::Run,
-            _ => match watch.refresh(&host).await {
-                Ok(report) => decide::decide(need, &report, o.recover),
-                Err(e) if started.elapsed() < o.wait => {
-                    say(&format!("cannot read the locks yet: {e}"));
-                    Decision::Wait {
-                        blockers: Vec::new(),
-                        unreadable: 0,
-                    }
-                }
-                Err(e) => {
-                    say(&e.to_string());
-                    return e.exit();
-                }
-            },
+    /// Reads, waits, recovers and runs restic until it ran (its exit), the wait ran out,
+    /// or a signal ended the run.
+    async fn until_done(&mut self) -> Exit {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return Exit::Other;
         };
-        let left = o.wait.saturating_sub(started.elapsed());
-        match &decision {
-            Decision::Run => {
-                account.waited = started.elapsed();
-                let got = restic(program, args, line, version, left, &mut term, &mut int).await;
-                match got {
-                    Ran::Exited(code) => return Exit::Restic(code),
-                    Ran::Locked(_) if !left.is_zero() => {
-                        say("restic met a lock taken since the reading: waiting again");
-                        continue;
+        let o = self.o;
+        let started = Instant::now();
+        let host = ThisHost::new();
+        let mut watch = crate::watch::Watch::new(o.repo.clone(), None);
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let decision = match self.need {
+                Need::Nothing => Decision::Run,
+                _ => match watch.refresh(&host).await {
+                    Ok(report) => {
+                        let d = decide::decide(self.need, &report, o.recover);
+                        if let Decision::Wait { blockers, unreadable } = &d {
+                            let now = tell::in_the_way(blockers, *unreadable, o.recover, &self.cmd());
+                            self.teller.waiting(now, blockers, &report.repository_id);
+                            let who = blockers.iter().map(|b| b.who.clone());
+                            self.account.waited_for.extend(who);
+                        }
+                        d
                     }
-                    Ran::Locked(code) => return Exit::Restic(code),
-                    Ran::NotStarted(why) => {
-                        say(&format!("cannot run {program}: {why}"));
-                        return Exit::Other;
+                    Err(e) if started.elapsed() < o.wait => {
+                        self.teller.say(&format!("cannot read the locks yet: {e}"));
+                        Decision::Wait {
+                            blockers: Vec::new(),
+                            unreadable: 0,
+                        }
+                    }
+                    Err(e) => {
+                        self.teller.say(&e.to_string());
+                        return e.exit();
+                    }
+                },
+            };
+            let left = o.wait.saturating_sub(started.elapsed());
+            match &decision {
+                Decision::Run => {
+                    self.account.waited = started.elapsed();
+                    match self.restic(left, &mut term, &mut int).await {
+                        Ran::Exited(code) => return Exit::Restic(code),
+                        Ran::Locked(_) if !left.is_zero() => {
+                            self.teller
+                                .say("restic met a lock taken since the reading: waiting again");
+                            continue;
+                        }
+                        Ran::Locked(code) => return Exit::Restic(code),
+                        Ran::NotStarted(why) => {
+                            let p = std::path::Path::new(self.program);
+                            self.teller.say(&crate::unlock::not_found(p, &why));
+                            return Exit::NoRestic;
+                        }
                     }
                 }
+                Decision::Recover(blockers) => match self.recover(blockers).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(exit) => return exit,
+                },
+                Decision::Wait { .. } => {}
             }
-            Decision::Recover(blockers) => {
-                let who: Vec<String> = blockers.iter().map(|b| b.who.clone()).collect();
-                say(&format!(
-                    "recovering: {} proven dead (gone or reused on its own kernel): the audited unlock runs",
-                    who.join(", ")
+            if left.is_zero() {
+                self.account.waited = started.elapsed();
+                let last = self.teller.last().to_string();
+                self.teller
+                    .say(&format!("the wait ran out after {}: {last}", human(o.wait)));
+                return Exit::WaitedOut;
+            }
+            let mut next = jittered(pause).min(left);
+            if let Some(at) = decision.next_change() {
+                let until = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                next = next.min(until + Duration::from_secs(1));
+            }
+            pause = (pause * 3 / 2).min(LONGEST_PAUSE);
+            self.teller.progress(started.elapsed(), left, next);
+            tokio::select! {
+                _ = tokio::time::sleep(next) => {}
+                _ = term.recv() => return Exit::Restic(128 + libc::SIGTERM),
+                _ = int.recv() => return Exit::Restic(128 + libc::SIGINT),
+            }
+        }
+    }
+    /// The audited unlock (stale only, marked automatic) over proven-dead `blockers`:
+    /// whether it removed them; `Err`: the run ends.
+    async fn recover(&mut self, blockers: &[decide::Blocker]) -> Result<bool, Exit> {
+        let who: Vec<String> = blockers.iter().map(|b| b.who.clone()).collect();
+        self.teller.say(&format!(
+            "recovering: {} proven dead (gone or reused on its own kernel): the audited unlock runs",
+            who.join(", ")
+        ));
+        let mut unlock = self.o.unlock.clone();
+        let what = format!("locksmith run --recover, before `{}`", self.cmd());
+        unlock.auto_unlock = format!("ON ({what})");
+        unlock.automatic = Some(what);
+        match tokio::task::spawn_blocking(move || crate::unlock::run(&unlock)).await {
+            Ok(Exit::Ok) => {
+                self.account.removed.extend(who);
+                Ok(true)
+            }
+            Ok(other) => {
+                self.teller.say(&format!(
+                    "the audited unlock ended with exit {} (see its log): waiting",
+                    other.code()
                 ));
-                let unlock = o.unlock.clone();
-                let done = tokio::task::spawn_blocking(move || crate::unlock::run(&unlock)).await;
-                match done {
-                    Ok(e) if e.code() == 0 => {
-                        account.removed.extend(who);
-                        continue;
-                    }
-                    Ok(other) => say(&format!(
-                        "the audited unlock ended with exit {}: waiting",
-                        other.code()
-                    )),
-                    Err(_) => return Exit::Other,
-                }
+                Ok(false)
             }
-            Decision::Wait {
-                blockers,
-                unreadable,
-            } => {
-                account
-                    .waited_for
-                    .extend(blockers.iter().map(|b| b.who.clone()));
-                let now = waiting(blockers, *unreadable, o.recover, program, args);
-                if now != said {
-                    say(&now);
-                    said = now;
-                }
+            Err(_) => Err(Exit::Other),
+        }
+    }
+
+    /// restic with its arguments (and a short `--retry-lock` where it has one and none
+    /// was given), its stdin and stdout its own, its stderr passed through line by line
+    /// while read for restic's lock failure; SIGTERM and SIGINT forwarded.
+    async fn restic(
+        &mut self,
+        left: Duration,
+        term: &mut tokio::signal::unix::Signal,
+        int: &mut tokio::signal::unix::Signal,
+    ) -> Ran {
+        let mut args = self.args.to_vec();
+        let has_retry = self.version.is_some_and(|v| v >= (0, 16, 0));
+        if has_retry && !self.line.retry_lock && !left.is_zero() {
+            let at = self.line.at.unwrap_or(0);
+            let short = if left < Duration::from_secs(60) {
+                format!("{}s", left.as_secs().max(1))
+            } else {
+                RETRY_LOCK.to_string()
+            };
+            args.splice(at..at, ["--retry-lock".to_string(), short]);
+        }
+        let mut cmd = tokio::process::Command::new(self.program);
+        cmd.args(&args).stderr(std::process::Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return Ran::NotStarted(e.to_string()),
+        };
+        let pid = child.id().map(|p| p as i32);
+        let stderr = child.stderr.take().expect("piped");
+        let scan = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut locked = false;
+            while let Ok(Some(l)) = lines.next_line().await {
+                locked |= l.contains("repository is already locked");
+                eprintln!("{l}");
             }
-        }
-        if left.is_zero() {
-            account.waited = started.elapsed();
-            say(&format!("the wait ran out after {}: {said}", human(o.wait)));
-            return Exit::WaitedOut;
-        }
-        let mut next = jittered(pause).min(left);
-        if let Some(at) = decision.next_change() {
-            let until = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-            next = next.min(until + Duration::from_secs(1));
-        }
-        pause = (pause * 3 / 2).min(LONGEST_PAUSE);
-        tokio::select! {
-            _ = tokio::time::sleep(next) => {}
-            _ = term.recv() => return Exit::Restic(128 + libc::SIGTERM),
-            _ = int.recv() => return Exit::Restic(128 + libc::SIGINT),
+            locked
+        });
+        let forward = |sig: i32| {
+            if let Some(p) = pid {
+                // SAFETY: kill(2) on our own child's PID.
+                unsafe { libc::kill(p, sig) };
+            }
+        };
+        let mut signalled = None;
+        let status = loop {
+            tokio::select! {
+                s = child.wait() => break s,
+                _ = term.recv() => { forward(libc::SIGTERM); signalled = Some(libc::SIGTERM) }
+                _ = int.recv() => { forward(libc::SIGINT); signalled = Some(libc::SIGINT) }
+            }
+        };
+        let locked = scan.await.unwrap_or(false);
+        let code = match status {
+            Ok(s) => s.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+            }),
+            Err(e) => return Ran::NotStarted(e.to_string()),
+        };
+        match (signalled, code) {
+            (None, 11) => Ran::Locked(11),
+            (None, 1) if locked => Ran::Locked(1),
+            (_, c) => Ran::Exited(c),
         }
     }
 }
@@ -226,49 +298,6 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.8 + f64::from(nanos % 1000) / 2500.0)
 }
 
-/// The waiting line: what is in the way, and what would clear it.
-fn waiting(
-    blockers: &[Blocker],
-    unreadable: usize,
-    recover: bool,
-    program: &str,
-    args: &[String],
-) -> String {
-    let cmd = std::iter::once(program)
-        .chain(args.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut parts: Vec<String> = blockers
-        .iter()
-        .map(|b| {
-            let state = match (b.dead, b.removable) {
-                (false, _) => match b.holder {
-                    crate::verdict::Holder::Alive => "alive",
-                    crate::verdict::Holder::Unknown => {
-                        "cannot be judged from here (run `locksmith agent` on its host and pass --peer)"
-                    }
-                    _ => "gone here, but not proven dead (see `locksmith locks`)",
-                },
-                (true, true) if recover => "dead",
-                (true, true) => "dead: --recover would remove it",
-                (true, false) => "dead, but restic keeps it yet",
-            };
-            let after = match (b.dead, b.removable, b.safe_after) {
-                (true, false, Some(t)) => format!(", removable after {}", t.format("%H:%M:%S UTC")),
-                _ => String::new(),
-            };
-            format!("{}: {state}{after}", b.who)
-        })
-        .collect();
-    if unreadable > 0 {
-        parts.push(format!(
-            "{unreadable} unreadable entr{} of locks/ (see `locksmith locks`)",
-            if unreadable == 1 { "y" } else { "ies" }
-        ));
-    }
-    format!("`{cmd}` waits for {}", parts.join("; "))
-}
-
 /// How restic's run ended.
 enum Ran {
     /// Its exit code (128 + the signal that ended it, a forwarded one included).
@@ -277,74 +306,6 @@ enum Ran {
     /// with that exit code.
     Locked(i32),
     NotStarted(String),
-}
-
-/// restic with its arguments (and a short `--retry-lock` where it has one and none was
-/// given), its stdin and stdout its own, its stderr passed through line by line while
-/// read for restic's lock failure; SIGTERM and SIGINT forwarded.
-async fn restic(
-    program: &str,
-    args: &[String],
-    line: &Line,
-    version: Option<(u32, u32, u32)>,
-    left: Duration,
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-) -> Ran {
-    let mut args = args.to_vec();
-    let has_retry = version.is_some_and(|v| v >= (0, 16, 0));
-    if has_retry && !line.retry_lock && !left.is_zero() {
-        let at = line.at.unwrap_or(0);
-        let short = if left < Duration::from_secs(60) {
-            format!("{}s", left.as_secs().max(1))
-        } else {
-            RETRY_LOCK.to_string()
-        };
-        args.splice(at..at, ["--retry-lock".to_string(), short]);
-    }
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(&args).stderr(std::process::Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Ran::NotStarted(e.to_string()),
-    };
-    let pid = child.id().map(|p| p as i32);
-    let stderr = child.stderr.take().expect("piped");
-    let scan = tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut locked = false;
-        while let Ok(Some(l)) = lines.next_line().await {
-            locked |= l.contains("repository is already locked");
-            eprintln!("{l}");
-        }
-        locked
-    });
-    let forward = |sig: i32| {
-        if let Some(p) = pid {
-            // SAFETY: kill(2) on our own child's PID.
-            unsafe { libc::kill(p, sig) };
-        }
-    };
-    let mut signalled = None;
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s,
-            _ = term.recv() => { forward(libc::SIGTERM); signalled = Some(libc::SIGTERM) }
-            _ = int.recv() => { forward(libc::SIGINT); signalled = Some(libc::SIGINT) }
-        }
-    };
-    let locked = scan.await.unwrap_or(false);
-    let code = match status {
-        Ok(s) => s.code().unwrap_or_else(|| {
-            128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
-        }),
-        Err(e) => return Ran::NotStarted(e.to_string()),
-    };
-    match (signalled, code) {
-        (None, 11) => Ran::Locked(11),
-        (None, 1) if locked => Ran::Locked(1),
-        (_, c) => Ran::Exited(c),
-    }
 }
 
 /// Where the restic arguments name the repository or its password, they win over the

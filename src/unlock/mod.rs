@@ -7,7 +7,7 @@ pub mod plan;
 mod restic;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, Utc};
 
@@ -72,15 +72,14 @@ struct Run<'a> {
     shown: String,
     restic_args: Vec<String>,
     version: Option<(u32, u32, u32)>,
+    /// Why restic cannot be run, when it cannot be found.
+    missing: Option<String>,
     /// When the run finished (step 9) and how long it took, in seconds.
     finished: DateTime<Local>,
     duration: u64,
 }
 
-/// `restic version` of the restic at `bin`: (major, minor, patch).
-pub fn restic_version(bin: &std::path::Path) -> Option<(u32, u32, u32)> {
-    restic::version(bin)
-}
+pub use restic::{Probe, not_found, probe};
 
 /// Runs the whole audited unlock, in the contract's order, and returns how it ends.
 pub fn run(o: &UnlockOptions) -> Exit {
@@ -116,6 +115,7 @@ impl Run<'_> {
             shown,
             restic_args: restic::args(o),
             version: None,
+            missing: None,
             finished: started,
             duration: 0,
         }
@@ -155,11 +155,17 @@ impl Run<'_> {
         for w in &o.warnings {
             self.log.line(w);
         }
-        self.version = restic::version(&o.restic_bin);
-        let version = self.version_text();
-        let version = version
-            .as_deref()
-            .unwrap_or("unknown: `restic version` did not answer");
+        let probe = restic::probe(&o.restic_bin);
+        self.version = probe.version();
+        let version = match &probe {
+            Probe::Is(_) => self.version_text().unwrap_or_default(),
+            Probe::NoAnswer => "unknown: `restic version` named no version".into(),
+            Probe::NotFound(why) => {
+                let message = not_found(&o.restic_bin, why);
+                self.missing = Some(message.clone());
+                message
+            }
+        };
         self.log
             .line(&format!("restic: {version} ({})", o.restic_bin.display()));
     }
@@ -189,11 +195,14 @@ impl Run<'_> {
             }
         };
         self.log.redactor_mut().add(cfg.password.expose());
-        let before = self.inspect(&cfg, "before");
+        let mut before = self.inspect(&cfg, "before");
         if let Ok(r) = &before {
             self.log_locks(r);
         }
-        let plan = plan::plan(self.o.asked, before.as_ref().ok());
+        let mut plan = plan::plan(self.o.asked, before.as_ref().ok());
+        if let Some(wait) = self.o.wait {
+            self.wait_out(&cfg, wait, &mut before, &mut plan);
+        }
         let mut outcome = Outcome {
             exit: Exit::Ok,
             before: Some(before),
@@ -208,6 +217,12 @@ impl Run<'_> {
     /// Step 7: the plan carried out.
     fn act(&mut self, cfg: &RepoConfig, plan: Plan, outcome: &mut Outcome) {
         let line = self.restic_line();
+        if let (Some(missing), Plan::DryRun { .. } | Plan::Run { .. }) = (&self.missing, &plan) {
+            outcome.message = missing.clone();
+            self.log.line(&format!("ERROR: {missing}"));
+            outcome.exit = Exit::NoRestic;
+            return;
+        }
         match plan {
             Plan::DryRun { dangers, not_read } => {
                 self.log
@@ -231,6 +246,9 @@ impl Run<'_> {
             } => {
                 outcome.refused = true;
                 outcome.message = refusal(why, &line, &dangers, safe_after);
+                if let (Some(w), Refusal::Unsafe) = (self.o.wait, why) {
+                    outcome.message = format!("after waiting {} (--wait): {}", human(w), outcome.message);
+                }
                 self.log.line(&format!("REFUSED: {}", outcome.message));
                 outcome.exit = Exit::Refused;
             }
@@ -261,10 +279,73 @@ impl Run<'_> {
         }
     }
 
+    /// `--wait`: while the plan refuses only over dangers that can pass (a live holder
+    /// that ends, a lock restic removes from its `safe_after`), re-read at a growing pause
+    /// (2 s to 10 s, and at `safe_after`) until it does not, or the wait runs out. A
+    /// re-reading that fails changes nothing: the dangers last seen still stand.
+    fn wait_out(&mut self, cfg: &RepoConfig, wait: Duration, before: &mut Inspection, plan: &mut Plan) {
+        let clock = Instant::now();
+        let mut pause = Duration::from_secs(2);
+        let mut said = String::new();
+        while let Plan::Refuse {
+            why: Refusal::Unsafe,
+            dangers,
+            safe_after,
+        } = &*plan
+        {
+            let left = wait.saturating_sub(clock.elapsed());
+            let now: Vec<String> = dangers.iter().map(describe).collect();
+            let now = now.join("; ");
+            if now != said {
+                self.log.line(&format!(
+                    "waiting (--wait {}, {} left) for: {now}",
+                    human(wait),
+                    human(left)
+                ));
+                said = now;
+            }
+            if left.is_zero() {
+                self.log.line(&format!("the wait ({}) ran out", human(wait)));
+                return;
+            }
+            let mut next = pause.min(left);
+            if let Some(t) = safe_after {
+                let until = (*t - Utc::now()).to_std().unwrap_or_default();
+                next = next.min(until + Duration::from_secs(1));
+            }
+            std::thread::sleep(next);
+            pause = (pause * 3 / 2).min(Duration::from_secs(10));
+            let host = ThisHost::new();
+            match self.rt.block_on(crate::inspect(cfg, &host)) {
+                Ok(r) => {
+                    *plan = plan::plan(self.o.asked, Some(&r));
+                    *before = Ok(r);
+                }
+                Err(e) => self
+                    .log
+                    .line(&format!("cannot re-read the locks while waiting: {e}")),
+            }
+        }
+        if !said.is_empty() {
+            let took = clock.elapsed();
+            self.log.line(&format!("waited {}: the reading now", human(took)));
+            self.log_reading(before, "before");
+            if let Ok(r) = &*before {
+                self.log_locks(r);
+            }
+        }
+    }
+
     fn inspect(&mut self, cfg: &RepoConfig, when: &str) -> Inspection {
         let host = ThisHost::new();
         let got = self.rt.block_on(crate::inspect(cfg, &host));
-        match &got {
+        self.log_reading(&got, when);
+        got
+    }
+
+    /// A reading's counts, peers and gaps (or why it failed), in the log.
+    fn log_reading(&mut self, got: &Inspection, when: &str) {
+        match got {
             Ok(r) => {
                 let c = &r.counts;
                 self.log.line(&format!(
@@ -289,7 +370,6 @@ impl Run<'_> {
                 .log
                 .line(&format!("cannot read the locks {when}: {e}; count unknown")),
         }
-        got
     }
 
     fn log_locks(&mut self, r: &Report) {
@@ -408,6 +488,7 @@ impl Run<'_> {
             locks_unreadable: detail.map(|r| r.counts.unreadable),
             restic_command: self.restic_line(),
             restic_version: self.version_text(),
+            automatic: o.automatic.clone(),
             locks: detail.map(|r| r.locks.clone()).unwrap_or_default(),
         };
         let json = self.log.redactor().scrub(&summary.render());
@@ -429,6 +510,10 @@ impl Run<'_> {
         let outcome = hooks::run(&path, args, self.o.hook_timeout);
         self.log.line(&outcome.describe(&path));
     }
+}
+
+fn human(d: Duration) -> String {
+    crate::duration::human(d.as_secs() as i64, crate::duration::Style::Contract)
 }
 
 /// restic's exit code in words, as the release that ran documents it: 10, 11 (0.17.0),
@@ -570,24 +655,17 @@ fn send_mail(run: &mut Run, exit_code: i32) {
         format!("[FAIL {exit_code}]")
     };
     let subject = format!(
-        "{status} Unlock {} \u{b7} {} \u{b7} {}",
+        "{status} {} {} \u{b7} {} \u{b7} {}",
+        if o.automatic.is_some() {
+            "Automatic unlock"
+        } else {
+            "Unlock"
+        },
         o.hostname,
         audit::human_duration(run.duration),
         run.shown
     );
-    let settings = match &o.smtp_env {
-        Err(e) => Err(e.clone()),
-        Ok(Some(s)) => Ok(s.clone()),
-        Ok(None) => match std::fs::read_to_string(&o.msmtprc) {
-            Ok(text) => mail::from_msmtprc(&text, &o.msmtprc.display().to_string()).and_then(|s| {
-                s.ok_or_else(|| format!("{} names no SMTP host", o.msmtprc.display()))
-            }),
-            Err(e) => Err(format!(
-                "no SMTP_HOST and cannot read {}: {e}",
-                o.msmtprc.display()
-            )),
-        },
-    };
+    let settings = o.smtp();
     let mut transcript = vec![format!("mail step at {}", audit::timestamp(Local::now()))];
     let result = settings.and_then(|s| {
         let from = format!("unlock@{}", o.hostname);

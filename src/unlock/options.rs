@@ -62,6 +62,12 @@ pub struct UnlockOptions {
     pub redactor: Redactor,
     /// Where the removals are recorded (serve's history), if anywhere.
     pub state: Option<crate::history::Place>,
+    /// Where the removal is refused only until a danger passes (a live holder ends, a
+    /// lock becomes restic's to remove), wait up to this long instead of refusing.
+    pub wait: Option<Duration>,
+    /// Who ran this unlock on its own (`locksmith run --recover` before its command), for
+    /// the summary's `automatic`; `None`: an operator.
+    pub automatic: Option<String>,
 }
 
 fn is_on(v: Option<String>) -> bool {
@@ -170,6 +176,28 @@ impl UnlockOptions {
             warnings,
             redactor,
             state: None,
+            wait: None,
+            automatic: None,
+        }
+    }
+}
+
+impl UnlockOptions {
+    /// Where mail goes: `SMTP_*`, else the msmtp configuration file.
+    pub fn smtp(&self) -> Result<mail::SmtpSettings, String> {
+        match &self.smtp_env {
+            Err(e) => Err(e.clone()),
+            Ok(Some(s)) => Ok(s.clone()),
+            Ok(None) => match std::fs::read_to_string(&self.msmtprc) {
+                Ok(text) => mail::from_msmtprc(&text, &self.msmtprc.display().to_string())
+                    .and_then(|s| {
+                        s.ok_or_else(|| format!("{} names no SMTP host", self.msmtprc.display()))
+                    }),
+                Err(e) => Err(format!(
+                    "no SMTP_HOST and cannot read {}: {e}",
+                    self.msmtprc.display()
+                )),
+            },
         }
     }
 }

@@ -9,17 +9,52 @@ use crate::audit::RunLog;
 use crate::config::RepoConfig;
 use crate::exit::Exit;
 
-/// `restic version` of the restic at `bin`: (major, minor, patch).
-pub(super) fn version(bin: &Path) -> Option<(u32, u32, u32)> {
-    let out = Command::new(bin)
+/// What asking `restic version` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// (major, minor, patch).
+    Is((u32, u32, u32)),
+    /// It could not be started (not found, not executable): why.
+    NotFound(String),
+    /// It ran, but named no version.
+    NoAnswer,
+}
+
+impl Probe {
+    pub fn version(&self) -> Option<(u32, u32, u32)> {
+        match self {
+            Probe::Is(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// `restic version` of the restic at `bin`.
+pub fn probe(bin: &Path) -> Probe {
+    let out = match Command::new(bin)
         .arg("version")
         .stdin(Stdio::null())
+        .stderr(Stdio::null())
         .output()
-        .ok()?;
+    {
+        Ok(out) => out,
+        Err(e) => return Probe::NotFound(e.to_string()),
+    };
     let text = String::from_utf8_lossy(&out.stdout);
-    let v = text.split_whitespace().nth(1)?;
-    let mut n = v.split('.').map(|p| p.parse::<u32>().ok());
-    Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
+    let parsed = || {
+        let v = text.split_whitespace().nth(1)?;
+        let mut n = v.split('.').map(|p| p.parse::<u32>().ok());
+        Some((n.next()??, n.next()??, n.next().flatten().unwrap_or(0)))
+    };
+    parsed().map_or(Probe::NoAnswer, Probe::Is)
+}
+
+/// "restic not found", with what to do about it.
+pub fn not_found(bin: &Path, why: &str) -> String {
+    format!(
+        "restic not found: cannot run {} ({why}); set RESTIC_BIN to restic's path, or put restic on PATH",
+        bin.display()
+    )
 }
 
 /// restic's arguments: `--cacert` for each readable CA file, `unlock`, `--remove-all`.
