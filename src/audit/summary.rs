@@ -73,7 +73,10 @@ impl Summary {
                 json!(self.restic_version.as_deref().unwrap_or("unknown")),
             ),
             ("automatic", json!(on_off(self.automatic.is_some()))),
-            ("automatic_by", json!(self.automatic.as_deref().unwrap_or(""))),
+            (
+                "automatic_by",
+                json!(self.automatic.as_deref().unwrap_or("")),
+            ),
         ];
         let mut out = String::from("{\n");
         for (k, v) in fields {

@@ -193,9 +193,10 @@ impl Store {
             )
             .map_err(|e| self.sql(e))?;
         let mut holds: Vec<i64> = st
-            .query_map(params![repository_id, hostname, exclusive, TYPICAL_OF], |r| {
-                r.get(0)
-            })
+            .query_map(
+                params![repository_id, hostname, exclusive, TYPICAL_OF],
+                |r| r.get(0),
+            )
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql(e))?;
         holds.sort_unstable();

@@ -25,6 +25,8 @@ pub struct Blocker {
     pub holder: Holder,
     /// Proven dead (see the module's rule).
     pub dead: bool,
+    /// Why a holder gone from view is not proven dead, in words.
+    pub doubt: Option<String>,
     /// restic's `unlock` would remove it now (stale by restic's rule).
     pub removable: bool,
     /// From when restic removes it, where waiting helps.
@@ -72,9 +74,14 @@ pub fn decide(need: Need, report: &Report, recover: bool) -> Decision {
 
 fn blocker(l: &JudgedLock) -> Blocker {
     let v = &l.verdict;
-    let dead = matches!(v.holder, Holder::Gone | Holder::Reused)
-        && v.unseen.is_none()
-        && !v.clocks_disagree;
+    let gone = matches!(v.holder, Holder::Gone | Holder::Reused);
+    let doubt = match (&v.unseen, v.clocks_disagree) {
+        _ if !gone => None,
+        (Some(hidden), _) => Some(format!("part of its kernel is hidden from here ({hidden})")),
+        (None, true) => Some("its writer's clock and the storage's disagree on its age".into()),
+        (None, false) => None,
+    };
+    let dead = gone && doubt.is_none();
     Blocker {
         id: l.id.clone(),
         who: format!(
@@ -89,6 +96,7 @@ fn blocker(l: &JudgedLock) -> Blocker {
         exclusive: l.exclusive,
         holder: v.holder,
         dead,
+        doubt,
         removable: v.restic_unlock_removes && !v.unsafe_,
         safe_after: v.safe_after,
     }

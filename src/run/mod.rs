@@ -66,7 +66,10 @@ pub fn run(o: &RunOptions) -> Exit {
     let probe = crate::unlock::probe(std::path::Path::new(program));
     let mut teller = Teller::new(o.unlock.state.as_ref());
     if let crate::unlock::Probe::NotFound(why) = &probe {
-        teller.say(&crate::unlock::not_found(std::path::Path::new(program), why));
+        teller.say(&crate::unlock::not_found(
+            std::path::Path::new(program),
+            why,
+        ));
         return Exit::NoRestic;
     }
     let version = probe.version();
@@ -127,8 +130,13 @@ impl Job<'_> {
                 _ => match watch.refresh(&host).await {
                     Ok(report) => {
                         let d = decide::decide(self.need, &report, o.recover);
-                        if let Decision::Wait { blockers, unreadable } = &d {
-                            let now = tell::in_the_way(blockers, *unreadable, o.recover, &self.cmd());
+                        if let Decision::Wait {
+                            blockers,
+                            unreadable,
+                        } = &d
+                        {
+                            let now =
+                                tell::in_the_way(blockers, *unreadable, o.recover, &self.cmd());
                             self.teller.waiting(now, blockers, &report.repository_id);
                             let who = blockers.iter().map(|b| b.who.clone());
                             self.account.waited_for.extend(who);
@@ -208,7 +216,7 @@ impl Job<'_> {
         unlock.auto_unlock = format!("ON ({what})");
         unlock.automatic = Some(what);
         match tokio::task::spawn_blocking(move || crate::unlock::run(&unlock)).await {
-            Ok(Exit::Ok) => {
+            Ok(e) if e.code() == 0 => {
                 self.account.removed.extend(who);
                 Ok(true)
             }

@@ -110,7 +110,9 @@ impl Teller {
 
 /// The words for a hold's expectation at `now`: `None` when the history knows nothing.
 fn expectation(host: &str, e: &Expected, now: chrono::DateTime<Utc>) -> Option<String> {
-    let held = e.held_since.map(|t| (now - t).max(chrono::Duration::zero()));
+    let held = e
+        .held_since
+        .map(|t| (now - t).max(chrono::Duration::zero()));
     let words = |d: chrono::Duration| human(d.to_std().unwrap_or_default());
     match (held, e.typical) {
         (Some(h), Some(t)) if h < t => Some(format!(
@@ -136,16 +138,17 @@ pub fn in_the_way(blockers: &[Blocker], unreadable: usize, recover: bool, cmd: &
         .iter()
         .map(|b| {
             let state = match (b.dead, b.removable) {
-                (false, _) => match b.holder {
-                    Holder::Alive => "alive",
-                    Holder::Unknown => {
-                        "cannot be judged from here (run `locksmith agent` on its host and pass --peer)"
+                (false, _) => match (b.holder, &b.doubt) {
+                    (Holder::Alive, _) => "alive".to_string(),
+                    (Holder::Unknown, _) => {
+                        "cannot be judged from here (run `locksmith agent` on its host and pass --peer)".to_string()
                     }
-                    _ => "gone here, but not proven dead (see `locksmith locks`)",
+                    (_, Some(doubt)) => format!("gone, but not proven dead: {doubt}"),
+                    (_, None) => "gone, but not proven dead (see `locksmith locks`)".to_string(),
                 },
-                (true, true) if recover => "dead",
-                (true, true) => "dead: --recover would remove it",
-                (true, false) => "dead, but restic keeps it yet",
+                (true, true) if recover => "dead".to_string(),
+                (true, true) => "dead: --recover would remove it".to_string(),
+                (true, false) => "dead, but restic keeps it yet".to_string(),
             };
             let after = match (b.dead, b.removable, b.safe_after) {
                 (true, false, Some(t)) => {
@@ -187,7 +190,10 @@ mod tests {
                 e(ago(55), Some(40)),
                 Some("held 55m0s, longer than hostb's usual 40m0s"),
             ),
-            (e(None, Some(40)), Some("hostb's holds last 40m0s as a rule")),
+            (
+                e(None, Some(40)),
+                Some("hostb's holds last 40m0s as a rule"),
+            ),
             (e(ago(3), None), Some("held 3m0s")),
             (e(None, None), None),
         ];

@@ -247,7 +247,8 @@ impl Run<'_> {
                 outcome.refused = true;
                 outcome.message = refusal(why, &line, &dangers, safe_after);
                 if let (Some(w), Refusal::Unsafe) = (self.o.wait, why) {
-                    outcome.message = format!("after waiting {} (--wait): {}", human(w), outcome.message);
+                    outcome.message =
+                        format!("after waiting {} (--wait): {}", human(w), outcome.message);
                 }
                 self.log.line(&format!("REFUSED: {}", outcome.message));
                 outcome.exit = Exit::Refused;
@@ -283,7 +284,13 @@ impl Run<'_> {
     /// that ends, a lock restic removes from its `safe_after`), re-read at a growing pause
     /// (2 s to 10 s, and at `safe_after`) until it does not, or the wait runs out. A
     /// re-reading that fails changes nothing: the dangers last seen still stand.
-    fn wait_out(&mut self, cfg: &RepoConfig, wait: Duration, before: &mut Inspection, plan: &mut Plan) {
+    fn wait_out(
+        &mut self,
+        cfg: &RepoConfig,
+        wait: Duration,
+        before: &mut Inspection,
+        plan: &mut Plan,
+    ) {
         let clock = Instant::now();
         let mut pause = Duration::from_secs(2);
         let mut said = String::new();
@@ -294,18 +301,22 @@ impl Run<'_> {
         } = &*plan
         {
             let left = wait.saturating_sub(clock.elapsed());
-            let now: Vec<String> = dangers.iter().map(describe).collect();
-            let now = now.join("; ");
+            // Said again only when the locks in the way change, not their ages.
+            let now: Vec<&str> = dangers.iter().map(|d| d.id.as_str()).collect();
+            let now = now.join(" ");
             if now != said {
+                let why: Vec<String> = dangers.iter().map(describe).collect();
                 self.log.line(&format!(
-                    "waiting (--wait {}, {} left) for: {now}",
+                    "waiting (--wait {}, {} left) for: {}",
                     human(wait),
-                    human(left)
+                    human(left),
+                    why.join("; ")
                 ));
                 said = now;
             }
             if left.is_zero() {
-                self.log.line(&format!("the wait ({}) ran out", human(wait)));
+                self.log
+                    .line(&format!("the wait ({}) ran out", human(wait)));
                 return;
             }
             let mut next = pause.min(left);
@@ -328,7 +339,8 @@ impl Run<'_> {
         }
         if !said.is_empty() {
             let took = clock.elapsed();
-            self.log.line(&format!("waited {}: the reading now", human(took)));
+            self.log
+                .line(&format!("waited {}: the reading now", human(took)));
             self.log_reading(before, "before");
             if let Ok(r) = &*before {
                 self.log_locks(r);

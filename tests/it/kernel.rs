@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use locksmith::seal::Encoding;
 use serde_json::Value;
@@ -128,6 +128,65 @@ fn a_live_backup_in_a_container_keeping_this_host_s_name_is_not_removed() {
             "{r}: the dead job's lock is gone"
         );
     }
+}
+
+/// `unlock --wait` over the live backup of a container keeping this host's name: the
+/// removal is refused while it lives (and still is when the wait runs out), and done
+/// once it has ended, within one re-reading.
+#[test]
+fn unlock_wait_removes_the_lock_once_its_live_holder_has_ended() {
+    crate::needs!("restic");
+    let r = &restics()[0];
+    let t = TestRepo::new(2).with(r);
+    let Some(mut ctr) = OtherHost::spawn(None, None) else {
+        return;
+    };
+    let before = t.lock_names().len();
+    let pid = ctr.background(
+        &t,
+        "echo 29990 > /proc/sys/kernel/ns_last_pid; sleep 600 | \"$RESTIC\" backup --stdin --stdin-filename f >/dev/null 2>&1 &",
+    );
+    t.wait_for_locks(before);
+    let out = unlock_exits(&t, &["--wait", "3s"], 20);
+    assert!(out.contains("after waiting 3s (--wait)"), "{out}");
+    assert_eq!(t.lock_names().len(), 1, "the live lock stays");
+    let log = std::fs::read_to_string(t.dir.path().join("log/unlock-last.log")).unwrap();
+    assert_eq!(
+        log.matches("waiting (--wait 3s, ").count(),
+        1,
+        "one line per change: {log}"
+    );
+    assert!(log.contains("the wait (3s) ran out"), "{log}");
+
+    let root = t.dir.path();
+    let waiting = t
+        .locksmith()
+        .args(["unlock", "--wait", "2m"])
+        .env("RESTIC_BIN", t.restic_path())
+        .env("RESTIC_CACHE_DIR", root.join("cache"))
+        .env("UNLOCK_LOG_DIR", root.join("log"))
+        .env("UNLOCK_HOOK_DIR", root.join("hooks"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(t.lock_names().len(), 1, "removed while its holder lived");
+    kill_9(&ctr, &t, pid);
+    let ended = Instant::now();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        ended.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        ended.elapsed()
+    );
+    assert!(t.lock_names().is_empty(), "the dead job's lock is gone");
+    let log = std::fs::read_to_string(root.join("log/unlock-last.log")).unwrap();
+    assert!(
+        log.contains("waited ") && log.contains("result: success"),
+        "{log}"
+    );
 }
 
 /// A container with a name of its own (Docker's container ID, a Pod's name), seen whole

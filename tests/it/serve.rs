@@ -271,7 +271,7 @@ fn ids(report: &Value) -> Vec<String> {
     v
 }
 
-fn promtool_check_metrics(text: &str) {
+pub(crate) fn promtool_check_metrics(text: &str) {
     let mut p = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
