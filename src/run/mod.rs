@@ -55,6 +55,8 @@ struct Job<'a> {
     version: Option<(u32, u32, u32)>,
     teller: Teller,
     account: Account,
+    /// Locks the audited unlock has gone for.
+    tried: std::collections::HashSet<String>,
 }
 
 pub fn run(o: &RunOptions) -> Exit {
@@ -83,6 +85,7 @@ pub fn run(o: &RunOptions) -> Exit {
         version,
         teller,
         account: Account::default(),
+        tried: Default::default(),
     };
     let exit = crate::runtime().block_on(job.until_done());
     let said = job.account.line(exit, o.wait);
@@ -175,6 +178,15 @@ impl Job<'_> {
                         }
                     }
                 }
+                // A lock the audited unlock already went for and left (restic kept it) is
+                // waited for, not gone for again at once.
+                Decision::Recover(blockers)
+                    if blockers.iter().all(|b| self.tried.contains(&b.id)) =>
+                {
+                    let now = tell::in_the_way(blockers, 0, o.recover, &self.cmd());
+                    let now = format!("{now} (the audited unlock left them: restic kept them)");
+                    self.teller.waiting(now, &[], "");
+                }
                 Decision::Recover(blockers) => match self.recover(blockers).await {
                     Ok(true) => continue,
                     Ok(false) => {}
@@ -211,6 +223,7 @@ impl Job<'_> {
             "recovering: {} proven dead (gone or reused on its own kernel): the audited unlock runs",
             who.join(", ")
         ));
+        self.tried.extend(blockers.iter().map(|b| b.id.clone()));
         let mut unlock = self.o.unlock.clone();
         let what = format!("locksmith run --recover, before `{}`", self.cmd());
         unlock.auto_unlock = format!("ON ({what})");
