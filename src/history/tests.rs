@@ -193,3 +193,32 @@ fn retention_drops_old_lives_then_the_oldest_past_the_size() {
     let file = std::fs::metadata(st.path()).unwrap().len();
     assert!(file <= 1 << 20, "pages given back: {file}");
 }
+
+#[test]
+fn a_hosts_typical_hold_is_the_median_of_the_holds_it_ended_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let (mut r, _) = Recorder::open(s.clone(), "nas").unwrap();
+    let mut m = Memory::default();
+    let mut at = 0;
+    for (pid, minutes) in [(7, 10), (8, 30), (9, 20)] {
+        read(&mut m, &mut r, at, vec![lock(1, at, "b", pid, false)]);
+        let end = at + minutes;
+        read(&mut m, &mut r, end, vec![lock(1, end, "b", pid, false)]);
+        read(&mut m, &mut r, end + 1, vec![]);
+        at = end + 2;
+    }
+    read(&mut m, &mut r, at, vec![lock(2, at, "b", 11, false)]);
+    read(&mut m, &mut r, at + 5, vec![lock(2, at + 5, "b", 11, false)]);
+    let store = s.lock().unwrap();
+    let e = store.expected("id", "b", 11, false).unwrap();
+    assert_eq!(
+        (e.held_since, e.typical, e.samples),
+        (Some(t(at)), Some(Duration::minutes(21)), 3),
+        "holds of 11, 31 and 21 minutes (to the reading that found them gone)"
+    );
+    let other_kind = store.expected("id", "b", 11, true).unwrap();
+    assert_eq!((other_kind.held_since, other_kind.typical), (None, None));
+    let other_repository = store.expected("other", "b", 11, false).unwrap();
+    assert_eq!(other_repository.samples, 0);
+}

@@ -438,3 +438,28 @@ fn sigterm_while_restic_runs_is_forwarded_and_its_exit_code_returned() {
         );
     }
 }
+
+/// On a terminal the wait draws a progress line (and clears it before each line); in a
+/// log (no terminal) it does not.
+#[test]
+fn on_a_terminal_the_wait_draws_a_progress_line() {
+    crate::needs!("restic", "script");
+    let r = &restics()[0];
+    let t = TestRepo::new(2).with(r);
+    let mut backup = t.hold(&["backup", "--stdin", "--stdin-filename", "f"]);
+    let like = run(&t, r, &[], &[]);
+    let cmd = format!(
+        "{} run --wait 4s -- {} prune",
+        env!("CARGO_BIN_EXE_locksmith"),
+        r.path.display()
+    );
+    let out = on_terminal(&cmd, &like).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(21), "{shown}");
+    assert!(shown.contains("\r\x1b[Klocksmith run: waited "), "{shown:?}");
+    assert!(shown.contains("reading again in "), "{shown:?}");
+    let (_, err) = ended(run(&t, r, &["--wait", "3s"], &["prune"]).spawn().unwrap(), 30);
+    assert!(!err.contains("reading again in") && !err.contains('\r'), "{err:?}");
+    drop(backup.stdin.take());
+    backup.wait().unwrap();
+}
