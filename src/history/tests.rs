@@ -209,7 +209,12 @@ fn a_hosts_typical_hold_is_the_median_of_the_holds_it_ended_itself() {
         at = end + 2;
     }
     read(&mut m, &mut r, at, vec![lock(2, at, "b", 11, false)]);
-    read(&mut m, &mut r, at + 5, vec![lock(2, at + 5, "b", 11, false)]);
+    read(
+        &mut m,
+        &mut r,
+        at + 5,
+        vec![lock(2, at + 5, "b", 11, false)],
+    );
     let store = s.lock().unwrap();
     let e = store.expected("id", "b", 11, false).unwrap();
     assert_eq!(

@@ -456,10 +456,19 @@ fn on_a_terminal_the_wait_draws_a_progress_line() {
     let out = on_terminal(&cmd, &like).output().unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(21), "{shown}");
-    assert!(shown.contains("\r\x1b[Klocksmith run: waited "), "{shown:?}");
+    assert!(
+        shown.contains("\r\x1b[Klocksmith run: waited "),
+        "{shown:?}"
+    );
     assert!(shown.contains("reading again in "), "{shown:?}");
-    let (_, err) = ended(run(&t, r, &["--wait", "3s"], &["prune"]).spawn().unwrap(), 30);
-    assert!(!err.contains("reading again in") && !err.contains('\r'), "{err:?}");
+    let (_, err) = ended(
+        run(&t, r, &["--wait", "3s"], &["prune"]).spawn().unwrap(),
+        30,
+    );
+    assert!(
+        !err.contains("reading again in") && !err.contains('\r'),
+        "{err:?}"
+    );
     drop(backup.stdin.take());
     backup.wait().unwrap();
 }

@@ -1112,3 +1112,32 @@ fn unlock_records_its_removals_in_serves_history() {
         "{doc:#}"
     );
 }
+
+/// A missing restic: the header says it is not found (not that it hung), a dry run fails
+/// with that message, and neither run makes up restic's exit code: 127, as a shell says.
+#[test]
+fn a_missing_restic_is_said_and_never_passed_off_as_restic_s_exit_code() {
+    let mut u = Unlock::new(2);
+    u.set("RESTIC_BIN", "/nonexistent/restic");
+    for args in [&["--dry-run"][..], &[]] {
+        let out = u.run(args);
+        assert_eq!(out.status.code(), Some(127), "{args:?}: {}", text(&out));
+        let log = u.run_log();
+        assert!(
+            log.contains("restic: restic not found: cannot run /nonexistent/restic"),
+            "{log}"
+        );
+        assert!(log.contains("set RESTIC_BIN"), "{log}");
+        assert!(!log.contains("restic exited"), "{log}");
+        assert!(!log.contains("did not answer"), "{log}");
+        assert!(u.file("last-unlock.json").contains("\"exit_code\": 127"));
+    }
+    let t = &u.t;
+    let out = t
+        .locksmith()
+        .args(["run", "--", "/nonexistent/restic", "prune"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+    assert!(text(&out).contains("restic not found"), "{}", text(&out));
+}
