@@ -10,6 +10,17 @@ pub enum Style {
     Contract,
 }
 
+/// A time of day as every human line says it: in UTC, and saying so (JSON fields are UTC
+/// too, so a reason in JSON and its field agree).
+pub fn clock(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%H:%M:%S UTC").to_string()
+}
+
+/// A date and time as every human line says it (see [`clock`]).
+pub fn date_clock(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 pub fn human(secs: i64, style: Style) -> String {
     let sign = if secs < 0 { "-" } else { "" };
     let s = secs.unsigned_abs();

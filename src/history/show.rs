@@ -120,7 +120,7 @@ fn write_repository(
 
 fn cells(l: &Life) -> [String; 7] {
     let ended = match (l.span.ended, l.span.ended_at) {
-        (Some(e), Some(at)) => format!("{} {}", e.as_str(), at.format("%Y-%m-%d %H:%M:%SZ")),
+        (Some(e), Some(at)) => format!("{} {}", e.as_str(), crate::duration::date_clock(at)),
         _ => "held".to_string(),
     };
     [
@@ -132,7 +132,7 @@ fn cells(l: &Life) -> [String; 7] {
             "shared"
         }
         .to_string(),
-        l.span.held_since.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        crate::duration::date_clock(l.span.held_since),
         human(l.held_seconds(), Style::Contract),
         ended,
         l.span.worst.map_or("-", |w| w.as_str()).to_string(),

@@ -46,7 +46,7 @@ impl Counts {
     /// The counts line of the table and the status page, up to the unsafe count.
     pub fn headline(&self) -> String {
         format!(
-            "{} lock{} ({} exclusive, {} shared): {} stale, {} removed by restic unlock",
+            "{} lock{} ({} exclusive, {} shared): {} stale, restic unlock would remove {}",
             self.total,
             if self.total == 1 { "" } else { "s" },
             self.exclusive,

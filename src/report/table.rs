@@ -90,10 +90,7 @@ impl JudgedHolder {
             ),
             self.span.key.pid.to_string(),
             kind(self.span.key.exclusive),
-            self.span
-                .held_since
-                .format("%Y-%m-%d %H:%M:%SZ")
-                .to_string(),
+            crate::duration::date_clock(self.span.held_since),
             human_age(held),
             self.lock_ids.len().to_string(),
             holder_cell(

@@ -152,7 +152,7 @@ pub fn in_the_way(blockers: &[Blocker], unreadable: usize, recover: bool, cmd: &
             };
             let after = match (b.dead, b.removable, b.safe_after) {
                 (true, false, Some(t)) => {
-                    format!(", removable after {}", t.format("%H:%M:%S UTC"))
+                    format!(", removable after {}", crate::duration::clock(t))
                 }
                 _ => String::new(),
             };

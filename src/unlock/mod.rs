@@ -245,12 +245,26 @@ impl Run<'_> {
                 safe_after,
             } => {
                 outcome.refused = true;
-                outcome.message = refusal(why, &line, &dangers, safe_after);
+                let refused = Refused {
+                    why,
+                    scope: self.o.asked.scope,
+                    dangers,
+                    safe_after,
+                    instead: outcome
+                        .before()
+                        .and_then(|r| plan::safe_instead(self.o.asked, r)),
+                };
+                outcome.message = refusal(&refused, &line);
                 if let (Some(w), Refusal::Unsafe) = (self.o.wait, why) {
                     outcome.message =
                         format!("after waiting {} (--wait): {}", human(w), outcome.message);
                 }
-                self.log.line(&format!("REFUSED: {}", outcome.message));
+                let mut lines = outcome.message.lines();
+                let first = lines.next().unwrap_or_default();
+                self.log.line(&format!("REFUSED: {first}"));
+                for l in lines {
+                    self.log.line(&format!("  {l}"));
+                }
                 outcome.exit = Exit::Refused;
             }
             Plan::Run {
@@ -556,38 +570,65 @@ fn describe(d: &Danger) -> String {
     )
 }
 
-/// The refusal in one message: what was not run, over which locks, and whether (and
-/// when) waiting makes it safe.
-fn refusal(
-    why: Refusal,
-    line: &str,
-    dangers: &[Danger],
-    safe_after: Option<DateTime<Utc>>,
-) -> String {
-    match why {
-        Refusal::Unseen => format!(
-            "refused: the locks could not be read, so {line} would remove locks nobody has seen, a live holder's among them; nothing was removed; re-run with --force to do it anyway"
-        ),
-        Refusal::Incomplete { not_read } => format!(
-            "refused: {not_read} of the entries in locks/ were not read before the deadline, so {line} could remove, or SIGHUP, a live holder's lock nobody has seen; nothing was removed; give the backend more time (--timeout, --deadline), or re-run with --force to do it anyway"
-        ),
+/// The refusal in a few short lines: what was not run and why, over which locks; when
+/// (or whether) waiting makes it safe, or the safe command instead; and exactly what
+/// `--force` would do.
+fn refusal(r: &Refused, line: &str) -> String {
+    let mut out = Vec::new();
+    let force = match r.why {
+        Refusal::Unseen => {
+            out.push(format!(
+                "{line} was not run: the locks could not be read, so it would remove locks nobody has seen, a live holder's among them"
+            ));
+            format!("run {line} over every lock, unseen")
+        }
+        Refusal::Incomplete { not_read } => {
+            out.push(format!(
+                "{line} was not run: {not_read} of the entries in locks/ were not read before the deadline, and it could remove a live holder's lock nobody has seen"
+            ));
+            out.push("give the backend more time: --timeout, --deadline".into());
+            format!("run {line} over the {not_read} entries not read")
+        }
         Refusal::Unsafe => {
-            let named: Vec<String> = dangers.iter().map(describe).collect();
-            let wait = match safe_after {
-                Some(t) => format!(
-                    "; safe after {} (local time), unless they are refreshed meanwhile",
-                    t.with_timezone(&Local).format("%H:%M:%S")
-                ),
-                None => {
-                    "; waiting will not make it safe: a live holder refreshes its lock".to_string()
+            let what = match r.scope {
+                Scope::All => "remove a lock whose holder is alive or cannot be judged from here",
+                Scope::StaleOnly => {
+                    "remove a live holder's lock, or send its SIGHUP probe to a live process that is not the holder"
                 }
             };
-            format!(
-                "refused: {line} would remove a lock whose holder is alive or cannot be judged from here, or SIGHUP a live process that is not the holder ({}){wait}; nothing was removed; re-run with --force to do it anyway",
-                named.join("; ")
-            )
+            out.push(format!("{line} was not run: it would {what}:"));
+            out.extend(r.dangers.iter().map(|d| {
+                let short = crate::restic::short_id(&d.id);
+                format!("  lock {short} of {}: {}", d.holder, d.brief)
+            }));
+            out.push(match r.safe_after {
+                Some(t) => {
+                    let wait = (t - Utc::now()).num_seconds().max(0) + 60;
+                    format!(
+                        "safe after {}, unless refreshed meanwhile: `unlock --wait {}` waits for it",
+                        crate::duration::clock(t),
+                        human(Duration::from_secs(wait as u64))
+                    )
+                }
+                None => "waiting makes it safe only once the holder has ended: `unlock --wait DURATION` waits for that".into(),
+            });
+            let each: Vec<&str> = r.dangers.iter().map(|d| d.force_does.as_str()).collect();
+            each.join("; ")
         }
-    }
+    };
+    out.extend(r.instead.clone());
+    out.push(format!("nothing was removed; --force would {force}"));
+    out.join("\n")
+}
+
+/// What a refusal is made of.
+struct Refused {
+    why: Refusal,
+    scope: Scope,
+    dangers: Vec<Danger>,
+    safe_after: Option<DateTime<Utc>>,
+    /// The safe command instead, if there is one.
+    instead: Option<String>,
 }
 
 fn deliver_webhook(run: &mut Run, json: &str, exit_code: i32) {

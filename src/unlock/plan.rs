@@ -15,6 +15,11 @@ pub struct Danger {
     pub reason: String,
     /// From when removing it stops being dangerous, if waiting helps at all.
     pub safe_after: Option<DateTime<Utc>>,
+    /// The reason in a few words, for the refusal (the log's lock lines carry it whole).
+    pub brief: String,
+    /// Exactly what `--force` would do to it: "remove lock 4a1abdb1 of …", or "send
+    /// SIGHUP to PID 4767 (sleep)".
+    pub force_does: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +65,11 @@ fn danger(l: &JudgedLock, scope: Scope) -> Danger {
         holder: format!("{}@{} PID {}", l.username, l.hostname, l.pid),
         reason: if unjudged {
             format!(
-                "nobody here can judge it and it was refreshed {} ago, so it is presumed alive: run `locksmith agent` on {:?} and pass --peer {}=URL, or wait until it is abandoned, after {} (local time)",
+                "nobody here can judge it and it was refreshed {} ago, so it is presumed alive: run `locksmith agent` on {:?} and pass --peer {}=URL, or wait until it is abandoned, after {}",
                 crate::verdict::human_age(l.verdict.age_seconds.max(0)),
                 l.hostname,
                 l.hostname,
-                abandoned_at
-                    .with_timezone(&chrono::Local)
-                    .format("%H:%M:%S")
+                crate::duration::clock(abandoned_at)
             )
         } else {
             l.verdict.reason.clone()
@@ -77,7 +80,71 @@ fn danger(l: &JudgedLock, scope: Scope) -> Danger {
             Scope::StaleOnly => l.verdict.safe_after,
             Scope::All => unjudged.then_some(abandoned_at),
         },
+        brief: match unjudged {
+            true => format!(
+                "nobody here can judge it, so it is presumed alive: run `locksmith agent` on {:?} and pass --peer {}=URL",
+                l.hostname, l.hostname
+            ),
+            false => match &l.verdict.namespace {
+                Some(ns) => format!("holder {} ({ns})", l.verdict.holder.as_str()),
+                None => format!("holder {}", l.verdict.holder.as_str()),
+            },
+        },
+        force_does: force_does(l, scope),
     }
+}
+
+/// What `--force` would do to `l`: restic's probe reaches a live process only where it
+/// keeps the lock (the PID exists); otherwise the lock goes.
+fn force_does(l: &JudgedLock, scope: Scope) -> String {
+    let v = &l.verdict;
+    let holder = format!("{}@{} PID {}", l.username, l.hostname, l.pid);
+    let short = crate::restic::short_id(&l.id);
+    if scope == Scope::StaleOnly && !v.restic_unlock_removes {
+        let probed = l.pid & 0xffff_ffff;
+        let what = v.holder_command.as_deref().unwrap_or("a live process");
+        return format!("send SIGHUP to PID {probed} (`{what}`), which is not the holder");
+    }
+    format!(
+        "remove lock {short} of {holder} (holder {})",
+        v.holder.as_str()
+    )
+}
+
+/// Where `--remove-all` is refused: what plain `unlock` would remove safely instead, if
+/// anything (it would not be refused itself).
+pub fn safe_instead(asked: Asked, read: &Report) -> Option<String> {
+    if asked.scope != Scope::All {
+        return None;
+    }
+    let stale_only = Asked {
+        scope: Scope::StaleOnly,
+        ..asked
+    };
+    if !matches!(plan(stale_only, Some(read)), Plan::Run { .. }) {
+        return None;
+    }
+    let removed: Vec<String> = read
+        .locks
+        .iter()
+        .filter(|l| l.verdict.restic_unlock_removes)
+        .map(|l| {
+            format!(
+                "{} of {}@{} PID {}",
+                crate::restic::short_id(&l.id),
+                l.username,
+                l.hostname,
+                l.pid
+            )
+        })
+        .collect();
+    (!removed.is_empty()).then(|| {
+        format!(
+            "safe instead: `unlock` without --remove-all removes the stale lock{} {} and nothing else",
+            if removed.len() == 1 { "" } else { "s" },
+            removed.join(", ")
+        )
+    })
 }
 
 /// When a lock nobody can judge counts as abandoned: two refreshes missed by its writer's

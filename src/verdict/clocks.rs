@@ -73,7 +73,7 @@ impl StorageClock {
                 v.safe_after = Some(safe);
                 v.reason.push_str(&format!(
                     "; restic unlock here would remove it — UNSAFE until the storage's clock says 30 minutes, after {}",
-                    safe.with_timezone(&chrono::Local).format("%H:%M:%S")
+                    crate::duration::clock(safe)
                 ));
             }
         }

@@ -372,7 +372,7 @@ pub fn reason(lock: &Lock, f: &Facts, abandoned: bool, clock_skew: bool) -> Stri
         if let Some(t) = safe_after(lock, f) {
             reason.push_str(&format!(
                 "; restic removes it by age without a probe after {} (unless something refreshes it)",
-                t.with_timezone(&chrono::Local).format("%H:%M:%S")
+                crate::duration::clock(t)
             ));
         } else if f.holder == Holder::Alive {
             reason.push_str("; waiting does not help: a live holder refreshes its lock");

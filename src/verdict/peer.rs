@@ -131,11 +131,7 @@ fn reason(
             human_age(p.age.num_seconds())
         ));
     }
-    let local = |t: DateTime<Utc>| {
-        t.with_timezone(&chrono::Local)
-            .format("%H:%M:%S")
-            .to_string()
-    };
+    let local = crate::duration::clock;
     parts.push(match (f.restic_unlock_removes, alive) {
         (true, true) => "restic unlock here would remove it although its holder is alive — UNSAFE; waiting does not help: a live holder refreshes its lock".to_string(),
         (true, false) => "restic unlock here removes it".to_string(),
@@ -234,11 +230,7 @@ fn in_namespace(
         "last refreshed {} ago",
         human_age(f.age.num_seconds())
     ));
-    let local = |t: DateTime<Utc>| {
-        t.with_timezone(&chrono::Local)
-            .format("%H:%M:%S")
-            .to_string()
-    };
+    let local = crate::duration::clock;
     parts.push(match (f.restic_unlock_removes, alive, safe_after) {
         (true, true, _) => "restic unlock here would remove it although its holder is alive — UNSAFE; waiting does not help: a live holder refreshes its lock".to_string(),
         (true, false, _) => "restic unlock here removes it".to_string(),

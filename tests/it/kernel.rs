@@ -377,11 +377,44 @@ fn remove_all_over_a_fresh_lock_nobody_can_judge_is_refused() {
         "{said}"
     );
     let said = unlock_exits(&t, &["--remove-all"], 20);
+    assert!(said.contains("--peer hostc=URL"), "{said}");
     assert!(
-        said.contains("--peer hostc=URL") && said.contains("abandoned, after"),
+        said.contains("REFUSED: restic unlock --remove-all was not run")
+            && said.contains("  safe after "),
+        "{said}"
+    );
+    assert!(
+        !said.contains("SIGHUP"),
+        "--remove-all sends no probe: {said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "--force would remove lock {} of bob@hostc PID 4242 (holder unknown)",
+            &id[..8]
+        )),
         "{said}"
     );
     assert_eq!(t.lock_names(), vec![id.clone()]);
+
+    // A dead job's lock beside it: plain `unlock` is the safe command, and is named.
+    let dead = t.seal(
+        &lock_at(minutes_ago(0), &this_host(), dead_pid()),
+        Encoding::Json,
+    );
+    let said = unlock_exits(&t, &["--remove-all"], 20);
+    assert!(
+        said.contains(&format!(
+            "safe instead: `unlock` without --remove-all removes the stale lock {} of ",
+            &dead[..8]
+        )) && said.contains("and nothing else"),
+        "{said}"
+    );
+    unlock_exits(&t, &[], 0);
+    assert_eq!(
+        t.lock_names(),
+        vec![id.clone()],
+        "plain unlock removed only the dead job's"
+    );
 
     std::fs::remove_file(t.locks_dir().join(&id)).unwrap();
     fresh.time = minutes_ago(11);

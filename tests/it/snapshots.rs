@@ -40,7 +40,7 @@ pub fn settings(t: &TestRepo, table: bool) -> insta::Settings {
             r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)",
             "[time]",
         ),
-        (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "[time]"),
+        (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "[time]"),
         (r"-?\d+(d\d\dh|h\d\dm|m\d\ds|s)\b", "[age]"),
         (r#"("(storage_)?age_seconds": ?)-?\d+"#, "${1}[n]"),
         (r"checked on \S+", "checked on [host]"),

@@ -725,11 +725,23 @@ fn unsafe_unlock_is_refused_unless_forced() {
     assert!(s["message"].as_str().unwrap().contains(&id[..8]));
     assert!(
         u.run_log()
-            .contains("REFUSED: refused: restic unlock would remove"),
+            .contains("REFUSED: restic unlock was not run: it would remove a live holder's lock, or send its SIGHUP probe"),
         "{}",
         u.run_log()
     );
     assert!(u.file("unlock-error-last.log").contains("REFUSED"));
+    let message = s["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "nothing was removed; --force would send SIGHUP to PID {} (`sleep`), which is not the holder",
+            bystander.id()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.lines().all(|l| l.len() < 400),
+        "short lines: {message}"
+    );
 
     // --force: restic runs, and its probe does deliver the SIGHUP.
     assert_eq!(u.run_code(&["--force"]), 0);
@@ -760,7 +772,8 @@ fn pid_beyond_32_bits_is_refused_by_unlock() {
         "{log}"
     );
     assert!(
-        log.contains("safe after ") && log.contains("(local time)"),
+        log.contains("safe after ")
+            && log.contains(" UTC, unless refreshed meanwhile: `unlock --wait "),
         "{log}"
     );
     assert!(u.summary()["locks"][0]["safe_after"].is_string());
