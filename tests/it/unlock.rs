@@ -819,7 +819,8 @@ fn remove_all_is_refused_while_a_holder_is_alive() {
     assert_eq!(u.run_code(&["--remove-all"]), 20);
     assert_eq!(u.t.lock_names().len(), 1);
     assert!(
-        u.run_log().contains("waiting will not make it safe"),
+        u.run_log()
+            .contains("waiting makes it safe only once the holder has ended"),
         "{}",
         u.run_log()
     );
