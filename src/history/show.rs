@@ -28,7 +28,7 @@ pub fn run(place: Option<Place>, since: chrono::Duration, only: Option<&str>, js
             let now = Utc::now();
             store.history(now - since, now, only)
         });
-    let history = match got {
+    let mut history = match got {
         Ok(h) => h,
         Err(e) => {
             eprintln!("locksmith: {}", p(&e.to_string()));
@@ -44,6 +44,12 @@ pub fn run(place: Option<Place>, since: chrono::Duration, only: Option<&str>, js
             p(name)
         );
         return Exit::Config;
+    }
+    // The advice fits the restic the jobs here run (`RESTIC_BIN`, else restic on PATH).
+    let bin = std::env::var_os("RESTIC_BIN").unwrap_or_else(|| "restic".into());
+    let restic = crate::unlock::probe(std::path::Path::new(&bin)).version();
+    for r in &mut history.repositories {
+        r.summary.advice = super::summary::advice(&r.holders, restic);
     }
     let out = anstream::stdout();
     let mut out = out.lock();

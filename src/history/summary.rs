@@ -71,11 +71,45 @@ pub fn summarise(lives: &[Life], since: DateTime<Utc>, now: DateTime<Utc>) -> Su
             .iter()
             .filter(|l| l.span.ended.is_some() && l.stale)
             .count(),
-        advice: exclusive
-            .iter()
-            .max_by_key(|l| l.held_seconds())
-            .and_then(|l| advice(l)),
+        advice: advice(lives, None),
     }
+}
+
+/// The longest exclusive hold whose holder lived through it (a killed job's stale lock
+/// is no measure of how long a job runs), in the words that fit `restic` (its version,
+/// when known), past a minute.
+pub fn advice(lives: &[Life], restic: Option<(u32, u32, u32)>) -> Option<String> {
+    let l = lives
+        .iter()
+        .filter(|l| l.span.key.exclusive && !l.stale)
+        .filter(|l| !matches!(l.span.ended, Some(crate::report::Ended::Removed)))
+        .max_by_key(|l| l.held_seconds())?;
+    let held = l.held_seconds();
+    if held < 60 {
+        return None;
+    }
+    // A tenth more, at least a minute, in whole minutes.
+    let wait = go_duration(held + (held / 10).max(60));
+    let fix = match restic {
+        Some(v) if v < (0, 16, 0) => format!(
+            "restic {}.{}.{} has no --retry-lock (0.16 added it): run them under `locksmith run --wait {wait}`",
+            v.0, v.1, v.2
+        ),
+        Some(_) => format!(
+            "give them --retry-lock {wait}, or run them under `locksmith run --wait {wait}`"
+        ),
+        None => format!(
+            "give them --retry-lock {wait} (restic 0.16 and later), or run them under `locksmith run --wait {wait}`"
+        ),
+    };
+    Some(format!(
+        "the longest exclusive hold by a live job was {} ({}@{}, PID {}, from {}): a backup, forget or prune that met it waited that long; {fix}, or move the schedules apart",
+        crate::duration::human(held, crate::duration::Style::Contract),
+        l.span.key.username,
+        l.span.key.hostname,
+        l.span.key.pid,
+        l.span.held_since.format("%Y-%m-%d %H:%M UTC"),
+    ))
 }
 
 /// The `pct`th percentile of `sorted` (non-empty), by nearest rank.
@@ -104,26 +138,6 @@ fn blocked(holds: &[&Life], since: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
         }
     }
     total
-}
-
-/// Past a minute, what the longest exclusive hold does to a job that waits for it.
-fn advice(l: &Life) -> Option<String> {
-    let held = l.held_seconds();
-    if held < 60 {
-        return None;
-    }
-    // The next quarter hour with a minute to spare.
-    let wait = (held.unsigned_abs() + 60).div_ceil(900) as i64 * 900;
-    Some(format!(
-        "the longest exclusive hold was {} ({}@{}, PID {}, from {}): a backup, forget or prune started then waited that long, so with --retry-lock below {} it failed; use --retry-lock {} or more, or move the schedules apart",
-        crate::duration::human(held, crate::duration::Style::Contract),
-        l.span.key.username,
-        l.span.key.hostname,
-        l.span.key.pid,
-        l.span.held_since.format("%Y-%m-%d %H:%M UTC"),
-        go_duration(held),
-        go_duration(wait),
-    ))
 }
 
 /// Whole minutes as Go (restic's flags) writes a duration: `1h30m`, `45m`, `2h`.
@@ -183,9 +197,28 @@ mod tests {
         let advice = s.advice.unwrap();
         assert!(advice.contains("was 1h26m (root@a, PID 42"), "{advice}");
         assert!(
-            advice.contains("below 1h26m it failed; use --retry-lock 1h30m or more"),
+            advice.contains("give them --retry-lock 1h35m (restic 0.16 and later)"),
             "{advice}"
         );
+        assert!(!advice.contains("below"), "one number: {advice}");
+    }
+
+    #[test]
+    fn the_advice_counts_only_live_holds_and_fits_the_restic_in_use() {
+        let killed = life("k", true, 0, 120, true); // a stale lock: its job was dead
+        let lived = life("a", true, 0, 3, false);
+        let lives = [killed, lived];
+        let advice = |v| super::advice(&lives, v).unwrap();
+        let any = advice(None);
+        assert!(any.contains("was 3m0s (root@a"), "{any}");
+        assert!(any.contains("--retry-lock 4m"), "{any}");
+        let old = advice(Some((0, 14, 0)));
+        assert!(
+            old.contains("restic 0.14.0 has no --retry-lock (0.16 added it): run them under `locksmith run --wait 4m`")
+                && !old.contains("give them --retry-lock"),
+            "{old}"
+        );
+        assert!(advice(Some((0, 18, 1))).contains("give them --retry-lock 4m,"));
     }
 
     #[test]

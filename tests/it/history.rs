@@ -344,7 +344,7 @@ fn history_shows_each_job_and_sizes_retry_lock() {
     assert!((86 * 60..88 * 60).contains(&held), "{doc:#}");
     let advice = r["summary"]["advice"].as_str().unwrap();
     assert!(
-        advice.contains("use --retry-lock 1h30m or more"),
+        advice.contains("run them under `locksmith run --wait 1h3"),
         "{advice}"
     );
     let (_, api, _) = serve.get("/api/v1/history");
@@ -356,8 +356,10 @@ fn history_shows_each_job_and_sizes_retry_lock() {
         assert!(current.get(k).is_some(), "{k} in {current:#}");
     }
 
+    let oldest = &restics()[0];
     let out = locksmith_cmd()
         .args(["history", "--state-dir", state.to_str().unwrap()])
+        .env("RESTIC_BIN", &oldest.path)
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
@@ -367,7 +369,14 @@ fn history_shows_each_job_and_sizes_retry_lock() {
         table.contains("hostb: 1 exclusive hold, longest 1h2"),
         "{table}"
     );
-    assert!(table.contains("use --retry-lock 1h30m or more"), "{table}");
+    let fits = match oldest.at_least(16) {
+        false => "has no --retry-lock (0.16 added it): run them under `locksmith run --wait 1h3",
+        true => "give them --retry-lock 1h3",
+    };
+    assert!(
+        table.contains(fits),
+        "the advice fits the restic in use: {table}"
+    );
 
     let nowhere = t.dir.path().join("nothing-here");
     let out = locksmith_cmd()
