@@ -243,6 +243,7 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
     let mut url = url::Url::parse(peer.url.expose()).map_err(|e| e.to_string())?;
     let _ = url.set_username("");
     let _ = url.set_password(None);
+    let asked_as = url.host_str().unwrap_or("?").to_string();
     url.set_path(&format!("{}{PATH}", url.path().trim_end_matches('/')));
     url.set_query(Some(&q.query()));
     let mut req = client.get(url);
@@ -258,6 +259,9 @@ async fn ask(peer: &Peer, q: &Question, limit: Duration) -> Result<(PeerView, Du
     if !status.is_success() {
         return Err(match status.as_u16() {
             401 | 403 => format!("refused the credentials ({status})"),
+            421 => format!(
+                "refused the name {asked_as:?} it was asked by ({status}): start that agent with --allowed-hosts {asked_as}, or have it listen beyond loopback"
+            ),
             300..=399 => {
                 format!("answered {status}, a redirect: peers are never followed elsewhere")
             }

@@ -86,7 +86,7 @@ async fn serve(opts: &AgentOptions, web: web::WebConfig) -> Exit {
     let web = web::LiveWeb::new(opts.web_config.as_deref(), web);
     let guard = http::Guard {
         web: web.clone(),
-        hosts: http::AllowedHosts::new(&opts.allowed_hosts),
+        hosts: http::AllowedHosts::new(&opts.allowed_hosts, opts.listen, "agent"),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
     };
     let app = axum::Router::new()

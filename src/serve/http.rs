@@ -59,21 +59,34 @@ pub fn connection_budget() -> usize {
     (soft.saturating_sub(256) as usize).clamp(16, 16384)
 }
 
-/// The Host names a request may carry: IP literals always (rebinding needs a DNS name),
-/// `localhost`, this host's name, and what `--allowed-hosts` adds (`*`: any).
+/// The Host names a request may carry, where that matters: DNS rebinding lets a web page
+/// reach a listener on loopback only through a browser, and only without credentials or
+/// TLS. There: IP literals always (rebinding needs a DNS name), `localhost`, this host's
+/// name, and what `--allowed-hosts` adds (`*`: any). Beyond loopback any name passes, as
+/// with every exporter (Prometheus targets, compose service names, FQDNs).
 #[derive(Debug, Clone)]
 pub struct AllowedHosts {
     names: Vec<String>,
     any: bool,
+    /// Names refused so far, each logged once (at most [`LOGGED_NAMES`]).
+    logged: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Whose log: `serve` or `agent`.
+    who: &'static str,
 }
 
+/// The most refused names logged: the log must not grow with what clients send.
+const LOGGED_NAMES: usize = 64;
+
 impl AllowedHosts {
-    pub fn new(extra: &[String]) -> AllowedHosts {
+    /// `listen`: the listener's address; beyond loopback, every name is allowed.
+    pub fn new(extra: &[String], listen: std::net::SocketAddr, who: &'static str) -> AllowedHosts {
         let mut names = vec!["localhost".to_string(), crate::process::local_hostname()];
         names.extend(extra.iter().map(|h| h.trim().to_ascii_lowercase()));
         AllowedHosts {
-            any: extra.iter().any(|h| h.trim() == "*"),
+            any: extra.iter().any(|h| h.trim() == "*") || !listen.ip().is_loopback(),
             names,
+            logged: Arc::default(),
+            who,
         }
     }
 
@@ -82,13 +95,33 @@ impl AllowedHosts {
         if self.any {
             return true;
         }
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-        };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = name_of(host);
         name.parse::<IpAddr>().is_ok() || self.names.contains(&name)
     }
+
+    /// The refusal of `host`: logged the first time, with the flag that allows it.
+    fn refusal(&self, host: &str) -> String {
+        let name = crate::printable::printable(&name_of(host)).into_owned();
+        let why = format!(
+            "Host {name:?} is not one this loopback listener answers for (DNS rebinding): start it with --allowed-hosts {name}, or listen beyond loopback, or require credentials or TLS (--web-config)"
+        );
+        if let Ok(mut seen) = self.logged.lock()
+            && seen.len() < LOGGED_NAMES
+            && seen.insert(name.clone())
+        {
+            eprintln!("locksmith {}: refused a request: {why}", self.who);
+        }
+        why
+    }
+}
+
+/// The name of a Host header's value, lower case, without its port or a final dot.
+fn name_of(host: &str) -> String {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// What every request passes through before a handler sees it.
@@ -120,13 +153,13 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 /// without holding a slot a scraper needs.
 pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
     let web = g.web.current();
+    let guarded = !web.requires_auth() && web.tls.is_none();
     if let Some(host) = req.headers().get(header::HOST)
+        && guarded
         && !host.to_str().is_ok_and(|h| g.hosts.allows(h))
     {
-        return refuse(
-            StatusCode::MISDIRECTED_REQUEST,
-            "this Host is not one serve answers for (--allowed-hosts)",
-        );
+        let host = String::from_utf8_lossy(host.as_bytes()).into_owned();
+        return refuse(StatusCode::MISDIRECTED_REQUEST, &g.hosts.refusal(&host));
     }
     if web.requires_auth() {
         let ok = match basic_credentials(&req) {
@@ -311,7 +344,8 @@ mod tests {
 
     #[test]
     fn hosts_that_a_rebinding_page_would_send_are_refused() {
-        let h = AllowedHosts::new(&["metrics.example.org".into()]);
+        let loopback = "127.0.0.1:9856".parse().unwrap();
+        let h = AllowedHosts::new(&["metrics.example.org".into()], loopback, "serve");
         for ok in [
             "127.0.0.1:9856",
             "[::1]:9856",
@@ -329,6 +363,13 @@ mod tests {
         ] {
             assert!(!h.allows(bad), "{bad}");
         }
-        assert!(AllowedHosts::new(&["*".into()]).allows("anything.example"));
+        assert!(AllowedHosts::new(&["*".into()], loopback, "serve").allows("anything.example"));
+        let beyond = "0.0.0.0:9856".parse().unwrap();
+        for name in ["backup-1.example.org:9856", "locksmith:9856", "hostb"] {
+            assert!(AllowedHosts::new(&[], beyond, "serve").allows(name), "{name}");
+            assert!(!h.allows(name), "{name} on loopback");
+        }
+        let why = h.refusal("locksmith:9856");
+        assert!(why.contains("--allowed-hosts locksmith"), "{why}");
     }
 }

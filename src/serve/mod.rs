@@ -414,7 +414,7 @@ async fn serve(
     let web = web::LiveWeb::new(opts.web_config.as_deref(), web);
     let guard = http::Guard {
         web: web.clone(),
-        hosts: http::AllowedHosts::new(&opts.allowed_hosts),
+        hosts: http::AllowedHosts::new(&opts.allowed_hosts, opts.listen, "serve"),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
     };
     let app = router(shared.clone(), guard, opts.agent);
