@@ -35,7 +35,7 @@ const MAX_PENDING: usize = 100_000;
 const PUT: &str = "INSERT INTO holders (id, repo, hostname, username, pid, exclusive, earlier,
       first_seen, held_since, last_seen, ended_at, ended, worst, stale, lock_ids)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-    ON CONFLICT (id) DO UPDATE SET held_since = excluded.held_since,
+    ON CONFLICT (id) DO UPDATE SET earlier = excluded.earlier, held_since = excluded.held_since,
       last_seen = excluded.last_seen, ended_at = excluded.ended_at, ended = excluded.ended,
       worst = excluded.worst, stale = excluded.stale, lock_ids = excluded.lock_ids
     WHERE holders.ended IS NOT 'removed'";

@@ -215,9 +215,20 @@ impl Memory {
                     t
                 }
                 None => {
-                    changed.push(begun(h, now));
-                    let life = changed.last().expect("pushed").clone();
-                    let t = Tracked { life, seen: None };
+                    let t = match self.rekeyed(h) {
+                        // A verdict change is no new job: the life goes on under its key.
+                        Some(mut t) => {
+                            carry(&mut t.life, h, now);
+                            t.life.span.key = h.span.key.clone();
+                            changed.push(t.life.clone());
+                            t
+                        }
+                        None => {
+                            changed.push(begun(h, now));
+                            let life = changed.last().expect("pushed").clone();
+                            Tracked { life, seen: None }
+                        }
+                    };
                     self.tracked.entry(h.span.key.clone()).or_insert(t)
                 }
             };
@@ -240,6 +251,18 @@ impl Memory {
         self.count_exclusive(report, now);
         self.broken = false;
         changed
+    }
+
+    /// The life of `h` tracked under the other `earlier` (the process that held its PID
+    /// ended, or one started), taken out where it holds one of `h`'s lock files.
+    fn rekeyed(&mut self, h: &JudgedHolder) -> Option<Tracked> {
+        let other = HolderKey {
+            earlier: !h.span.key.earlier,
+            ..h.span.key.clone()
+        };
+        let t = self.tracked.get(&other)?;
+        let shares = h.lock_ids.iter().any(|id| t.life.lock_ids.contains(id));
+        (shares && t.life.span.ended.is_none()).then(|| self.tracked.remove(&other))?
     }
 
     /// A reading failed: every life still held ends `unreadable` (once per spell), and is

@@ -100,3 +100,26 @@ fn a_resumed_memory_goes_on_with_the_stored_lives() {
         "ended already"
     );
 }
+
+/// A lock whose PID a later process took (an earlier job) stays one life when that
+/// process exits and the verdict turns from reused to gone: the lock file is the same.
+#[test]
+fn a_verdict_change_never_starts_a_new_life() {
+    let mut m = Memory::default();
+    let mut squatted = report(0, vec![lock(1, -90, "here", 100, true)]);
+    assert!(squatted.holders[0].span.key.earlier, "PID 100 started after the lock");
+    let begun = m.update(&mut squatted, t(0));
+    assert_eq!(begun.len(), 1);
+    let id = begun[0].id;
+    let mut freed = report(1, vec![lock(1, -90, "here", 100, true)]);
+    freed.holders[0].span.key.earlier = false;
+    let changed = m.update(&mut freed, t(1));
+    assert_eq!(key_ids(&changed), vec![(100, None)], "one life, still held");
+    assert_eq!(changed[0].id, id);
+    assert!(!changed[0].span.key.earlier);
+    assert_eq!(freed.holders[0].span.first_seen, t(0));
+    let mut gone = report(2, vec![]);
+    let ended = m.update(&mut gone, t(2));
+    assert_eq!(key_ids(&ended), vec![(100, Some(Ended::Gone))]);
+    assert_eq!(ended[0].id, id, "and it ends once");
+}
