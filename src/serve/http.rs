@@ -366,7 +366,10 @@ mod tests {
         assert!(AllowedHosts::new(&["*".into()], loopback, "serve").allows("anything.example"));
         let beyond = "0.0.0.0:9856".parse().unwrap();
         for name in ["backup-1.example.org:9856", "locksmith:9856", "hostb"] {
-            assert!(AllowedHosts::new(&[], beyond, "serve").allows(name), "{name}");
+            assert!(
+                AllowedHosts::new(&[], beyond, "serve").allows(name),
+                "{name}"
+            );
             assert!(!h.allows(name), "{name} on loopback");
         }
         let why = h.refusal("locksmith:9856");

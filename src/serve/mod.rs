@@ -196,6 +196,10 @@ async fn wait_or_new_password(watch: &Watch, delay: Duration, interval: Duration
 fn settle(s: &mut Status, name: &str, got: Result<crate::report::Report, Error>) {
     match got {
         Ok(report) => {
+            let before = s.report.as_ref().map_or(&[][..], |r| &r.peers[..]);
+            for line in peer_changes(before, &report.peers) {
+                log(&format!("{name}: {line}"));
+            }
             s.report = Some(Arc::new(report));
             s.refreshed_at = Some(Utc::now());
             s.restored = false;
@@ -211,6 +215,34 @@ fn settle(s: &mut Status, name: &str, got: Result<crate::report::Report, Error>)
             s.error = Some(Arc::new(e));
         }
     }
+}
+
+/// A line for each peer whose answering changed since the last reading (and for one
+/// asked the first time that did not answer).
+fn peer_changes(
+    before: &[crate::peer::ask::PeerStatus],
+    now: &[crate::peer::ask::PeerStatus],
+) -> Vec<String> {
+    now.iter()
+        .filter_map(|p| {
+            let was = before
+                .iter()
+                .find(|b| b.hostname == p.hostname)
+                .map(|b| b.ok);
+            match (was, p.ok) {
+                (Some(false), true) => {
+                    Some(format!("peer {} ({}) answers again", p.hostname, p.url))
+                }
+                (None | Some(true), false) => Some(format!(
+                    "peer {} ({}) does not answer: {}; its locks cannot be judged",
+                    p.hostname,
+                    p.url,
+                    p.error.as_deref().unwrap_or("no answer")
+                )),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn start(member: Member, host: &Arc<ThisHost>, shared: &Shared) -> Slot {
@@ -608,4 +640,46 @@ async fn history_handler(
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     };
     http::hold_until_sent(answer, Some(slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::peer::ask::PeerStatus;
+
+    fn peer(host: &str, ok: bool) -> PeerStatus {
+        PeerStatus {
+            hostname: host.into(),
+            url: format!("http://{host}:9857"),
+            ok,
+            error: (!ok).then(|| "connection refused".into()),
+            clock_offset_seconds: None,
+            rtt_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_peer_s_state_change_is_one_log_line() {
+        let up = [peer("hostb", true), peer("hostc", true)];
+        let down = [peer("hostb", false), peer("hostc", true)];
+        assert!(super::peer_changes(&up, &up).is_empty());
+        assert_eq!(
+            super::peer_changes(&up, &down),
+            [
+                "peer hostb (http://hostb:9857) does not answer: connection refused; its locks cannot be judged"
+            ]
+        );
+        assert!(
+            super::peer_changes(&down, &down).is_empty(),
+            "once per change"
+        );
+        assert_eq!(
+            super::peer_changes(&down, &up),
+            ["peer hostb (http://hostb:9857) answers again"]
+        );
+        assert_eq!(
+            super::peer_changes(&[], &down).len(),
+            1,
+            "down from the start"
+        );
+    }
 }

@@ -184,7 +184,10 @@ fn rebinding_hosts_are_refused_and_pages_carry_security_headers() {
     let rebound = ask("/locks", &format!("evil.example.com:{}", serve.port));
     assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
     assert!(!rebound.contains("repositories"), "{rebound}");
-    assert!(rebound.contains("--allowed-hosts evil.example.com"), "{rebound}");
+    assert!(
+        rebound.contains("--allowed-hosts evil.example.com"),
+        "{rebound}"
+    );
     // A compose service name on this loopback listener: refused, and the log says
     // which name and which flag allows it, once per name.
     for _ in 0..3 {
@@ -192,11 +195,17 @@ fn rebinding_hosts_are_refused_and_pages_carry_security_headers() {
     }
     let log = serve.log();
     assert_eq!(
-        log.matches("refused a request: Host \"locksmith\" is not one this loopback listener answers for").count(),
+        log.matches(
+            "refused a request: Host \"locksmith\" is not one this loopback listener answers for"
+        )
+        .count(),
         1,
         "{log}"
     );
-    assert!(log.contains("start it with --allowed-hosts locksmith"), "{log}");
+    assert!(
+        log.contains("start it with --allowed-hosts locksmith"),
+        "{log}"
+    );
     assert!(ask("/locks", "metrics.example.org:9856").starts_with("HTTP/1.1 200"));
     let page = ask("/", &format!("localhost:{}", serve.port)).to_ascii_lowercase();
     for header in [

@@ -107,7 +107,10 @@ fn a_resumed_memory_goes_on_with_the_stored_lives() {
 fn a_verdict_change_never_starts_a_new_life() {
     let mut m = Memory::default();
     let mut squatted = report(0, vec![lock(1, -90, "here", 100, true)]);
-    assert!(squatted.holders[0].span.key.earlier, "PID 100 started after the lock");
+    assert!(
+        squatted.holders[0].span.key.earlier,
+        "PID 100 started after the lock"
+    );
     let begun = m.update(&mut squatted, t(0));
     assert_eq!(begun.len(), 1);
     let id = begun[0].id;
