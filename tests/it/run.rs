@@ -302,6 +302,12 @@ fn a_dead_holder_on_another_host_is_recovered_once_restic_would_remove_it() {
                 .unwrap()
                 .success()
         );
+        // restic where the user can run it (the build's directory may be closed to it).
+        let theirs = Restic {
+            path: t.dir.path().join("restic"),
+            ..r.clone()
+        };
+        std::fs::copy(&r.path, &theirs.path).unwrap();
         let open = Command::new("chmod")
             .args(["-R", "a+rwX"])
             .arg(t.dir.path())
@@ -310,7 +316,7 @@ fn a_dead_holder_on_another_host_is_recovered_once_restic_would_remove_it() {
         let start = Instant::now();
         let c = run(
             &t,
-            r,
+            &theirs,
             &["--recover", "--wait", "2m", "--peer", &peer],
             &["prune"],
         );
