@@ -21,6 +21,11 @@ pub fn date_clock(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// A span in the contract's words (`1h26m`, `4m0s`, `12s`).
+pub fn words(d: std::time::Duration) -> String {
+    human(d.as_secs() as i64, Style::Contract)
+}
+
 pub fn human(secs: i64, style: Style) -> String {
     let sign = if secs < 0 { "-" } else { "" };
     let s = secs.unsigned_abs();

@@ -12,9 +12,7 @@ use super::decide::Blocker;
 use crate::history::{Expected, Place, Store};
 use crate::verdict::Holder;
 
-pub fn human(d: Duration) -> String {
-    crate::duration::human(d.as_secs() as i64, crate::duration::Style::Contract)
-}
+pub use crate::duration::words as human;
 
 /// One holder in the history: (host, PID, exclusive).
 type Key = (String, i64, bool);

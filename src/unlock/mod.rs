@@ -14,6 +14,8 @@ use chrono::{DateTime, Local, Utc};
 pub use options::{Asked, Dirs, Scope, UnlockOptions};
 use plan::{Danger, Plan, Refusal};
 
+use crate::duration::words as human;
+
 use crate::audit::summary::{Summary, on_off};
 use crate::audit::{self, RunLog, hooks, mail, webhook};
 use crate::config::RepoConfig;
@@ -536,10 +538,6 @@ impl Run<'_> {
         let outcome = hooks::run(&path, args, self.o.hook_timeout);
         self.log.line(&outcome.describe(&path));
     }
-}
-
-fn human(d: Duration) -> String {
-    crate::duration::human(d.as_secs() as i64, crate::duration::Style::Contract)
 }
 
 /// restic's exit code in words, as the release that ran documents it: 10, 11 (0.17.0),

@@ -14,19 +14,22 @@ use serde_json::Value;
 use crate::common::*;
 use crate::peers::{OtherHost, locks_with, only_lock};
 
-/// `locksmith unlock ARGS` with its artefacts in the test's directory.
-fn unlock(t: &TestRepo, args: &[&str]) -> Output {
+/// `locksmith unlock ARGS` with its artefacts in the test's directory, not started.
+fn unlock_cmd(t: &TestRepo, args: &[&str]) -> Command {
     let root = t.dir.path();
-    let out = t
-        .locksmith()
-        .arg("unlock")
+    let mut c = t.locksmith();
+    c.arg("unlock")
         .args(args)
         .env("RESTIC_BIN", t.restic_path())
         .env("RESTIC_CACHE_DIR", root.join("cache"))
         .env("UNLOCK_LOG_DIR", root.join("log"))
-        .env("UNLOCK_HOOK_DIR", root.join("hooks"))
-        .output()
-        .unwrap();
+        .env("UNLOCK_HOOK_DIR", root.join("hooks"));
+    c
+}
+
+/// `locksmith unlock ARGS`, run to its end.
+fn unlock(t: &TestRepo, args: &[&str]) -> Output {
+    let out = unlock_cmd(t, args).output().unwrap();
     assert_no_secret(&out, &t.password);
     out
 }
@@ -71,6 +74,24 @@ fn kill_9(ns: &OtherHost, t: &TestRepo, pid: i64) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// A live `restic backup` in a container that keeps this host's name, at a PID just
+/// above `last` inside, free out here; the container and that PID. Tests running at once
+/// take PIDs apart: the same host name and PID in two containers is one live holder to
+/// anyone judging from this kernel.
+fn backup_in_a_container_keeping_this_host_s_name(
+    t: &TestRepo,
+    last: u32,
+) -> Option<(OtherHost, i64)> {
+    let mut ctr = OtherHost::spawn(None, None)?;
+    let before = t.lock_names().len();
+    let pid = ctr.background(
+        t,
+        &format!("echo {last} > /proc/sys/kernel/ns_last_pid; sleep 600 | \"$RESTIC\" backup --stdin --stdin-filename f >/dev/null 2>&1 &"),
+    );
+    t.wait_for_locks(before);
+    Some((ctr, pid))
+}
+
 /// A lock's (stale, unsafe, clocks_disagree).
 fn by_the_clocks(l: &Value) -> (bool, bool, bool) {
     let b = |k: &str| l[k].as_bool().unwrap_or_else(|| panic!("{k} in {l:#}"));
@@ -86,15 +107,9 @@ fn a_live_backup_in_a_container_keeping_this_host_s_name_is_not_removed() {
     crate::needs!("restic");
     for r in restics() {
         let t = TestRepo::new(2).with(r);
-        let Some(mut ctr) = OtherHost::spawn(None, None) else {
+        let Some((ctr, pid)) = backup_in_a_container_keeping_this_host_s_name(&t, 29990) else {
             return;
         };
-        let before = t.lock_names().len();
-        let pid = ctr.background(
-            &t,
-            "echo 29990 > /proc/sys/kernel/ns_last_pid; sleep 600 | \"$RESTIC\" backup --stdin --stdin-filename f >/dev/null 2>&1 &",
-        );
-        t.wait_for_locks(before);
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
             "PID {pid} is taken out here: the case needs it free"
@@ -138,15 +153,9 @@ fn unlock_wait_removes_the_lock_once_its_live_holder_has_ended() {
     crate::needs!("restic");
     let r = &restics()[0];
     let t = TestRepo::new(2).with(r);
-    let Some(mut ctr) = OtherHost::spawn(None, None) else {
+    let Some((ctr, pid)) = backup_in_a_container_keeping_this_host_s_name(&t, 29970) else {
         return;
     };
-    let before = t.lock_names().len();
-    let pid = ctr.background(
-        &t,
-        "echo 29990 > /proc/sys/kernel/ns_last_pid; sleep 600 | \"$RESTIC\" backup --stdin --stdin-filename f >/dev/null 2>&1 &",
-    );
-    t.wait_for_locks(before);
     let out = unlock_exits(&t, &["--wait", "3s"], 20);
     assert!(out.contains("after waiting 3s (--wait)"), "{out}");
     assert_eq!(t.lock_names().len(), 1, "the live lock stays");
@@ -159,13 +168,7 @@ fn unlock_wait_removes_the_lock_once_its_live_holder_has_ended() {
     assert!(log.contains("the wait (3s) ran out"), "{log}");
 
     let root = t.dir.path();
-    let waiting = t
-        .locksmith()
-        .args(["unlock", "--wait", "2m"])
-        .env("RESTIC_BIN", t.restic_path())
-        .env("RESTIC_CACHE_DIR", root.join("cache"))
-        .env("UNLOCK_LOG_DIR", root.join("log"))
-        .env("UNLOCK_HOOK_DIR", root.join("hooks"))
+    let waiting = unlock_cmd(&t, &["--wait", "2m"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -356,14 +356,7 @@ fn a_backup_that_starts_between_the_reading_and_prune_is_waited_for() {
     for r in restics() {
         let t = TestRepo::new(2).with(r);
         let dir = t.dir.path();
-        let fifo = dir.join("fifo");
-        assert!(
-            Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        let fifo = crate::serve::fifo_in(dir);
         let wrapper = dir.join("restic-racing");
         let script = format!(
             "#!/bin/sh\n[ \"$1\" = version ] && exec {restic} version\nif [ ! -e {mark} ]; then\n  touch {mark}\n  {restic} backup --stdin --stdin-filename f < {fifo} >/dev/null 2>&1 &\n  while [ -z \"$(ls {locks})\" ]; do sleep 0.05; done\nfi\nexec {restic} \"$@\"\n",

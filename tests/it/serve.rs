@@ -233,7 +233,7 @@ fn write_fleet(path: &Path, interval: u64, members: &[Member]) {
 }
 
 /// A FIFO named `fifo` in `dir`, that nobody writes: a password file that never ends.
-fn fifo_in(dir: &Path) -> PathBuf {
+pub(crate) fn fifo_in(dir: &Path) -> PathBuf {
     let fifo = dir.join("fifo");
     assert!(
         Command::new("mkfifo")
